@@ -1,0 +1,37 @@
+"""Run a script under the SageMaker Python SDK v2 in an environment of its own, to compare sagepush with it.
+
+The SDK is a reference, never a dependency: it lives in an isolated uv environment whose pins cannot touch the
+project's. A script reads one JSON document on stdin and writes one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SDK_REQUIREMENT = "sagemaker==2.257.7"
+HERE = Path(__file__).parent
+
+
+def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
+    """Run `tests/reference/<script>` with the SDK installed, feeding `payload` as JSON; return its JSON output."""
+    uv = shutil.which("uv") or sys.exit("uv is needed to build the SageMaker SDK reference environment")
+    env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("VIRTUAL_ENV", None)
+    result = subprocess.run(
+        [uv, "run", "--isolated", "--no-project", "--python", "3.11", "--with", SDK_REQUIREMENT, "python", str(HERE / script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{script} failed under {SDK_REQUIREMENT}:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout)
