@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from pytest_socket import disable_socket
+from pytest_socket import disable_socket, enable_socket
 
 
 @pytest.fixture(autouse=True)
-def _no_network() -> None:
+def _no_network() -> Iterator[None]:
     disable_socket(allow_unix_socket=True)
+    yield
+    enable_socket()
