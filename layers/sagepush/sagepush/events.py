@@ -97,12 +97,13 @@ def object_created(event: Mapping[str, Any]) -> ObjectCreated:
     notification = S3EventBridgeNotificationEvent(event)
     return ObjectCreated(
         event_id=_get(event, "id"),
-        time=_get(event, "time"),
+        time=str(_get(event, "time", (str, int, float))),
         bucket=_get(event, "detail.bucket.name"),
         key=notification.detail.object.key,
         raw_key=raw_key,
         size=size,
-        etag=_optional(event, "detail.object.etag"),
+        # AWS spells it "etag"; some emitters (moto) send "eTag".
+        etag=_optional(event, "detail.object.etag") or _optional(event, "detail.object.eTag"),
         # Powertools raises KeyError for these when absent (moto omits them): read them as optional.
         version_id=_optional(event, "detail.object.version-id"),
         sequencer=_optional(event, "detail.object.sequencer"),

@@ -1,0 +1,390 @@
+"""A moto server on 127.0.0.1 with the real template.yaml deployed into it, and handlers run in this process.
+
+What moto cannot do is added here, in one place:
+- Lambda functions never execute without Docker: invocations (Step Functions tasks, the Invoke API) are routed to
+  the handlers, imported in this process with the environment CloudFormation resolved for them.
+- EventBridge rules do not deliver to Lambda targets: a rule's own pattern (moto's matcher, fed the pattern written
+  in the template) selects the events, and the target handler runs as an asynchronous invocation would, with the
+  retries and on-failure destination of the template's EventInvokeConfig (which moto's CloudFormation skips).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import traceback
+import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sagepush_cli import template as sam
+from sagepush_cli.functions import LoadedFunction, load_function
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+CODE_BUCKET = "sagepush-local-code"
+_ASYNC_RETRIES = 2
+
+
+@dataclass
+class InvokeConfig:
+    """A function's asynchronous-invocation settings, read from its template EventInvokeConfig."""
+
+    maximum_retry_attempts: int = _ASYNC_RETRIES
+    on_failure: str | None = None
+
+
+@dataclass
+class LocalStack:
+    """The whole sagepush stack on one machine. Use as a context manager, or `start()` / `stop()`."""
+
+    region: str = "us-east-1"
+    stack_name: str = "sagepush-local"
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    root: Path = sam.ROOT
+    endpoint: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, LoadedFunction] = field(default_factory=dict)
+    invoke_configs: dict[str, InvokeConfig] = field(default_factory=dict)
+    _server: Any = None
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _patches: list[Callable[[], None]] = field(default_factory=list)
+    _async: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="lambda-async"))
+    _pending: set[Future[None]] = field(default_factory=set)
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        """Start the server, point this process's AWS clients at it, deploy the template and route invocations."""
+        from moto.server import ThreadedMotoServer
+
+        _quiet_moto()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._set_environment(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                # moto's Step Functions engine calls the server back on localhost:$MOTO_PORT.
+                "MOTO_PORT": str(port),
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        self._clear_client_caches()
+        self._configure_moto()
+        self._route_invocations()
+        self.deploy()
+        return self
+
+    def stop(self) -> None:
+        """Wait for in-flight asynchronous invocations, stop the server and restore the environment."""
+        self.drain()
+        self._async.shutdown(wait=True)
+        for undo in reversed(self._patches):
+            undo()
+        self._patches.clear()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        self._clear_client_caches()
+
+    def reset(self) -> None:
+        """Forget every AWS resource and redeploy the template: a clean stack for the next test."""
+        self.drain()
+        self.post("/moto-api/reset", {})
+        self._configure_moto()
+        self.deploy()
+
+    def drain(self, timeout: float = 120) -> None:
+        """Wait until every asynchronous invocation started so far (and any it started) has finished."""
+        while True:
+            with self._pending_lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            for future in pending:
+                future.result(timeout=timeout)
+
+    # ------------------------------------------------------------------ deployment
+    def deploy(self) -> None:
+        """Translate template.yaml with the SAM translator and create it in moto's CloudFormation."""
+        import boto3
+
+        document = sam.load(self.root / "template.yaml")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=CODE_BUCKET)
+        locations = {}
+        for logical_id, resource in document["Resources"].items():
+            local = resource.get("Properties", {}).get("CodeUri") or resource.get("Properties", {}).get("ContentUri")
+            if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"} and local:
+                s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=_zip_dir(self.root / local))
+                locations[logical_id] = f"s3://{CODE_BUCKET}/{logical_id}.zip"
+        parameters = {**sam.parameter_defaults(document), **self.parameters}
+        translated = sam.translate(
+            document,
+            code_locations=locations,
+            parameters=parameters,
+            region=self.region,
+            account_id=ACCOUNT_ID,
+            iam=boto3.client("iam"),
+            root=self.root,
+        )
+        cloudformation = boto3.client("cloudformation")
+        cloudformation.create_stack(
+            StackName=self.stack_name,
+            TemplateBody=json.dumps(translated),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise RuntimeError(f"local stack {self.stack_name} is {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self.resources = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cloudformation.describe_stack_resources(StackName=self.stack_name)["StackResources"]
+            if "LogicalResourceId" in r and "PhysicalResourceId" in r
+        }
+        self._load_functions(document, translated)
+
+    def _load_functions(self, document: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
+        import boto3
+
+        client = boto3.client("lambda")
+        self.functions.clear()
+        for logical_id, source in sam.functions(document, root=self.root).items():
+            configuration = client.get_function_configuration(FunctionName=self.resources[logical_id])
+            self.functions[logical_id] = load_function(
+                source,
+                name=configuration["FunctionName"],
+                arn=configuration["FunctionArn"],
+                # moto's CloudFormation keeps a Number parameter's type; Lambda's environment is all strings.
+                variables={k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()},
+                memory_mb=configuration.get("MemorySize", 512),
+                timeout_seconds=configuration.get("Timeout", 60),
+            )
+            self.invoke_configs[logical_id] = _invoke_config(translated, logical_id, self.outputs, self.resources)
+
+    # ------------------------------------------------------------------ invocation
+    def function(self, name_or_arn: str) -> LoadedFunction:
+        """Return the loaded function with this logical id, physical name or ARN."""
+        if name_or_arn in self.functions:
+            return self.functions[name_or_arn]
+        for loaded in self.functions.values():
+            if name_or_arn in {loaded.name, loaded.arn} or name_or_arn.startswith(f"{loaded.arn}:"):
+                return loaded
+        raise KeyError(f"no function {name_or_arn!r} in the local stack")
+
+    def invoke(self, name_or_arn: str, event: Any) -> Any:
+        """Invoke a function synchronously, as the Invoke API's RequestResponse does."""
+        return self.function(name_or_arn).invoke(event)
+
+    def invoke_async(self, name_or_arn: str, event: Any) -> Future[None]:
+        """Invoke a function as Lambda's asynchronous invocation does: retried, then sent to its on-failure destination."""
+        loaded = self.function(name_or_arn)
+        future = self._async.submit(self._run_async, loaded, event)
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def _run_async(self, loaded: LoadedFunction, event: Any) -> None:
+        config = self.invoke_configs.get(loaded.source.logical_id, InvokeConfig())
+        error: BaseException | None = None
+        for _attempt in range(1 + config.maximum_retry_attempts):
+            try:
+                loaded.invoke(event)
+                return
+            except Exception as exc:  # noqa: BLE001 - Lambda catches every error of an async invocation
+                error = exc
+                logger.warning("async invocation failed", extra={"function": loaded.name, "error": repr(exc)})
+        if config.on_failure and error is not None:
+            self._send_failure(loaded, event, error, config)
+
+    def _send_failure(self, loaded: LoadedFunction, event: Any, error: BaseException, config: InvokeConfig) -> None:
+        import boto3
+
+        record = {
+            "version": "1.0",
+            "requestContext": {
+                "functionArn": loaded.arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 1 + config.maximum_retry_attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {
+                "errorType": type(error).__name__,
+                "errorMessage": str(error),
+                "stackTrace": traceback.format_exception(error)[-5:],
+            },
+        }
+        assert config.on_failure is not None
+        queue = config.on_failure.rsplit(":", 1)[-1]
+        sqs = boto3.client("sqs")
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], MessageBody=json.dumps(record))
+
+    def _invoke_for_moto(self, function_name: str, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
+        """Serve moto's LambdaBackend.invoke: the Invoke API, Step Functions' lambda:invoke tasks."""
+        event = json.loads(body) if body else {}
+        if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
+            self.invoke_async(function_name, event)
+            return b""
+        try:
+            result = self.invoke(function_name, event)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as Lambda reports a function error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            error = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+            return json.dumps(error).encode()
+        return json.dumps(result).encode()
+
+    # ------------------------------------------------------------------ moto hooks
+    def _route_invocations(self) -> None:
+        from moto.awslambda.models import LambdaBackend
+        from moto.events.models import Rule
+
+        stack = self
+        original_invoke = LambdaBackend.invoke
+        original_send = Rule.send_to_targets
+
+        def invoke(
+            backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+        ) -> Any:
+            try:
+                stack.function(function_name)
+            except KeyError:
+                return original_invoke(backend, function_name, qualifier, body, headers, response_headers)
+            return stack._invoke_for_moto(function_name, body, headers, response_headers)
+
+        def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+            if not rule.event_pattern.matches_event(event):
+                return
+            ours = [t for t in rule.targets if stack._is_ours(t["Arn"])]
+            others = [t for t in rule.targets if t not in ours]
+            for target in ours:
+                stack.invoke_async(target["Arn"], json.loads(json.dumps(event, default=str)))
+            if others:
+                saved = rule.targets
+                rule.targets = others
+                try:
+                    original_send(rule, event, transform_input)
+                finally:
+                    rule.targets = saved
+
+        LambdaBackend.invoke = invoke  # type: ignore[method-assign]
+        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+        def undo() -> None:
+            LambdaBackend.invoke = original_invoke  # type: ignore[method-assign]
+            Rule.send_to_targets = original_send  # type: ignore[method-assign]
+
+        self._patches.append(undo)
+
+    def _is_ours(self, arn: str) -> bool:
+        try:
+            self.function(arn)
+        except KeyError:
+            return False
+        return True
+
+    def _configure_moto(self) -> None:
+        self.post("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+
+    def post(self, path: str, document: Any) -> None:
+        """POST a JSON document to one of moto's own endpoints (config, reset, ...)."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.endpoint + path,
+            data=json.dumps(document).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+            response.read()
+
+    def _set_environment(self, variables: Mapping[str, str]) -> None:
+        for name, value in variables.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    @staticmethod
+    def _clear_client_caches() -> None:
+        from sagepush import aws
+
+        aws.clear_clients()
+
+
+def _quiet_moto() -> None:
+    """Keep moto's request log and its notes on resources it does not model out of the user's terminal."""
+    import warnings
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported by moto")
+
+
+def _zip_dir(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            archive.write(file, file.relative_to(path).as_posix())
+    return buffer.getvalue()
+
+
+def _invoke_config(
+    translated: Mapping[str, Any], logical_id: str, outputs: Mapping[str, str], resources: Mapping[str, str]
+) -> InvokeConfig:
+    """Read the AWS::Lambda::EventInvokeConfig the SAM translator made for `logical_id` (moto skips creating it)."""
+    for resource in translated["Resources"].values():
+        if resource["Type"] != "AWS::Lambda::EventInvokeConfig":
+            continue
+        properties = resource["Properties"]
+        if properties.get("FunctionName", {}).get("Ref") != logical_id:
+            continue
+        destination = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        arn = None
+        if isinstance(destination, dict) and "Fn::GetAtt" in destination:
+            target = destination["Fn::GetAtt"][0]
+            queue_url = resources.get(target, "")
+            arn = f"arn:aws:sqs:::{queue_url.rsplit('/', 1)[-1]}" if queue_url else None
+        elif isinstance(destination, str):
+            arn = destination
+        return InvokeConfig(maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", _ASYNC_RETRIES)), on_failure=arn)
+    return InvokeConfig()

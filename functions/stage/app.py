@@ -1,0 +1,33 @@
+"""S3 "Object Created" via EventBridge: stage the upload as sourcedir.tar.gz and start its training execution."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from sagepush import aws, jobs
+from sagepush.config import StageSettings
+from sagepush.events import object_created
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+metrics = Metrics()
+settings = StageSettings.from_env()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    upload = object_created(event)
+    logger.append_keys(bucket=upload.bucket, key=upload.key)
+    started = jobs.start_from_upload(upload, settings=settings, s3=aws.client("s3"), sfn=aws.client("stepfunctions"))
+    logger.append_keys(project=started.project, job_name=started.job_name)
+    metrics.add_metric(name="UploadsStaged", unit=MetricUnit.Count, value=1)
+    if started.code_reused:
+        metrics.add_metric(name="StagedCodeReused", unit=MetricUnit.Count, value=1)
+    return started.as_dict()

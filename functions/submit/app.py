@@ -1,0 +1,30 @@
+"""Step Functions task (with or without a task token) or direct invoke: build and send CreateTrainingJob."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from sagepush import aws, jobs
+from sagepush.config import SubmitSettings
+from sagepush.events import submit_task
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+metrics = Metrics()
+settings = SubmitSettings.from_env()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = submit_task(event)
+    logger.append_keys(project=task.project, job_name=task.job_name)
+    submitted = jobs.submit_job(task, settings=settings, sagemaker=aws.client("sagemaker"))
+    logger.append_keys(job_name=submitted.job_name)
+    metrics.add_metric(name="JobsAttached" if submitted.attached else "JobsSubmitted", unit=MetricUnit.Count, value=1)
+    return submitted.as_dict()

@@ -1,0 +1,229 @@
+"""A training job's start: an upload becomes staged code and an execution; a submit task becomes a training job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sagepush import naming, request, spec, staging
+from sagepush.errors import InputError, SagepushError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sfn import SFNClient
+
+    from sagepush.config import JobDefaultSettings, StageSettings
+    from sagepush.events import ObjectCreated, SubmitTask
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FIELDS = ("commit", "branch", "repo", "author")
+"""Upload metadata (`x-amz-meta-sagepush-<field>`) carried into tags, the ledger and alerts."""
+TAGGED_SOURCE_FIELDS = ("commit", "branch", "repo")
+# A job's own start-up, queueing and upload time beyond MaxRuntime + MaxWait before its execution gives up.
+SETTLE_GRACE_SECONDS = 3600
+# SageMaker tag values: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
+_TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
+
+
+class UploadError(InputError):
+    """The upload itself cannot be staged: wrong key, wrong kind of file, too large."""
+
+
+class ThrottledError(SagepushError):
+    """SageMaker throttled the request; the state machine retries it with backoff and jitter."""
+
+
+class CapacityError(SagepushError):
+    """The account has no capacity left for this job (ResourceLimitExceeded); retried with backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedJob:
+    """What StageFunction did with one upload."""
+
+    job_name: str
+    project: str
+    code_uri: str
+    code_digest: str
+    code_reused: bool
+    execution_arn: str
+    already_started: bool
+    dropped: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """What SubmitFunction did with one task: the job it created, or attached to when it already existed."""
+
+    job_name: str
+    job_arn: str
+    attached: bool
+    request: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict: `{job_name, job_arn, attached, request}`."""
+        return {"job_name": self.job_name, "job_arn": self.job_arn, "attached": self.attached, "request": self.request}
+
+
+def defaults_from(settings: JobDefaultSettings) -> spec.Defaults:
+    """Return the deployment defaults a manifest is resolved against."""
+    return spec.Defaults(
+        role=settings.sagemaker_role_arn,
+        instance_type=settings.default_instance_type,
+        volume_size=settings.default_volume_size,
+        max_run=settings.default_max_run,
+        output_path=settings.output_path,
+        output_kms_key=settings.output_kms_key,
+        tags=settings.default_tags,
+    )
+
+
+def job_tags(project: str, code_digest: str, source: Mapping[str, str]) -> dict[str, str]:
+    """Return the `sagepush:*` tags of a job; the status rule selects jobs by `sagepush:project`."""
+    tags = {"sagepush:project": project, "sagepush:code-digest": code_digest[:12]}
+    for name in TAGGED_SOURCE_FIELDS:
+        value = _TAG_VALUE_DISALLOWED.sub("_", source.get(name, ""))[:256]
+        if value:
+            tags[f"sagepush:{name}"] = value
+    return tags
+
+
+def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
+    """Stage one upload and start its training execution, named after the job.
+
+    Idempotent: the staged code is content-addressed and the execution name is the job name, so a redelivered
+    event reuses both.
+
+    Raises:
+        InputError: the key, the archive or the manifest is wrong; the message names the culprit.
+    """
+    project = naming.project_from_key(upload.key, prefix=settings.ingest_prefix)
+    if not upload.key.lower().endswith(staging.ACCEPTED_SUFFIXES):
+        raise UploadError(upload.key, f"is not one of {', '.join(staging.ACCEPTED_SUFFIXES)}")
+    if upload.size is not None and upload.size > settings.max_upload_bytes:
+        raise UploadError(upload.key, f"is {upload.size} bytes, over the {settings.max_upload_bytes}-byte upload limit")
+    limits = staging.Limits(
+        max_members=settings.max_members,
+        max_total_bytes=settings.max_expanded_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3)
+    source = {name: staged.metadata.get(f"sagepush-{name}", "") for name in SOURCE_FIELDS}
+    job_name = naming.job_name(project, staged.digest, upload.identity.upload_id())
+    resolved = spec.resolve_spec(staged.manifest, defaults_from(settings))
+    # Build the request now so a bad manifest is refused at the upload, not half-way through an execution.
+    request.build_request(
+        resolved,
+        job_name=job_name,
+        code_uri=staged.uri,
+        region=settings.aws_region,
+        tags=job_tags(project, staged.digest, source),
+    )
+    execution_input = {
+        "job_name": job_name,
+        "project": project,
+        "code_uri": staged.uri,
+        "code_digest": staged.digest,
+        "spec": dict(staged.manifest.table) if staged.manifest else {},
+        "source": source,
+        "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
+        "timeout_seconds": resolved.max_run + (resolved.max_wait or 0) + SETTLE_GRACE_SECONDS,
+    }
+    execution_arn, already = _start_execution(sfn, settings.state_machine_arn, job_name, execution_input)
+    logger.info("training execution started", extra={"job_name": job_name, "already_started": already})
+    return StartedJob(
+        job_name=job_name,
+        project=project,
+        code_uri=staged.uri,
+        code_digest=staged.digest,
+        code_reused=staged.reused,
+        execution_arn=execution_arn,
+        already_started=already,
+        dropped=tuple(staged.dropped),
+    )
+
+
+def _stage_first_found(
+    upload: ObjectCreated, *, project: str, settings: StageSettings, limits: staging.Limits, s3: S3Client
+) -> staging.StagedObject:
+    keys = upload.candidate_keys
+    for index, key in enumerate(keys):
+        try:
+            return staging.stage_object(
+                bucket=upload.bucket,
+                key=key,
+                version_id=upload.version_id if upload.version_id != "null" else None,
+                dest_bucket=settings.artifact_bucket,
+                dest_prefix=f"{settings.code_prefix}{project}",
+                limits=limits,
+                s3=s3,
+            )
+        except s3.exceptions.NoSuchKey:
+            if index == len(keys) - 1:
+                raise
+            logger.info("decoded key not found, trying the key as delivered", extra={"key": key})
+    raise AssertionError("unreachable: candidate_keys is never empty")
+
+
+def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[str, Any]) -> tuple[str, bool]:
+    """Start the execution named `name`; an existing execution of that name means this upload was already handled."""
+    try:
+        response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        # AWS answers an identical repeat with the running execution; an already finished one (and every repeat, on
+        # some emulators) raises instead. The name is derived from the upload, so either way it is this upload's.
+        arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+        return arn, True
+    return response["executionArn"], False
+
+
+def submit_job(task: SubmitTask, *, settings: JobDefaultSettings, sagemaker: SageMakerClient) -> SubmittedJob:
+    """Build, validate and send CreateTrainingJob for `task`; a job that already exists is attached to, not an error.
+
+    Raises:
+        InputError: the spec or the request is wrong, naming the manifest field.
+        ThrottledError, CapacityError: retryable; the state machine backs off and tries again.
+    """
+    naming.check_project(task.project, where="project")
+    resolved = spec.resolve_spec(spec.Manifest(source="spec", table=task.spec), defaults_from(settings))
+    digest = task.code_digest or hashlib.sha256(task.code_uri.encode()).hexdigest()
+    job_name = task.job_name or naming.job_name(task.project, digest, _task_fingerprint(task))
+    built = request.build_request(
+        resolved,
+        job_name=job_name,
+        code_uri=task.code_uri,
+        region=settings.aws_region,
+        tags=job_tags(task.project, digest, task.source),
+    )
+    try:
+        response = sagemaker.create_training_job(**built)
+    except sagemaker.exceptions.ResourceInUse:
+        arn = sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobArn"]
+        logger.info("training job already exists, attaching", extra={"job_name": job_name})
+        return SubmittedJob(job_name=job_name, job_arn=arn, attached=True, request=built)
+    except sagemaker.exceptions.ResourceLimitExceeded as exc:
+        raise CapacityError(f"{job_name}: {exc.response['Error'].get('Message', 'resource limit exceeded')}") from exc
+    except sagemaker.exceptions.ClientError as exc:
+        if exc.response["Error"].get("Code") in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+            raise ThrottledError(f"{job_name}: SageMaker throttled CreateTrainingJob") from exc
+        raise
+    logger.info("training job created", extra={"job_name": job_name})
+    return SubmittedJob(job_name=job_name, job_arn=response["TrainingJobArn"], attached=False, request=built)
+
+
+def _task_fingerprint(task: SubmitTask) -> str:
+    """Hash what a direct invoke asked for, so invoking the same request twice names (and attaches to) one job."""
+    material = json.dumps({"code": task.code_uri, "spec": task.spec, "source": task.source}, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()

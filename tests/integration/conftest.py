@@ -1,0 +1,49 @@
+"""One local stack (moto server over HTTP + the real template) for the whole run, reset between tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from sagepush_cli.local.stack import LocalStack
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture(scope="session")
+def _session_stack() -> Iterator[LocalStack]:
+    with LocalStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def stack(_session_stack: LocalStack) -> LocalStack:
+    """The local stack, with every AWS resource forgotten and the template deployed afresh."""
+    _session_stack.reset()
+    return _session_stack
+
+
+@pytest.fixture
+def s3(stack: LocalStack) -> Any:
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def sfn(stack: LocalStack) -> Any:
+    return boto3.client("stepfunctions")
+
+
+@pytest.fixture
+def sagemaker(stack: LocalStack) -> Any:
+    return boto3.client("sagemaker")
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """Load events/<name>.json."""
+    document: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return document
