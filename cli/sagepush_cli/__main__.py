@@ -1,0 +1,3 @@
+from sagepush_cli.main import main
+
+main()

@@ -1,0 +1,161 @@
+"""The `sagepush` command: every subcommand imports what it needs when it runs, so `--help` stays instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="sagepush",
+    help="Push training code, get a SageMaker training job, and hear how it went.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+local_app = typer.Typer(help="Run the whole pipeline on this machine: a moto server, the real template, real training.")
+app.add_typer(local_app, name="local")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+"""Exit codes: 0 success; 1 the operation ran and failed (a job failed, AWS refused); 2 the input is wrong."""
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+RegionOption = Annotated[str, typer.Option("--region", envvar="AWS_REGION", help="AWS region of the job.")]
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@app.command()
+def render(
+    path: Annotated[Path, typer.Argument(help="A project directory, an archive (.tar.gz .tgz .tar .zip) or a .py script.")],
+    region: RegionOption = "us-east-1",
+    project: Annotated[str | None, typer.Option(help="Project name (default: the directory or file name).")] = None,
+    role: Annotated[str | None, typer.Option(help="Execution role ARN (default: a placeholder).")] = None,
+    output_path: Annotated[str, typer.Option(help="Deployment output path.")] = "s3://sagepush-artifacts/output/",
+    json_output: JsonOption = False,
+) -> None:
+    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call)."""
+    from sagepush.errors import InputError
+    from sagepush_cli import project as projects
+
+    try:
+        rendered = projects.render(
+            path, region=region, project=project, role=role, output_path=output_path
+        )
+    except InputError as exc:
+        _fail(str(exc))
+    if json_output:
+        _print_json(rendered)
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    console = Console()
+    console.print(f"[bold]{rendered['TrainingJobName']}[/]  (code {rendered['HyperParameters']['sagemaker_submit_directory']})")
+    console.print(Syntax(json.dumps(rendered, indent=2), "json", theme="ansi_dark", word_wrap=True))
+
+
+@app.command()
+def stage(
+    archive: Annotated[Path, typer.Argument(help="An archive (.tar.gz .tgz .tar .zip) or a .py script.", exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write sourcedir.tar.gz.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Stage a local archive as SageMaker's sourcedir.tar.gz, with no AWS; exit 2 with the reason if refused."""
+    from sagepush import staging
+    from sagepush.errors import InputError
+
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with archive.open("rb") as src, partial.open("wb") as dst:
+            staged = staging.stage_archive(src, dst, filename=archive.name)
+    except InputError as exc:
+        partial.unlink(missing_ok=True)
+        _fail(str(exc))
+    partial.replace(output)
+    summary = {
+        "output": str(output),
+        "digest": staged.digest,
+        "size": staged.size,
+        "members": list(staged.members),
+        "dropped": list(staged.dropped),
+        "manifest": staged.manifest.source if staged.manifest else None,
+    }
+    if json_output:
+        _print_json(summary)
+        return
+    typer.echo(f"{staged.digest}  {output}  ({len(staged.members)} members, {staged.size} bytes)")
+    for name in staged.dropped:
+        typer.echo(f"  dropped {name}")
+
+
+@app.command("image-uri")
+def image_uri(
+    framework: Annotated[str, typer.Option(help="pytorch, tensorflow, sklearn, xgboost or huggingface.")],
+    version: Annotated[str, typer.Option(help="Framework version, e.g. 2.5 or 1.2-1.")],
+    instance_type: Annotated[str, typer.Option(help="Training instance type, e.g. ml.g5.xlarge.")],
+    region: RegionOption = "us-east-1",
+    py_version: Annotated[str | None, typer.Option(help="Python version tag, e.g. py311.")] = None,
+    base_framework_version: Annotated[
+        str | None, typer.Option(help="huggingface only: the base framework, e.g. pytorch2.1.0.")
+    ] = None,
+) -> None:
+    """Print the framework training image URI for a framework, version, instance type and region."""
+    from sagepush import images
+    from sagepush.errors import InputError
+
+    try:
+        uri = images.training_image_uri(
+            framework,
+            version,
+            region=region,
+            instance_type=instance_type,
+            py_version=py_version,
+            base_framework_version=base_framework_version,
+        )
+    except InputError as exc:
+        _fail(str(exc))
+    typer.echo(uri)
+
+
+@app.command()
+def invoke(
+    function: Annotated[str, typer.Argument(help="Logical id in template.yaml, e.g. SubmitFunction.")],
+    event: Annotated[Path, typer.Option("-e", "--event", help="JSON event file, e.g. events/submit.json.", exists=True)],
+) -> None:
+    """Run a function's handler in this process with the environment template.yaml gives it (no Docker).
+
+    The template is deployed into a local moto server first, so the environment's references resolve to real
+    (local) resources.
+    """
+    from sagepush_cli.local.stack import LocalStack
+
+    payload = json.loads(event.read_text())
+    with LocalStack() as stack:
+        if function not in stack.functions:
+            _fail(f"{function!r} is not a function in template.yaml (one of {', '.join(sorted(stack.functions))})")
+        try:
+            result = stack.invoke(function, payload)
+        except Exception as exc:  # noqa: BLE001 - reported as Lambda reports a function error
+            _print_json({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+            raise typer.Exit(EXIT_FAILED) from exc
+    _print_json(result)
+
+
+def main() -> None:
+    """Entry point for `python -m sagepush_cli`."""
+    app()
