@@ -1,0 +1,127 @@
+# sagepush developer commands. `make` lists them; `make test` is the CI gate (.ci/run calls it).
+# Every recipe runs through uv; when uv is not on PATH it is installed from PyPI with pip into .local/uv.
+
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-print-directory
+
+# ---------------------------------------------------------------- tools
+UV_VERSION ?= 0.13.9
+CHECKOV_VERSION ?= 3.3.30
+BANDIT_VERSION ?= 1.9.4
+LOCAL_UV := $(CURDIR)/.local/uv/bin/uv
+ifeq ($(origin UV),undefined)
+  UV := $(shell uv --version >/dev/null 2>&1 && command -v uv)
+  ifeq ($(UV),)
+    UV := $(LOCAL_UV)
+  endif
+endif
+UV_RUN := $(UV) run --frozen
+
+# Region for the offline template checks only (nothing is deployed by them).
+TEMPLATE_REGION ?= us-east-1
+# The Lambda runtime's interpreter, needed on PATH by `sam build`.
+LAMBDA_PYTHON ?= 3.13
+PYENV_LAMBDA_PYTHON ?= 3.13.0
+
+PYTEST_ARGS ?= --timeout=900
+SAM_BUILD_ARGS ?=
+
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+# Runs pytest on $(1); "no tests collected" (exit 5) is an error that says so, never a silent pass or a bare 5.
+define pytest
+	@rc=0; $(UV_RUN) pytest $(PYTEST_ARGS) $(1) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "error: pytest collected no tests under $(1)" >&2; exit 1; fi; \
+	exit "$$rc"
+endef
+
+# Prints the path of a python$(LAMBDA_PYTHON) interpreter: one already on PATH, pyenv's $(PYENV_LAMBDA_PYTHON),
+# one uv knows, or one uv installs.
+define find_lambda_python
+	probe='import sys; print(sys.executable)'; \
+	if py=$$(python$(LAMBDA_PYTHON) -c "$$probe" 2>/dev/null); then :; \
+	elif py=$$(PYENV_VERSION=$(PYENV_LAMBDA_PYTHON) python$(LAMBDA_PYTHON) -c "$$probe" 2>/dev/null); then :; \
+	elif py=$$($(UV) python find --no-project '==$(LAMBDA_PYTHON).*' 2>/dev/null); then :; \
+	elif $(UV) python install $(LAMBDA_PYTHON) >&2 && py=$$($(UV) python find --no-project '==$(LAMBDA_PYTHON).*'); then :; \
+	else echo "error: sam build needs python$(LAMBDA_PYTHON) (PATH, pyenv $(PYENV_LAMBDA_PYTHON) or uv python install)" >&2; exit 1; fi; \
+	echo "$$py"
+endef
+
+.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e test bench build demo clean
+
+help: ## list the targets
+	@echo "usage: make <target>"
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+uv: ## make sure uv runs (installs the pinned uv from PyPI into .local/uv when it is not on PATH)
+	@if ! "$(UV)" --version >/dev/null 2>&1; then \
+	  echo "uv not on PATH: installing uv==$(UV_VERSION) into .local/uv"; \
+	  PIP_USER=0 python3 -m pip install --quiet --disable-pip-version-check --target "$(CURDIR)/.local/uv" "uv==$(UV_VERSION)"; \
+	fi
+	@"$(UV)" --version
+
+dev: uv ## create .venv from uv.lock (dev group included); install git hooks where pre-commit exists
+	$(UV) sync --frozen
+	@if [ -z "$${CI:-}" ] && [ -f .pre-commit-config.yaml ] && [ -d .git ] && command -v pre-commit >/dev/null 2>&1; then \
+	  pre-commit install; \
+	fi
+
+fmt: uv ## fix imports and lint findings ruff can fix, then format
+	$(UV_RUN) ruff check --fix .
+	$(UV_RUN) ruff format .
+
+lint: lint-py lint-template lint-deps ## every static check: ruff, mypy, bandit, template checks, lock consistency
+
+lint-py: uv ## ruff check, ruff format --check, mypy --strict (pyproject), bandit on shipped code
+	$(UV_RUN) ruff check .
+	$(UV_RUN) ruff format --check .
+	$(UV_RUN) mypy
+	$(UV) tool run --from 'bandit==$(BANDIT_VERSION)' bandit --quiet --severity-level medium -r layers/sagepush/sagepush functions cli
+
+lint-template: uv ## sam validate --lint, cfn-lint with the serverless rules, checkov (skips explained in template.yaml)
+	$(UV_RUN) sam validate --lint --template template.yaml --region $(TEMPLATE_REGION)
+	$(UV_RUN) cfn-lint --regions $(TEMPLATE_REGION) -a cfn_lint_serverless.rules -- template.yaml
+	$(UV) tool run --from 'checkov==$(CHECKOV_VERSION)' checkov --file template.yaml --framework cloudformation \
+	  --skip-download --compact --quiet
+
+lint-deps: uv ## uv.lock matches pyproject.toml; the layer's pins match uv.lock
+	$(UV) lock --check
+	@lock=$$(mktemp); trap 'rm -f "$$lock"' EXIT; \
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header --no-annotate >"$$lock"; \
+	bad=0; \
+	for pin in $$(grep -Eo '^[A-Za-z0-9_.-]+==[^ ;#]+' layers/sagepush/requirements.txt); do \
+	  if ! grep -qiE "^$${pin//./\\.}( |;|$$)" "$$lock"; then echo "error: layers/sagepush/requirements.txt pins $$pin, uv.lock does not" >&2; bad=1; fi; \
+	done; \
+	[ "$$bad" -eq 0 ] && echo "layer requirements match uv.lock"
+
+unit: dev ## pytest tests/unit
+	$(call pytest,tests/unit)
+
+integration: dev ## pytest tests/integration (moto server on 127.0.0.1)
+	$(call pytest,tests/integration)
+
+e2e: dev ## pytest tests/e2e (the local stack end to end)
+	$(call pytest,tests/e2e)
+
+test: dev lint ## what CI runs and README names: every static check, then pytest over tests/
+	$(call pytest,tests)
+
+bench: dev ## benchmarks, as ratios against references measured in the same run
+	@if [ -f bench/__main__.py ]; then $(UV_RUN) python -m bench; \
+	elif [ -f bench/run.py ]; then $(UV_RUN) python bench/run.py; \
+	else echo "error: no benchmarks (bench/__main__.py or bench/run.py)" >&2; exit 1; fi
+
+build: uv ## sam build for the python3.13 arm64 runtime (settings from samconfig.toml)
+	@py=$$($(find_lambda_python)); echo "sam build with $$py"; \
+	PATH="$$(dirname "$$py"):$$PATH" $(UV_RUN) sam build --template template.yaml $(SAM_BUILD_ARGS)
+
+demo: dev ## stage and submit examples/sklearn-iris on a local moto stack
+	$(UV_RUN) sagepush local demo examples/sklearn-iris
+
+clean: ## remove build output and tool caches (keeps .venv and .local)
+	rm -rf .aws-sam build dist .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.venv -prune -o -path ./.local -prune -o -type d -name __pycache__ -exec rm -rf {} +
