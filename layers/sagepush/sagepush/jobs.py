@@ -110,33 +110,28 @@ def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3C
         InputError: the key, the archive or the manifest is wrong; the message names the culprit.
     """
     project = naming.project_from_key(upload.key, prefix=settings.ingest_prefix)
-    if not upload.key.lower().endswith(staging.ACCEPTED_SUFFIXES):
-        raise UploadError(upload.key, f"is not one of {', '.join(staging.ACCEPTED_SUFFIXES)}")
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise UploadError(upload.key, f"is {upload.size} bytes, over the {settings.max_upload_bytes}-byte upload limit")
-    limits = staging.Limits(
-        max_members=settings.max_members,
-        max_total_bytes=settings.max_expanded_bytes,
-        max_upload_bytes=settings.max_upload_bytes,
-    )
+    limits = staging.Limits(max_members=settings.max_members, max_total_bytes=settings.max_expanded_bytes)
     staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3)
+    code = staged.code
     source = {name: staged.metadata.get(f"sagepush-{name}", "") for name in SOURCE_FIELDS}
-    job_name = naming.job_name(project, staged.digest, upload.identity.upload_id())
-    resolved = spec.resolve_spec(staged.manifest, defaults_from(settings))
+    job_name = naming.job_name(project, code.digest, upload.identity.upload_id())
+    resolved = spec.resolve_spec(code.manifest, defaults_from(settings))
     # Build the request now so a bad manifest is refused at the upload, not half-way through an execution.
     request.build_request(
         resolved,
         job_name=job_name,
         code_uri=staged.uri,
         region=settings.aws_region,
-        tags=job_tags(project, staged.digest, source),
+        tags=job_tags(project, code.digest, source),
     )
     execution_input = {
         "job_name": job_name,
         "project": project,
         "code_uri": staged.uri,
-        "code_digest": staged.digest,
-        "spec": dict(staged.manifest.table) if staged.manifest else {},
+        "code_digest": code.digest,
+        "spec": dict(code.manifest.table) if code.manifest else {},
         "source": source,
         "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
         "timeout_seconds": resolved.max_run + (resolved.max_wait or 0) + SETTLE_GRACE_SECONDS,
@@ -147,11 +142,11 @@ def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3C
         job_name=job_name,
         project=project,
         code_uri=staged.uri,
-        code_digest=staged.digest,
+        code_digest=code.digest,
         code_reused=staged.reused,
         execution_arn=execution_arn,
         already_started=already,
-        dropped=tuple(staged.dropped),
+        dropped=code.dropped,
     )
 
 
