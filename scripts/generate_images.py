@@ -94,7 +94,7 @@ def build() -> dict[str, Any]:
     """Return the table `sagepush.images` reads."""
     registries = _Registries()
     configs: dict[str, Any] = {}
-    latest: dict[str, str] = {}
+    latest: dict[str, str | None] = {}
     regions: list[str] = []
     for framework in PUBLIC_FRAMEWORKS + VARIANT_FRAMEWORKS:
         full = image_uris.config_for_framework(framework)
@@ -102,7 +102,9 @@ def build() -> dict[str, Any]:
         _regions(training, regions)
         configs[framework] = _compact(training, registries)
         if framework != "pytorch-neuron":  # an empty version is resolved against the requested framework only
-            latest[framework] = image_uris._fetch_latest_version_from_config(full, "training")
+            # The SKLearn estimator asks without an image scope, and then the SDK finds no latest version.
+            scope = None if framework == "sklearn" else "training"
+            latest[framework] = image_uris._fetch_latest_version_from_config(full, scope)
     smp = inspect.getsource(image_uris.get_training_image_uri)
     if '"p5" in instance_type' not in smp:
         sys.exit("get_training_image_uri changed how it picks the smp container version: review before regenerating")

@@ -22,6 +22,7 @@ _BASE_FRAMEWORK = re.compile(r"^(pytorch|tensorflow)(.*)$")
 _INSTANCE_TYPES_URL = "https://aws.amazon.com/sagemaker/pricing/instance-types"
 _NEURON_REPOSITORIES = ("pytorch-training-neuron", "pytorch-training-neuronx")
 _SMP_FRAMEWORK = "pytorch-smp"
+_DISTRIBUTED_FRAMEWORKS = ("huggingface", "pytorch", "tensorflow")
 # The container tag the SDK asks for on GPU when it builds a HuggingFace training image; a version's own
 # container_version, where its config has one, wins.
 _HUGGINGFACE_GPU_CONTAINER = "cu110-ubuntu18.04"
@@ -45,8 +46,9 @@ def training_image_uri(
 
     `version` may be an alias ("2.5"); an empty one means the latest, as in the SDK. `base_framework_version` is
     huggingface's "pytorch2.1.0" or "tensorflow2.6" (the SDK's `pytorch_version`/`tensorflow_version` with the
-    framework name in front); other frameworks ignore it. A `distribution` that enables smdistributed model
-    parallelism with torch_distributed selects the model-parallel image, as the SDK does.
+    framework name in front); other frameworks ignore it. For pytorch, tensorflow and huggingface, a `distribution`
+    that enables smdistributed model parallelism with torch_distributed selects the model-parallel image, as the
+    SDK does.
 
     Raises:
         ImageError: the SDK has no image for these inputs; `where` names the argument to change. Unlike the SDK,
@@ -62,7 +64,8 @@ def training_image_uri(
     ):
         processor = _processor(instance_type, ["cpu", "gpu"])
         container_version = _HUGGINGFACE_GPU_CONTAINER if processor == "gpu" else None
-    if _enables_model_parallel(distribution):
+    # The SKLearn and XGBoost estimators pick their image without the distribution.
+    if framework in _DISTRIBUTED_FRAMEWORKS and _enables_model_parallel(distribution):
         framework = _SMP_FRAMEWORK
         container_version = _smp_container_version(version, instance_type)
     return _retrieve(
@@ -180,10 +183,11 @@ def _version(framework: str, version: str, config: Mapping[str, Any]) -> str:
     aliases: dict[str, str] = config.get("version_aliases", {})
     if len(versions) == 1 and version not in aliases:
         return versions[0]
-    version = version or _table()["latest"][framework]
-    if version not in versions and version not in aliases:
-        raise ImageError("framework_version", _unsupported(f"{framework} version", version, [*versions, *aliases]))
-    return version
+    # An empty version means the latest; the SDK knows none for sklearn, and says "None".
+    latest: str | None = version or _table()["latest"][framework]
+    if latest is None or (latest not in versions and latest not in aliases):
+        raise ImageError("framework_version", _unsupported(f"{framework} version", latest, [*versions, *aliases]))
+    return latest
 
 
 def _base_framework_config(version_config: Mapping[str, Any], base_framework_version: str | None) -> dict[str, Any]:
