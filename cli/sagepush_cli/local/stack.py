@@ -3,6 +3,9 @@
 What moto cannot do is added here, in one place:
 - Lambda functions never execute without Docker: invocations (Step Functions tasks, the Invoke API) are routed to
   the handlers, imported in this process with the environment CloudFormation resolved for them.
+- CloudFormation creates buckets without their versioning, EventBridge notifications, encryption and public
+  access block, and state machines where the executing Step Functions engine cannot see them: both are completed
+  from the translated template after the stack is created.
 - EventBridge rules do not deliver to Lambda targets: a rule's own pattern (moto's matcher, fed the pattern written
   in the template) selects the events, and the target handler runs as an asynchronous invocation would, with the
   retries and on-failure destination of the template's EventInvokeConfig (which moto's CloudFormation skips).
@@ -173,7 +176,67 @@ class LocalStack:
             for r in cloudformation.describe_stack_resources(StackName=self.stack_name)["StackResources"]
             if "LogicalResourceId" in r and "PhysicalResourceId" in r
         }
+        self._complete_buckets(translated)
         self._load_functions(document, translated)
+        self._mirror_state_machines(translated)
+
+    def _complete_buckets(self, translated: Mapping[str, Any]) -> None:
+        """Apply the bucket properties moto's CloudFormation ignores, as the template declares them."""
+        import boto3
+
+        s3 = boto3.client("s3")
+        for logical_id, resource in translated["Resources"].items():
+            if resource["Type"] != "AWS::S3::Bucket" or logical_id not in self.resources:
+                continue
+            bucket = self.resources[logical_id]
+            properties = resource.get("Properties", {})
+            if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            if "EventBridgeConfiguration" in properties.get("NotificationConfiguration", {}):
+                s3.put_bucket_notification_configuration(
+                    Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+                )
+            if "BucketEncryption" in properties:
+                # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+                rules = [
+                    {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                    for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                ]
+                s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+            if "PublicAccessBlockConfiguration" in properties:
+                s3.put_public_access_block(
+                    Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+                )
+
+    def _mirror_state_machines(self, translated: Mapping[str, Any]) -> None:
+        """Copy the stack's state machines into the backend that executes them (CloudFormation writes the other),
+        with their DefinitionSubstitutions applied (moto's CloudFormation leaves the ${placeholders} in)."""
+        from moto.stepfunctions.models import stepfunctions_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        created = stepfunctions_backends[ACCOUNT_ID][self.region]
+        executing = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+        known = {machine.arn for machine in executing.state_machines}
+        for logical_id, resource in translated["Resources"].items():
+            if resource["Type"] != "AWS::StepFunctions::StateMachine" or logical_id not in self.resources:
+                continue
+            machine = next(m for m in created.state_machines if m.arn == self.resources[logical_id])
+            definition = machine.definition
+            for name, value in resource["Properties"].get("DefinitionSubstitutions", {}).items():
+                definition = definition.replace("${" + name + "}", self._resolve(value))
+            if machine.arn not in known:
+                executing.create_state_machine(name=machine.name, definition=definition, roleArn=machine.roleArn)
+
+    def _resolve(self, value: Any) -> str:
+        """Resolve the Ref and GetAtt .Arn forms a DefinitionSubstitutions value takes in this template."""
+        if isinstance(value, str):
+            return value
+        if "Ref" in value:
+            return self.resources[value["Ref"]]
+        target, attribute = value["Fn::GetAtt"]
+        if attribute == "Arn" and target in self.functions:
+            return self.functions[target].arn
+        raise ValueError(f"the local stack cannot resolve {value!r}")
 
     def _load_functions(self, document: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
         import boto3
