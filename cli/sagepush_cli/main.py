@@ -156,6 +156,39 @@ def invoke(
     _print_json(result)
 
 
+@local_app.command("demo")
+def local_demo(
+    project_dir: Annotated[Path, typer.Argument(help="The training project to push.", exists=True)] = Path(
+        "examples/sklearn-iris"
+    ),
+    json_output: JsonOption = False,
+) -> None:
+    """Start the local stack, push PROJECT_DIR, and follow it to the CreateTrainingJob it becomes."""
+    import time
+
+    from rich.console import Console
+
+    from sagepush_cli.local import demo
+    from sagepush_cli.local.stack import LocalStack
+
+    console = Console(stderr=True)
+    with console.status("starting the local stack (moto server + template.yaml)"), LocalStack() as stack:
+        console.print(f"local stack up at {stack.endpoint}")
+        started = time.monotonic()
+        pushed = demo.push(stack, project_dir, metadata={"sagepush-commit": "local", "sagepush-branch": "demo"})
+        console.print(f"pushed s3://{stack.outputs['IngestBucketName']}/{pushed.key}")
+        result = demo.wait_for_job(stack, pushed, started)
+    if json_output:
+        _print_json({"job_name": result.job_name, "code_uri": result.code_uri, "request": result.request})
+        return
+    from rich.syntax import Syntax
+
+    out = Console()
+    out.print(f"[bold]{result.job_name}[/] created in {result.seconds_to_create:.2f}s from the upload")
+    out.print(f"staged code: {result.code_uri}")
+    out.print(Syntax(json.dumps(result.request, indent=2, default=str), "json", theme="ansi_dark", word_wrap=True))
+
+
 def main() -> None:
     """Entry point for `python -m sagepush_cli`."""
     app()

@@ -1,0 +1,123 @@
+"""Upload → staged code → execution → CreateTrainingJob, on the moto server with the real template."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Any
+
+from tests.integration.conftest import load_event
+
+from sagepush_cli.local.stack import LocalStack
+
+TRAIN = b"print('training')\n"
+MANIFEST = b'framework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\nentry_point = "train.py"\nmax_run = "2h"\n'
+
+
+def tar_gz(files: dict[str, bytes], *, mtime: int = 1_700_000_000) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), mtime
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def upload(stack: LocalStack, s3: Any, key: str, body: bytes, **metadata: str) -> None:
+    s3.put_object(Bucket=stack.outputs["IngestBucketName"], Key=key, Body=body, Metadata=metadata)
+    stack.drain()
+
+
+def staged_objects(stack: LocalStack, s3: Any) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=stack.outputs["ArtifactBucketName"], Prefix="code/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def executions(stack: LocalStack, sfn: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = sfn.list_executions(stateMachineArn=stack.outputs["TrainingStateMachineArn"])["executions"]
+    return found
+
+
+def test_upload_is_staged_with_its_members_and_starts_one_execution(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    body = tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST, ".git/HEAD": b"ref", "pkg/__pycache__/x.pyc": b"0"})
+    upload(stack, s3, "incoming/mnist/main.tar.gz", body, **{"sagepush-commit": "9fceb02"})
+
+    [key] = staged_objects(stack, s3)
+    assert key.startswith("code/mnist/") and key.endswith("/sourcedir.tar.gz")
+    staged = s3.get_object(Bucket=stack.outputs["ArtifactBucketName"], Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(staged)) as archive:
+        assert sorted(archive.getnames()) == ["sagepush.toml", "train.py"]
+    [execution] = executions(stack, sfn)
+    digest = key.split("/")[2]
+    assert execution["name"].startswith(f"mnist-{digest[:8]}-")
+    document = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert document["source"]["commit"] == "9fceb02"
+    assert document["spec"]["framework"] == "pytorch"
+
+
+def test_staged_digest_is_stable_and_same_code_is_reused_by_a_new_job(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    files = {"train.py": TRAIN, "sagepush.toml": MANIFEST}
+    upload(stack, s3, "incoming/mnist/a.tar.gz", tar_gz(files, mtime=1))
+    upload(stack, s3, "incoming/mnist/b.tar.gz", tar_gz(dict(reversed(files.items())), mtime=2))
+
+    assert len(staged_objects(stack, s3)) == 1
+    names = sorted(e["name"] for e in executions(stack, sfn))
+    assert len(names) == 2 and names[0].rsplit("-", 1)[0] == names[1].rsplit("-", 1)[0]
+
+
+def test_redelivered_event_changes_nothing(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    upload(stack, s3, "incoming/mnist/main.tar.gz", tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}))
+    head = s3.head_object(Bucket=stack.outputs["IngestBucketName"], Key="incoming/mnist/main.tar.gz")
+    event = load_event("stage-object-created")
+    event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]
+    event["detail"]["object"].update(
+        key="incoming/mnist/main.tar.gz", size=head["ContentLength"], etag=head["ETag"].strip('"'), **{"version-id": head["VersionId"]}
+    )
+    first = stack.invoke("StageFunction", event)
+    again = stack.invoke("StageFunction", event)
+
+    assert first["job_name"] == again["job_name"]
+    assert again["already_started"] and again["code_reused"]
+    assert len(executions(stack, sfn)) == 1
+
+
+def test_form_encoded_key_falls_back_to_the_raw_key(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    key = "incoming/mnist/v1+final.tar.gz"  # a literal '+', which form-decoding would turn into a space
+    s3.put_object(Bucket=stack.outputs["IngestBucketName"], Key=key, Body=tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}))
+    stack.drain()
+    event = load_event("stage-object-created")
+    event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]
+    event["detail"]["object"].update(key=key, size=100)
+    del event["detail"]["object"]["version-id"]
+
+    result = stack.invoke("StageFunction", event)
+    assert result["project"] == "mnist"
+
+
+def test_submit_creates_the_training_job_with_the_expected_request(stack: LocalStack, sagemaker: Any) -> None:
+    event = load_event("submit")
+    event["code_uri"] = f"s3://{stack.outputs['ArtifactBucketName']}/code/iris/{event['code_digest']}/sourcedir.tar.gz"
+    result = stack.invoke("SubmitFunction", event)
+
+    job = sagemaker.describe_training_job(TrainingJobName=result["job_name"])
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert job["HyperParameters"]["sagemaker_submit_directory"] == json.dumps(event["code_uri"])
+    assert job["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    assert job["HyperParameters"]["n_estimators"] == "50"
+    assert job["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 1800
+    assert job["RoleArn"] == stack.outputs["SageMakerRoleArn"]
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=result["job_arn"])["Tags"]}
+    assert tags["sagepush:project"] == "iris" and tags["sagepush:commit"] == event["source"]["commit"]
+
+
+def test_submitting_the_same_task_twice_attaches_to_the_first_job(stack: LocalStack, sagemaker: Any) -> None:
+    event = load_event("submit")
+    first = stack.invoke("SubmitFunction", event)
+    second = stack.invoke("SubmitFunction", event)
+
+    assert (first["attached"], second["attached"]) == (False, True)
+    assert second["job_arn"] == first["job_arn"]
+    assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
