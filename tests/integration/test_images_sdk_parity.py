@@ -158,7 +158,7 @@ def _around_anchors() -> list[dict[str, Any]]:
     """Regions, instance types, Python versions and distributions around a spread of releases."""
     cases = []
     for framework, version, py_version, base in ANCHORS:
-        anchor = {"py_version": py_version, "base_framework_version": base}
+        anchor: dict[str, Any] = {"py_version": py_version, "base_framework_version": base}
         for region, instance_type in itertools.product(REGIONS, ("ml.m5.xlarge", "ml.p3.2xlarge")):
             cases.append(_case(framework, version, region=region, instance_type=instance_type, **anchor))
         for region, instance_type in itertools.product(
@@ -205,10 +205,10 @@ def _odd_inputs() -> list[dict[str, Any]]:
         cases.append(_case(framework, "not-a-version"))
     for base in ("jax0.4", "pytorch", "tensorflow2.6", "version_aliases"):
         cases.append(_case("huggingface", "4.36", base_framework_version=base, instance_type="ml.g5.xlarge"))
-    for version, instance_type, base in itertools.product(
+    for version, instance_type, missing_base in itertools.product(
         ("4.36", "4.12.3", "4.28"), ("ml.inf2.xlarge", "ml.inf1.xlarge", "ml.trn1.2xlarge"), (None, "jax0.4")
     ):
-        cases.append(_case("huggingface", version, instance_type=instance_type, base_framework_version=base))
+        cases.append(_case("huggingface", version, instance_type=instance_type, base_framework_version=missing_base))
     return cases
 
 

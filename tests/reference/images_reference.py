@@ -30,7 +30,7 @@ utils._botocore_resolver = functools.cache(utils._botocore_resolver)
 BASE_FRAMEWORK = re.compile(r"^(pytorch|tensorflow)(.*)$")
 
 
-def image_uri(case: dict[str, Any]) -> str:
+def image_uri(case: dict[str, Any]) -> Any:
     framework = case["framework"]
     common = {"region": case["region"], "py_version": case.get("py_version"), "instance_type": case["instance_type"]}
     if framework == "sklearn":

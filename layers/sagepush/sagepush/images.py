@@ -193,11 +193,7 @@ def _version(framework: str, version: str, config: Mapping[str, Any]) -> str:
 def _base_framework_config(version_config: Mapping[str, Any], base_framework_version: str | None) -> dict[str, Any]:
     aliases = version_config.get("version_aliases", {})
     full = aliases.get(base_framework_version or "", base_framework_version)
-    if (
-        full not in version_config
-        or full == "version_aliases"
-        or not _BASE_FRAMEWORK.match(base_framework_version or "")
-    ):
+    if full not in version_config or full == "version_aliases":
         raise ImageError("base_framework_version", _unsupported("base framework", full, [*version_config]))
     config: dict[str, Any] = version_config[full]
     return config
@@ -266,7 +262,7 @@ def _enables_model_parallel(distribution: Mapping[str, Any] | None) -> bool:
 
 
 def _smp_container_version(version: str, instance_type: str) -> str:
-    # The SDK matches these as substrings of the framework version, and any p5 instance gets cu121.
+    # The SDK matches these as substrings of the framework version; past the cu124 ones, a p5 instance means cu121.
     versions = _table()["smp_container_versions"]
     if any(v in version for v in versions["cu124"]):
         return "cu124"
