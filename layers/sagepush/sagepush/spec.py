@@ -769,8 +769,8 @@ def _check_spec(spec: TrainingSpec, where: Callable[[str], str]) -> None:
     if spec.checkpoint_local_path and not spec.checkpoint_s3_uri:
         raise SpecError(where("checkpoint_local_path"), "needs checkpoint_s3_uri (where the checkpoints go)")
     if bool(spec.subnets) != bool(spec.security_group_ids):
-        missing = "security_group_ids" if spec.subnets else "subnets"
-        raise SpecError(where(missing), "is required too: a VPC job needs both subnets and security_group_ids")
+        present, missing = ("subnets", "security_group_ids") if spec.subnets else ("security_group_ids", "subnets")
+        raise SpecError(where(present), f"needs {missing} too: a VPC job needs both")
     reserved = {"code"} if spec.enable_network_isolation else set()
     reserved |= {"model"} if spec.model_uri else set()
     for channel in spec.channels:
