@@ -676,7 +676,7 @@ def _collect_archive(src: ReadableStream, fmt: _Format, tree: _Tree, upload: str
     reader: io.BufferedReader
     if fmt == "tar.gz":
         # decompression runs in isal's reader thread, overlapping the parsing and spooling done here
-        reader = igzip_threaded.open(stream, "rb", threads=1)  # type: ignore[no-untyped-call]
+        reader = igzip_threaded.open(stream, "rb", threads=1, block_size=_CHUNK // 4)  # type: ignore[no-untyped-call]
     else:
         reader = io.BufferedReader(stream, buffer_size=_CHUNK)
     with reader:
@@ -1087,7 +1087,7 @@ class _GzipWriter:
     def __init__(self, dst: BinaryIO) -> None:
         self._dst = dst
         self._pending = bytearray()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._sha = hashlib.sha256()
         self.size = 0
