@@ -161,6 +161,8 @@ def validate_request(request: Mapping[str, Any], spec: TrainingSpec) -> None:
     report = ParamValidator().validate(request, shape)
     # ValidationErrors keeps its findings in `_errors` as (kind, path, details); its public API is only the report.
     for kind, path, details in getattr(report, "_errors", []):
+        if kind == "unknown field":
+            path = f"{path}.{details.get('unknown_param')}"
         raise RequestError(_where(path.lstrip("."), spec), _describe(kind, details))
     if report.has_errors():
         raise RequestError("request", report.generate_report().splitlines()[-1])
@@ -479,7 +481,7 @@ def _describe(kind: str, details: Mapping[str, Any]) -> str:
         unknown = str(details.get("unknown_param"))
         close = difflib.get_close_matches(unknown, details.get("valid_names", []), n=1)
         hint = f" (did you mean `{close[0]}`?)" if close else ""
-        return f"`{unknown}` is not a field SageMaker accepts here{hint}"
+        return f"is not a field SageMaker accepts here{hint}"
     return kind
 
 
