@@ -30,7 +30,6 @@ PYTEST_ARGS ?= --timeout=900
 SAM_BUILD_ARGS ?=
 
 export SAM_CLI_TELEMETRY := 0
-export PYTHONDONTWRITEBYTECODE := 1
 
 # Runs pytest on $(1); "no tests collected" (exit 5) is an error that says so, never a silent pass or a bare 5.
 define pytest
