@@ -41,7 +41,9 @@ def _print_json(document: Any) -> None:
 
 @app.command()
 def render(
-    path: Annotated[Path, typer.Argument(help="A project directory, an archive (.tar.gz .tgz .tar .zip) or a .py script.")],
+    path: Annotated[
+        Path, typer.Argument(help="A project directory, an archive (.tar.gz .tgz .tar .zip) or a .py script.")
+    ],
     region: RegionOption = "us-east-1",
     project: Annotated[str | None, typer.Option(help="Project name (default: the directory or file name).")] = None,
     role: Annotated[str | None, typer.Option(help="Execution role ARN (default: a placeholder).")] = None,
@@ -53,9 +55,7 @@ def render(
     from sagepush_cli import project as projects
 
     try:
-        rendered = projects.render(
-            path, region=region, project=project, role=role, output_path=output_path
-        )
+        rendered = projects.render(path, region=region, project=project, role=role, output_path=output_path)
     except InputError as exc:
         _fail(str(exc))
     if json_output:
@@ -65,13 +65,17 @@ def render(
     from rich.syntax import Syntax
 
     console = Console()
-    console.print(f"[bold]{rendered['TrainingJobName']}[/]  (code {rendered['HyperParameters']['sagemaker_submit_directory']})")
+    console.print(
+        f"[bold]{rendered['TrainingJobName']}[/]  (code {rendered['HyperParameters']['sagemaker_submit_directory']})"
+    )
     console.print(Syntax(json.dumps(rendered, indent=2), "json", theme="ansi_dark", word_wrap=True))
 
 
 @app.command()
 def stage(
-    archive: Annotated[Path, typer.Argument(help="An archive (.tar.gz .tgz .tar .zip) or a .py script.", exists=True, dir_okay=False)],
+    archive: Annotated[
+        Path, typer.Argument(help="An archive (.tar.gz .tgz .tar .zip) or a .py script.", exists=True, dir_okay=False)
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write sourcedir.tar.gz.")],
     json_output: JsonOption = False,
 ) -> None:
@@ -135,7 +139,9 @@ def image_uri(
 @app.command()
 def invoke(
     function: Annotated[str, typer.Argument(help="Logical id in template.yaml, e.g. SubmitFunction.")],
-    event: Annotated[Path, typer.Option("-e", "--event", help="JSON event file, e.g. events/submit.json.", exists=True)],
+    event: Annotated[
+        Path, typer.Option("-e", "--event", help="JSON event file, e.g. events/submit.json.", exists=True)
+    ],
 ) -> None:
     """Run a function's handler in this process with the environment template.yaml gives it (no Docker).
 
@@ -150,7 +156,7 @@ def invoke(
             _fail(f"{function!r} is not a function in template.yaml (one of {', '.join(sorted(stack.functions))})")
         try:
             result = stack.invoke(function, payload)
-        except Exception as exc:  # noqa: BLE001 - reported as Lambda reports a function error
+        except Exception as exc:
             _print_json({"errorType": type(exc).__name__, "errorMessage": str(exc)})
             raise typer.Exit(EXIT_FAILED) from exc
     _print_json(result)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from sagepush_cli.local.stack import LocalStack
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.integration.conftest import load_event
 
-from sagepush_cli.local.stack import LocalStack
+if TYPE_CHECKING:
+    from sagepush_cli.local.stack import LocalStack
 
 TRAIN = b"print('training')\n"
 MANIFEST = b'framework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\nentry_point = "train.py"\nmax_run = "2h"\n'
@@ -36,7 +37,9 @@ def staged_objects(stack: LocalStack, s3: Any) -> list[str]:
 
 
 def executions(stack: LocalStack, sfn: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = sfn.list_executions(stateMachineArn=stack.outputs["TrainingStateMachineArn"])["executions"]
+    found: list[dict[str, Any]] = sfn.list_executions(stateMachineArn=stack.outputs["TrainingStateMachineArn"])[
+        "executions"
+    ]
     return found
 
 
@@ -73,7 +76,10 @@ def test_redelivered_event_changes_nothing(stack: LocalStack, s3: Any, sfn: Any)
     event = load_event("stage-object-created")
     event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]
     event["detail"]["object"].update(
-        key="incoming/mnist/main.tar.gz", size=head["ContentLength"], etag=head["ETag"].strip('"'), **{"version-id": head["VersionId"]}
+        key="incoming/mnist/main.tar.gz",
+        size=head["ContentLength"],
+        etag=head["ETag"].strip('"'),
+        **{"version-id": head["VersionId"]},
     )
     first = stack.invoke("StageFunction", event)
     again = stack.invoke("StageFunction", event)
@@ -85,7 +91,9 @@ def test_redelivered_event_changes_nothing(stack: LocalStack, s3: Any, sfn: Any)
 
 def test_form_encoded_key_falls_back_to_the_raw_key(stack: LocalStack, s3: Any, sfn: Any) -> None:
     key = "incoming/mnist/v1+final.tar.gz"  # a literal '+', which form-decoding would turn into a space
-    s3.put_object(Bucket=stack.outputs["IngestBucketName"], Key=key, Body=tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}))
+    s3.put_object(
+        Bucket=stack.outputs["IngestBucketName"], Key=key, Body=tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST})
+    )
     stack.drain()
     event = load_event("stage-object-created")
     event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]

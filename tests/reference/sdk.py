@@ -24,7 +24,18 @@ def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
     env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(
-        [uv, "run", "--isolated", "--no-project", "--python", "3.11", "--with", SDK_REQUIREMENT, "python", str(HERE / script)],
+        [
+            uv,
+            "run",
+            "--isolated",
+            "--no-project",
+            "--python",
+            "3.11",
+            "--with",
+            SDK_REQUIREMENT,
+            "python",
+            str(HERE / script),
+        ],
         input=json.dumps(payload),
         capture_output=True,
         text=True,

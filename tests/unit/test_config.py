@@ -31,7 +31,9 @@ VALID = {
 @pytest.mark.parametrize("logical_id", sorted(SETTINGS))
 def test_settings_read_exactly_the_variables_the_template_declares(logical_id: str) -> None:
     declared = set(TEMPLATE["Resources"][logical_id]["Properties"]["Environment"]["Variables"])
-    declared |= {v for v in TEMPLATE["Globals"]["Function"]["Environment"]["Variables"] if not v.startswith("POWERTOOLS_")}
+    declared |= {
+        v for v in TEMPLATE["Globals"]["Function"]["Environment"]["Variables"] if not v.startswith("POWERTOOLS_")
+    }
     assert set(SETTINGS[logical_id].variables()) - RUNTIME_VARIABLES == declared
 
 
@@ -48,5 +50,10 @@ def test_every_missing_or_malformed_variable_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
         StageSettings.from_env(env)
     message = str(caught.value)
-    for name in ("DEFAULT_VOLUME_SIZE='thirty'", "STATE_MACHINE_ARN='training' is not an ARN", "DEFAULT_TAGS", "ARTIFACT_BUCKET is not set"):
+    for name in (
+        "DEFAULT_VOLUME_SIZE='thirty'",
+        "STATE_MACHINE_ARN='training' is not an ARN",
+        "DEFAULT_TAGS",
+        "ARTIFACT_BUCKET is not set",
+    ):
         assert name in message

@@ -26,8 +26,18 @@ def test_project_cut_at_a_hyphen_does_not_leave_a_double_hyphen_tail() -> None:
 @pytest.mark.parametrize(
     ("one", "other", "same"),
     [
-        pytest.param(UploadIdentity("b", "k", version_id="v1"), UploadIdentity("b", "k", version_id="v1"), True, id="same-version"),
-        pytest.param(UploadIdentity("b", "k", version_id="v1"), UploadIdentity("b", "k", version_id="v2"), False, id="new-version"),
+        pytest.param(
+            UploadIdentity("b", "k", version_id="v1"),
+            UploadIdentity("b", "k", version_id="v1"),
+            True,
+            id="same-version",
+        ),
+        pytest.param(
+            UploadIdentity("b", "k", version_id="v1"),
+            UploadIdentity("b", "k", version_id="v2"),
+            False,
+            id="new-version",
+        ),
         pytest.param(
             UploadIdentity("b", "k", version_id="null", etag="e", sequencer="s1"),
             UploadIdentity("b", "k", version_id="null", etag="e", sequencer="s2"),
@@ -40,10 +50,14 @@ def test_project_cut_at_a_hyphen_does_not_leave_a_double_hyphen_tail() -> None:
             False,
             id="etag-and-time",
         ),
-        pytest.param(UploadIdentity("b", "k", version_id="v1"), UploadIdentity("b", "k2", version_id="v1"), False, id="other-key"),
+        pytest.param(
+            UploadIdentity("b", "k", version_id="v1"), UploadIdentity("b", "k2", version_id="v1"), False, id="other-key"
+        ),
     ],
 )
-def test_upload_id_is_stable_for_one_upload_and_new_for_another(one: UploadIdentity, other: UploadIdentity, same: bool) -> None:
+def test_upload_id_is_stable_for_one_upload_and_new_for_another(
+    one: UploadIdentity, other: UploadIdentity, same: bool
+) -> None:
     assert (one.upload_id() == other.upload_id()) is same
 
 

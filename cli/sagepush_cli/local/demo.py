@@ -29,7 +29,9 @@ class DemoResult:
     seconds_to_create: float | None = None
 
 
-def push(stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None) -> DemoResult:
+def push(
+    stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
+) -> DemoResult:
     """Upload `path` (a directory, archive or script) to the stack's ingest bucket, as `sagepush push` would."""
     import boto3
 
@@ -62,7 +64,7 @@ def wait_for_job(stack: LocalStack, result: DemoResult, started: float) -> DemoR
                 break
             result.seconds_to_create = time.monotonic() - started
             result.code_uri = job["HyperParameters"]["sagemaker_submit_directory"].strip('"')
-            result.request = _request_of(job)
+            result.request = _request_of(dict(job))
             return result
         time.sleep(0.05)  # polling the local server for a job created on another thread
     raise TimeoutError(f"no training job for {result.key} within {_DEADLINE_SECONDS}s")

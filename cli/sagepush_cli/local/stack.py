@@ -22,7 +22,6 @@ import traceback
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagepush_cli import template as sam
@@ -30,6 +29,7 @@ from sagepush_cli.functions import LoadedFunction, load_function
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class LocalStack:
             {
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+                "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing",
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
@@ -169,7 +169,9 @@ class LocalStack:
         )
         stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
         if stack["StackStatus"] != "CREATE_COMPLETE":
-            raise RuntimeError(f"local stack {self.stack_name} is {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+            raise RuntimeError(
+                f"local stack {self.stack_name} is {stack['StackStatus']}: {stack.get('StackStatusReason')}"
+            )
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         self.resources = {
             r["LogicalResourceId"]: r["PhysicalResourceId"]
@@ -198,7 +200,7 @@ class LocalStack:
                 )
             if "BucketEncryption" in properties:
                 # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
-                rules = [
+                rules: list[Any] = [
                     {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
                     for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
                 ]
@@ -290,7 +292,7 @@ class LocalStack:
             try:
                 loaded.invoke(event)
                 return
-            except Exception as exc:  # noqa: BLE001 - Lambda catches every error of an async invocation
+            except Exception as exc:
                 error = exc
                 logger.warning("async invocation failed", extra={"function": loaded.name, "error": repr(exc)})
         if config.on_failure and error is not None:
@@ -327,7 +329,7 @@ class LocalStack:
             return b""
         try:
             result = self.invoke(function_name, event)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as Lambda reports a function error
+        except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
             error = {
                 "errorType": type(exc).__name__,
@@ -370,12 +372,12 @@ class LocalStack:
                 finally:
                     rule.targets = saved
 
-        LambdaBackend.invoke = invoke  # type: ignore[method-assign]
-        Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+        setattr(LambdaBackend, "invoke", invoke)  # noqa: B010 - patching moto's class, not an attribute lookup
+        setattr(Rule, "send_to_targets", send_to_targets)  # noqa: B010
 
         def undo() -> None:
-            LambdaBackend.invoke = original_invoke  # type: ignore[method-assign]
-            Rule.send_to_targets = original_send  # type: ignore[method-assign]
+            setattr(LambdaBackend, "invoke", original_invoke)  # noqa: B010
+            setattr(Rule, "send_to_targets", original_send)  # noqa: B010
 
         self._patches.append(undo)
 
@@ -399,7 +401,7 @@ class LocalStack:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
     def _set_environment(self, variables: Mapping[str, str]) -> None:
@@ -449,5 +451,7 @@ def _invoke_config(
             arn = f"arn:aws:sqs:::{queue_url.rsplit('/', 1)[-1]}" if queue_url else None
         elif isinstance(destination, str):
             arn = destination
-        return InvokeConfig(maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", _ASYNC_RETRIES)), on_failure=arn)
+        return InvokeConfig(
+            maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", _ASYNC_RETRIES)), on_failure=arn
+        )
     return InvokeConfig()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sfn import SFNClient
+    from mypy_boto3_stepfunctions import SFNClient
 
     from sagepush.config import JobDefaultSettings, StageSettings
     from sagepush.events import ObjectCreated, SubmitTask

@@ -36,6 +36,7 @@ class UploadIdentity:
 
         The same event delivered twice gives the same id; a new upload of the same bytes gives a new one.
         """
+        parts: tuple[str, ...]
         if self.version_id and self.version_id != "null":
             parts = ("v", self.version_id)
         elif self.sequencer:
