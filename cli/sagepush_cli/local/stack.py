@@ -6,6 +6,7 @@ What moto cannot do is added here, in one place:
 - CloudFormation creates buckets without their versioning, EventBridge notifications, encryption and public
   access block, and state machines where the executing Step Functions engine cannot see them: both are completed
   from the translated template after the stack is created.
+- CreateTrainingJob with a name already taken replaces the job instead of answering ResourceInUse.
 - EventBridge rules do not deliver to Lambda targets: a rule's own pattern (moto's matcher, fed the pattern written
   in the template) selects the events, and the target handler runs as an asynchronous invocation would, with the
   retries and on-failure destination of the template's EventInvokeConfig (which moto's CloudFormation skips).
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
+from sagepush_cli.local.trainer import install_trainer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -98,6 +100,8 @@ class LocalStack:
         self._clear_client_caches()
         self._configure_moto()
         self._route_invocations()
+        # CreateTrainingJob runs the staged code for real (moto alone reports every job Completed at once).
+        self._patches.append(install_trainer(self))
         self.deploy()
         return self
 
@@ -380,6 +384,7 @@ class LocalStack:
             setattr(Rule, "send_to_targets", original_send)  # noqa: B010
 
         self._patches.append(undo)
+        self._patches.append(_refuse_duplicate_training_jobs())
 
     def _is_ours(self, arn: str) -> bool:
         try:
@@ -414,6 +419,26 @@ class LocalStack:
         from sagepush import aws
 
         aws.clear_clients()
+
+
+def _refuse_duplicate_training_jobs() -> Callable[[], None]:
+    """Make moto answer CreateTrainingJob for an existing name with ResourceInUse, as SageMaker does."""
+    from moto.sagemaker.exceptions import ResourceInUseException
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    original = SageMakerModelBackend.create_training_job
+
+    def create_training_job(backend: Any, training_job_name: str, *args: Any, **kwargs: Any) -> Any:
+        if training_job_name in backend.training_jobs:
+            raise ResourceInUseException(message=f"Training job {training_job_name} already exists")
+        return original(backend, training_job_name, *args, **kwargs)
+
+    setattr(SageMakerModelBackend, "create_training_job", create_training_job)  # noqa: B010
+
+    def undo() -> None:
+        setattr(SageMakerModelBackend, "create_training_job", original)  # noqa: B010
+
+    return undo
 
 
 def _quiet_moto() -> None:

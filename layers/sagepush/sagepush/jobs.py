@@ -6,11 +6,13 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sagepush import naming, request, spec, staging
 from sagepush.errors import InputError, SagepushError
+from sagepush.ledger import Submission
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from sagepush.config import JobDefaultSettings, StageSettings
     from sagepush.events import ObjectCreated, SubmitTask
+    from sagepush.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -173,19 +176,33 @@ def _stage_first_found(
 
 
 def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[str, Any]) -> tuple[str, bool]:
-    """Start the execution named `name`; an existing execution of that name means this upload was already handled."""
+    """Start the execution named `name` unless it exists; return its ARN and whether it already existed.
+
+    StartExecution alone cannot tell: AWS answers a repeat with identical input with the running execution, and
+    raises ExecutionAlreadyExists for a finished one. Looking first makes a redelivered event visible as such.
+    """
+    arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
+    else:
+        return arn, True
     try:
         response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
     except sfn.exceptions.ExecutionAlreadyExists:
-        # AWS answers an identical repeat with the running execution; an already finished one (and every repeat, on
-        # some emulators) raises instead. The name is derived from the upload, so either way it is this upload's.
-        arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+        # A concurrent delivery of the same upload started it between the two calls.
         return arn, True
     return response["executionArn"], False
 
 
-def submit_job(task: SubmitTask, *, settings: JobDefaultSettings, sagemaker: SageMakerClient) -> SubmittedJob:
+def submit_job(
+    task: SubmitTask, *, settings: JobDefaultSettings, sagemaker: SageMakerClient, ledger: Ledger
+) -> SubmittedJob:
     """Build, validate and send CreateTrainingJob for `task`; a job that already exists is attached to, not an error.
+
+    The job and its task token are recorded in the ledger first, so that whatever happens after CreateTrainingJob is
+    sent (a crash, a lost event), the status logic and the reconciler know the job and can settle its execution.
 
     Raises:
         InputError: the spec or the request is wrong, naming the manifest field.
@@ -202,6 +219,16 @@ def submit_job(task: SubmitTask, *, settings: JobDefaultSettings, sagemaker: Sag
         region=settings.aws_region,
         tags=job_tags(task.project, digest, task.source),
     )
+    submission = Submission(
+        job_name=job_name,
+        project=task.project,
+        code_uri=task.code_uri,
+        code_digest=digest,
+        source={name: task.source[name] for name in SOURCE_FIELDS if task.source.get(name)},
+        task_token=task.task_token,
+    )
+    if not ledger.record_submission(submission, now_ms=time.time_ns() // 1_000_000):
+        logger.info("job already in the ledger", extra={"job_name": job_name})
     try:
         response = sagemaker.create_training_job(**built)
     except sagemaker.exceptions.ResourceInUse:
