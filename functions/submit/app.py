@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sagepush import aws, jobs
 from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
+from sagepush.ledger import DynamoDBLedger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,7 +25,12 @@ settings = SubmitSettings.from_env()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = submit_task(event)
     logger.append_keys(project=task.project, job_name=task.job_name)
-    submitted = jobs.submit_job(task, settings=settings, sagemaker=aws.client("sagemaker"))
+    submitted = jobs.submit_job(
+        task,
+        settings=settings,
+        sagemaker=aws.client("sagemaker"),
+        ledger=DynamoDBLedger(settings.ledger_table, dynamodb=aws.client("dynamodb")),
+    )
     logger.append_keys(job_name=submitted.job_name)
     metrics.add_metric(name="JobsAttached" if submitted.attached else "JobsSubmitted", unit=MetricUnit.Count, value=1)
     return submitted.as_dict()

@@ -5,10 +5,22 @@ from pathlib import Path
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from sagepush.config import RUNTIME_VARIABLES, ConfigError, StageSettings, SubmitSettings
+from sagepush.config import (
+    RUNTIME_VARIABLES,
+    ConfigError,
+    ReconcileSettings,
+    StageSettings,
+    StatusSettings,
+    SubmitSettings,
+)
 
 TEMPLATE = yaml_parse((Path(__file__).resolve().parents[2] / "template.yaml").read_text())
-SETTINGS = {"StageFunction": StageSettings, "SubmitFunction": SubmitSettings}
+SETTINGS = {
+    "StageFunction": StageSettings,
+    "SubmitFunction": SubmitSettings,
+    "StatusFunction": StatusSettings,
+    "ReconcileFunction": ReconcileSettings,
+}
 VALID = {
     "AWS_REGION": "eu-west-1",
     "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/train",
@@ -57,3 +69,34 @@ def test_every_missing_or_malformed_variable_is_named_at_once() -> None:
         "ARTIFACT_BUCKET is not set",
     ):
         assert name in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Completed,Failed", {"Completed", "Failed"}),
+        ("all", None),
+        ("none", set()),
+    ],
+    ids=["list", "all", "none"],
+)
+def test_alert_on_reads_secondary_statuses(value: str, expected: set[str] | None) -> None:
+    env = {
+        "AWS_REGION": "eu-west-1",
+        "LEDGER_TABLE": "ledger",
+        "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+        "ALERT_ON": value,
+    }
+    alert_on = StatusSettings.from_env(env).alert_on
+    assert alert_on == expected if expected is not None else "Interrupted" in alert_on
+
+
+def test_alert_on_with_an_unknown_status_is_named() -> None:
+    env = {
+        "AWS_REGION": "eu-west-1",
+        "LEDGER_TABLE": "t",
+        "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:a",
+        "ALERT_ON": "Done",
+    }
+    with pytest.raises(ConfigError, match="ALERT_ON='Done' is not"):
+        StatusSettings.from_env(env)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sagepush.errors import InputError
+from sagepush.events import SECONDARY_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -62,6 +63,19 @@ def _tags(value: str) -> dict[str, str]:
     return tags
 
 
+def _alert_on(value: str) -> frozenset[str]:
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    if names == {"all"}:
+        return frozenset(SECONDARY_STATUSES)
+    if names == {"none"}:
+        return frozenset()
+    if not names or not names <= set(SECONDARY_STATUSES):
+        raise ValueError(
+            f"'all', 'none' or a comma-separated list of SageMaker secondary statuses ({', '.join(SECONDARY_STATUSES)})"
+        )
+    return frozenset(names)
+
+
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse_optional(value: str) -> Any:
         return parse(value) if value else None
@@ -90,7 +104,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "MAX_MEMBERS": _positive_int,
     "LEDGER_TABLE": _text,
     "ALERTS_TOPIC_ARN": arn,
-    "ALERT_ON": _text,
+    "ALERT_ON": _alert_on,
+    "RECONCILE_GRACE_SECONDS": _positive_int,
+    "RECONCILE_MAX_JOBS": _positive_int,
     "OUTPUT_KMS_KEY": _optional(_text),
 }
 """How each variable any function reads is parsed; the value's form is named when parsing fails."""
@@ -103,7 +119,7 @@ class _Settings:
     @classmethod
     def variables(cls) -> tuple[str, ...]:
         """Return the environment variables this settings object reads, in field order."""
-        return tuple(f.name.upper() for f in fields(cls))  # type: ignore[arg-type]
+        return tuple(f.name.upper() for f in fields(cls))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -161,3 +177,23 @@ class StageSettings(JobDefaultSettings):
 @dataclass(frozen=True, slots=True)
 class SubmitSettings(JobDefaultSettings):
     """SubmitFunction: the defaults a request is built from."""
+
+    ledger_table: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings(_Settings):
+    """StatusFunction: where job states are recorded, where alerts go, and which transitions alert."""
+
+    aws_region: str
+    ledger_table: str
+    alerts_topic_arn: str
+    alert_on: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings(StatusSettings):
+    """ReconcileFunction: the status settings, plus how long a job may stay silent and how many are checked a run."""
+
+    reconcile_grace_seconds: int
+    reconcile_max_jobs: int

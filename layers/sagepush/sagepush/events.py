@@ -146,3 +146,216 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
         task_token=_get(event, "task_token") if event.get("task_token") is not None else None,
         source=source,
     )
+
+
+SAGEMAKER_SOURCE = "aws.sagemaker"
+TRAINING_STATE_CHANGE = "SageMaker Training Job State Change"
+PROJECT_TAG = "sagepush:project"
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+SECONDARY_STATUSES = (
+    "Starting",
+    "Pending",
+    "LaunchingMLInstances",
+    "PreparingTrainingStack",
+    "Downloading",
+    "DownloadingTrainingImage",
+    "Training",
+    "Interrupted",
+    "Restarting",
+    "Uploading",
+    "Stopping",
+    "Updating",
+    "Completed",
+    "Failed",
+    "Stopped",
+    "MaxRuntimeExceeded",
+    "MaxWaitTimeExceeded",
+)
+"""SageMaker's SecondaryStatus values, in the order a job normally passes through them."""
+# Epoch values above this are milliseconds (1e11 seconds is the year 5138; 1e11 ms is 1973).
+_MILLIS_THRESHOLD = 10**11
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingStateChange:
+    """One observed state of a training job: a "Training Job State Change" event or a DescribeTrainingJob answer.
+
+    Times are epoch milliseconds (UTC).
+    """
+
+    job_name: str
+    status: str
+    secondary_status: str
+    last_modified_ms: int
+    region: str
+    job_arn: str | None = None
+    event_id: str | None = None
+    creation_ms: int | None = None
+    training_start_ms: int | None = None
+    training_end_ms: int | None = None
+    failure_reason: str | None = None
+    status_message: str | None = None
+    model_artifacts: str | None = None
+    billable_seconds: int | None = None
+    max_runtime_seconds: int | None = None
+    max_wait_seconds: int | None = None
+    final_metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        """True when the job has ended (Completed, Failed or Stopped)."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def project(self) -> str | None:
+        """The `sagepush:project` tag, when the job carries one."""
+        return self.tags.get(PROJECT_TAG)
+
+
+def epoch_ms(value: Any, where: str) -> int:
+    """Return `value` as epoch milliseconds: epoch ms or seconds (number or digits), ISO 8601 text, or a datetime.
+
+    Raises:
+        EventError: naming `where` when the value is none of those.
+    """
+    from datetime import UTC, datetime
+
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return round(stamp.timestamp() * 1000)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise EventError(
+                    where, f"is {shorten(value)}, expected epoch milliseconds or an ISO 8601 time"
+                ) from None
+            return epoch_ms(parsed, where)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise EventError(where, f"is {shorten(value)}, expected epoch milliseconds or an ISO 8601 time")
+    return round(value) if value >= _MILLIS_THRESHOLD else round(value * 1000)
+
+
+def _optional_ms(detail: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = detail.get(key)
+    return None if value in (None, "") else epoch_ms(value, f"{where}.{key}")
+
+
+def _optional_int(detail: Mapping[str, Any], path: str, where: str) -> int | None:
+    value: Any = detail
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError(f"{where}.{path}", f"is {shorten(value)}, expected a number")
+    return int(value)
+
+
+def _tags_of(value: Any, where: str) -> dict[str, str]:
+    """Read tags as a map (AWS's sample event) or a list of {Key, Value} (its schema registry)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        tags = {}
+        for index, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
+                raise EventError(f"{where}[{index}]", f"is {shorten(item)}, expected {{Key, Value}}")
+            tags[item["Key"]] = str(item.get("Value", ""))
+        return tags
+    raise EventError(where, f"is {shorten(value)}, expected a map of tags or a list of {{Key, Value}}")
+
+
+def _metrics_of(value: Any, where: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise EventError(where, f"is {shorten(value)}, expected a list of {{MetricName, Value}}")
+    metrics = {}
+    for index, item in enumerate(value):
+        name, number = (item.get("MetricName"), item.get("Value")) if isinstance(item, dict) else (None, None)
+        if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, int | float):
+            raise EventError(f"{where}[{index}]", f"is {shorten(item)}, expected {{MetricName, Value}}")
+        metrics[name] = float(number)
+    return metrics
+
+
+def _training_state(detail: Mapping[str, Any], *, where: str, region: str, event_id: str | None) -> TrainingStateChange:
+    job_name = _get(detail, "TrainingJobName")
+    status = _get(detail, "TrainingJobStatus")
+    secondary = detail.get("SecondaryStatus") or status
+    if not isinstance(secondary, str):
+        raise EventError(f"{where}.SecondaryStatus", f"is {shorten(secondary)}, expected a string")
+    last_modified = detail.get("LastModifiedTime")
+    if last_modified is None:
+        raise EventError(f"{where}.LastModifiedTime", "is missing")
+    transitions = detail.get("SecondaryStatusTransitions")
+    message = None
+    if isinstance(transitions, list) and transitions and isinstance(transitions[-1], dict):
+        message = (
+            transitions[-1].get("StatusMessage") if isinstance(transitions[-1].get("StatusMessage"), str) else None
+        )
+    artifacts = detail.get("ModelArtifacts")
+    return TrainingStateChange(
+        job_name=job_name,
+        status=status,
+        secondary_status=secondary,
+        last_modified_ms=epoch_ms(last_modified, f"{where}.LastModifiedTime"),
+        region=region,
+        job_arn=detail.get("TrainingJobArn") if isinstance(detail.get("TrainingJobArn"), str) else None,
+        event_id=event_id,
+        creation_ms=_optional_ms(detail, "CreationTime", where),
+        training_start_ms=_optional_ms(detail, "TrainingStartTime", where),
+        training_end_ms=_optional_ms(detail, "TrainingEndTime", where),
+        failure_reason=_optional(detail, "FailureReason"),
+        status_message=message,
+        model_artifacts=_optional(artifacts, "S3ModelArtifacts") if isinstance(artifacts, dict) else None,
+        billable_seconds=_optional_int(detail, "BillableTimeInSeconds", where),
+        max_runtime_seconds=_optional_int(detail, "StoppingCondition.MaxRuntimeInSeconds", where),
+        max_wait_seconds=_optional_int(detail, "StoppingCondition.MaxWaitTimeInSeconds", where),
+        final_metrics=_metrics_of(detail.get("FinalMetricDataList"), f"{where}.FinalMetricDataList"),
+        tags=_tags_of(detail.get("Tags"), f"{where}.Tags"),
+    )
+
+
+def training_state_change(event: Mapping[str, Any]) -> TrainingStateChange:
+    """Build a TrainingStateChange view of a SageMaker "Training Job State Change" event.
+
+    Tags may be a map or a list of {Key, Value}; times may be epoch milliseconds or seconds, or ISO 8601 text.
+
+    Raises:
+        EventError: naming the JSON path that is missing or of the wrong type.
+    """
+    if not isinstance(event, dict):
+        raise EventError("$", f"is {shorten(event)}, expected an EventBridge event object")
+    if _get(event, "source") != SAGEMAKER_SOURCE or _get(event, "detail-type") != TRAINING_STATE_CHANGE:
+        raise EventError(
+            "$.detail-type", f"is {event.get('detail-type')!r}, expected {TRAINING_STATE_CHANGE!r} from aws.sagemaker"
+        )
+    detail = _get(event, "detail", dict)
+    try:
+        return _training_state(detail, where="$.detail", region=_get(event, "region"), event_id=_optional(event, "id"))
+    except EventError as exc:
+        if exc.where.startswith("$.") and not exc.where.startswith("$.detail"):
+            raise EventError("$.detail" + exc.where[1:], exc.message) from exc
+        raise
+
+
+def described_training_job(
+    description: Mapping[str, Any], *, region: str, tags: Mapping[str, str]
+) -> TrainingStateChange:
+    """Build a TrainingStateChange from a DescribeTrainingJob answer (which carries no tags: pass the known ones).
+
+    Raises:
+        EventError: the answer lacks the job name, status or LastModifiedTime.
+    """
+    return _training_state(
+        {**description, "Tags": dict(tags)}, where="DescribeTrainingJob", region=region, event_id=None
+    )
