@@ -1,0 +1,735 @@
+"""The local trainer: each CreateTrainingJob on the local stack runs its staged code for real, as SageMaker would.
+
+moto records a training job and reports it Completed at once. Here each job instead runs on its own thread:
+- a job directory laid out as the container's /opt/ml (`SAGEMAKER_BASE_DIR`): input/config/{hyperparameters,
+  inputdataconfig,resourceconfig}.json, channels downloaded from S3 into input/data/<channel>, model/, output/, code/;
+- the staged sourcedir.tar.gz (`sagemaker_submit_directory`) unpacked into code/, and its requirements.txt installed
+  into a virtualenv cached by the hash of its requirements (a base env stands in for the framework image);
+- the `sagemaker-training` toolkit, the framework containers' entrypoint, run as a subprocess in that env; its output
+  is kept in a log file and shipped to CloudWatch Logs (/aws/sagemaker/TrainingJobs, stream <job>/algo-1-<epoch>);
+- model.tar.gz and output.tar.gz uploaded to <S3OutputPath>/<job>/output/;
+- DescribeTrainingJob answering with the real status, secondary status and transitions, FailureReason, ModelArtifacts,
+  BillableTimeInSeconds and the final values of the job's metric definitions, and a "SageMaker Training Job State
+  Change" event put on EventBridge at each transition.
+MaxRuntimeInSeconds and StopTrainingJob (which moto lacks) stop a job as `docker stop -t 120` does: SIGTERM to every
+process of the job, SIGKILL after the grace period (SAGEPUSH_LOCAL_STOP_GRACE_SECONDS, default 120).
+See https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-dockerfile.html
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from sagepush_cli.local.stack import LocalStack
+
+logger = logging.getLogger(__name__)
+
+GRACE_ENV = "SAGEPUSH_LOCAL_STOP_GRACE_SECONDS"
+HOME_ENV = "SAGEPUSH_LOCAL_HOME"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
+HOST = "localhost"
+"""The host named in resourceconfig.json: the toolkit waits until every host resolves, and algo-1 never does here."""
+DEFAULT_GRACE_SECONDS = 120.0
+FAILURE_REASON_LIMIT = 1024
+"""DescribeTrainingJob returns the first 1024 characters of the failure description."""
+
+_ENV_BUILD_TIMEOUT = 900
+_JOIN_TIMEOUT = 30
+_POLL_SECONDS = 0.2
+_SHIP_SECONDS = 1.0
+_TRACEBACK_LINES = 12
+_TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
+
+_MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Stopping": "Stopping the training job",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Training job stopped: it exceeded MaxRuntimeInSeconds",
+}
+
+
+def home() -> Path:
+    """Where job directories and cached environments live: $SAGEPUSH_LOCAL_HOME or ~/.cache/sagepush/local."""
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "sagepush" / "local"
+
+
+def base_packages() -> tuple[str, ...]:
+    """What every job env holds before its requirements: the toolkit (pinned as installed here) and scikit-learn,
+    as the scikit-learn framework image does; pip, because the toolkit installs requirements.txt with it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        toolkit = f"sagemaker-training=={version('sagemaker-training')}"
+    except PackageNotFoundError:
+        toolkit = "sagemaker-training"
+    return (toolkit, "scikit-learn", "pip")
+
+
+class JobError(Exception):
+    """A job cannot go on; `reason` becomes its FailureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Run:
+    """One job's run: the moto job object it drives and what stopping it needs."""
+
+    name: str
+    job: Any
+    region: str
+    directory: Path
+    environment: dict[str, str]
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str = "Stopped"
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    log_file: Path | None = None
+
+
+class LocalTrainer:
+    """Runs the local stack's training jobs; installed on moto's SageMaker API by `install_trainer`."""
+
+    def __init__(self, *, endpoint: str, region: str, root: Path, grace_seconds: float) -> None:
+        self.endpoint = endpoint
+        self.region = region
+        self.root = root
+        self.grace_seconds = grace_seconds
+        self.runs: dict[str, _Run] = {}
+        self.uninstall: Callable[[], None] = self.shutdown
+        self._lock = threading.Lock()
+        self._env_locks: dict[str, threading.Lock] = {}
+
+    def __call__(self) -> None:
+        """Stop every job and take the trainer off moto's SageMaker API (the stack's undo hook)."""
+        self.uninstall()
+
+    # ------------------------------------------------------------------ control
+    def start(self, job: Any, *, region: str, environment: Mapping[str, str]) -> None:
+        """Mark `job` InProgress/Starting in moto and run it on a new thread."""
+        from moto.core.utils import utcnow
+
+        now = utcnow()
+        # Every attribute DescribeTrainingJob reads exists from the start: moto serialises the job by iterating its
+        # __dict__ on the server's thread, so the run only ever reassigns attributes.
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        job.secondary_status_transitions = []
+        job.training_start_time = None
+        job.training_end_time = None
+        job.last_modified_time = now
+        job.final_metric_data_list = None
+        job.model_artifacts = None
+        job.failure_reason = None
+        job.billable_time_in_seconds = None
+        job.training_time_in_seconds = None
+        job.environment = dict(environment) or None
+        run = _Run(
+            name=job.training_job_name,
+            job=job,
+            region=region,
+            directory=self.root / "jobs" / job.training_job_name,
+            environment=dict(environment),
+        )
+        with self._lock:
+            self.runs[run.name] = run
+        run.thread = threading.Thread(target=self._execute, args=(run,), name=f"train-{run.name}", daemon=True)
+        run.thread.start()
+
+    def stop(self, name: str, reason: str = "Stopped") -> bool:
+        """Ask a running job to stop (SIGTERM, then SIGKILL after the grace); False when it is not running."""
+        run = self.runs.get(name)
+        if run is None or run.done.is_set() or run.stop_requested.is_set():
+            return False
+        run.stop_reason = reason
+        run.stop_requested.set()
+        return True
+
+    def wait(self, name: str, timeout: float) -> bool:
+        """Wait until the job's run has ended; False if it is still running after `timeout` seconds."""
+        run = self.runs.get(name)
+        return True if run is None else run.done.wait(timeout)
+
+    def shutdown(self) -> None:
+        """Stop every running job and wait for the runs to end (bounded by the grace period)."""
+        for name in list(self.runs):
+            self.stop(name)
+        for run in list(self.runs.values()):
+            if run.thread is not None:
+                run.thread.join(self.grace_seconds + _JOIN_TIMEOUT)
+
+    def log_file(self, name: str) -> Path | None:
+        """The kept log of a job's run, once it has one."""
+        run = self.runs.get(name)
+        return run.log_file if run else None
+
+    # ------------------------------------------------------------------ the run
+    def _execute(self, run: _Run) -> None:
+        import boto3
+
+        session = boto3.session.Session(region_name=run.region)
+        clients = {name: session.client(name, endpoint_url=self.endpoint) for name in ("s3", "events", "logs")}
+        sink: _LogSink | None = None
+        try:
+            self._transition(run, clients["events"], "Starting")
+            layout = _lay_out(run)
+            sink = _LogSink(
+                run.directory / "training.log",
+                clients["logs"],
+                f"{run.name}/algo-1-{int(time.time())}",
+                run.job.algorithm_specification.get("MetricDefinitions") or [],
+            )
+            run.log_file = sink.path
+            run.job.training_start_time = _now()
+            self._transition(run, clients["events"], "Downloading")
+            _download_channels(run.job, layout, clients["s3"])
+            _download_code(run.job, layout, clients["s3"])
+            if run.stop_requested.is_set():
+                self._finish_stopped(run, clients, layout, sink)
+                return
+            python = self._environment(layout / "code" / "requirements.txt", sink)
+            self._transition(run, clients["events"], "Training")
+            code = self._train(run, python, layout, sink, clients["events"])
+            if run.stop_requested.is_set():
+                self._finish_stopped(run, clients, layout, sink)
+            elif code == 0:
+                self._transition(run, clients["events"], "Uploading")
+                _upload(run.job, layout, clients["s3"], model=True)
+                self._end(run, clients["events"], "Completed", "Completed", sink)
+            else:
+                reason = _failure_reason(layout, sink, code)
+                _upload(run.job, layout, clients["s3"], model=False)
+                self._end(run, clients["events"], "Failed", "Failed", sink, reason=reason)
+        except JobError as exc:
+            self._end(run, clients["events"], "Failed", "Failed", sink, reason=exc.reason[:FAILURE_REASON_LIMIT])
+        except Exception as exc:
+            logger.exception("local training job failed to run", extra={"job_name": run.name})
+            reason = f"InternalServerError: {type(exc).__name__}: {exc}"[:FAILURE_REASON_LIMIT]
+            self._end(run, clients["events"], "Failed", "Failed", sink, reason=reason)
+        finally:
+            if sink is not None:
+                sink.close()
+            run.done.set()
+
+    def _finish_stopped(self, run: _Run, clients: Mapping[str, Any], layout: Path, sink: _LogSink) -> None:
+        # A stopped job keeps what its SIGTERM handler saved: SageMaker uploads the model dir as it stands.
+        self._transition(run, clients["events"], "Uploading")
+        _upload(run.job, layout, clients["s3"], model=True)
+        self._end(run, clients["events"], "Stopped", run.stop_reason, sink)
+
+    def _train(self, run: _Run, python: Path, layout: Path, sink: _LogSink, events: Any) -> int:
+        """Run the toolkit's entrypoint; honour MaxRuntimeInSeconds and stop requests; return its exit code."""
+        process = subprocess.Popen(
+            [str(python), "-m", "sagemaker_training.cli.train"],
+            cwd=layout,
+            env=_container_environment(run, python, layout, self.endpoint),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: a stop signals the toolkit and the user's script
+        )
+        readers = [
+            threading.Thread(target=sink.pump, args=(stream,), name=f"log-{run.name}", daemon=True)
+            for stream in (process.stdout, process.stderr)
+        ]
+        for reader in readers:
+            reader.start()
+        max_runtime = float((run.job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 86400)
+        deadline = time.monotonic() + max_runtime
+        terminated_at: float | None = None
+        killed = False
+        shipped = time.monotonic()
+        while process.poll() is None or any(reader.is_alive() for reader in readers):
+            now = time.monotonic()
+            if terminated_at is None and (run.stop_requested.is_set() or now >= deadline):
+                if not run.stop_requested.is_set():
+                    run.stop_reason = "MaxRuntimeExceeded"
+                    run.stop_requested.set()
+                sink.write(f"sagepush local: {run.stop_reason}: sending SIGTERM to the training processes")
+                _signal_group(process.pid, signal.SIGTERM)
+                terminated_at = now
+                self._transition(run, events, "Stopping", status="Stopping")
+            elif terminated_at is not None and not killed and now - terminated_at >= self.grace_seconds:
+                sink.write(f"sagepush local: still running {self.grace_seconds:g}s after SIGTERM: sending SIGKILL")
+                _signal_group(process.pid, signal.SIGKILL)
+                killed = True
+            elif killed and now - (terminated_at or now) >= self.grace_seconds + _JOIN_TIMEOUT:
+                break  # a process left the group but holds the pipe open: stop reading it
+            if now - shipped >= _SHIP_SECONDS:
+                sink.ship()
+                shipped = now
+            run.stop_requested.wait(_POLL_SECONDS) if terminated_at is None else time.sleep(_POLL_SECONDS)
+        code = process.wait(timeout=_JOIN_TIMEOUT)
+        for reader in readers:
+            reader.join(timeout=1)
+        return code
+
+    def _environment(self, requirements: Path, sink: _LogSink) -> Path:
+        """Return the python of the env for these requirements, building and caching it on first use."""
+        text = requirements.read_text() if requirements.is_file() else ""
+        packages = base_packages()
+        key = hashlib.sha256(
+            json.dumps([sys.version_info[:2], packages, text.strip()]).encode(),
+        ).hexdigest()[:16]
+        envs = self.root / "envs"
+        final = envs / key
+        with self._lock:
+            lock = self._env_locks.setdefault(key, threading.Lock())
+        with lock:
+            if (final / ".ready").is_file():
+                sink.write(f"sagepush local: using the cached environment {final}")
+                return final / "bin" / "python"
+            sink.write(f"sagepush local: building the environment {final} ({', '.join(packages)} + requirements.txt)")
+            building = envs / f".{key}.{uuid.uuid4().hex[:8]}"
+            envs.mkdir(parents=True, exist_ok=True)
+            try:
+                uv = _uv()
+                _run_logged([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable, str(building)], sink)
+                install = [uv, "pip", "install", "--python", str(building / "bin" / "python"), *packages]
+                if text.strip():
+                    install += ["-r", str(requirements)]
+                _run_logged(install, sink)
+                (building / ".ready").write_text(json.dumps({"packages": packages, "requirements": text}))
+                with contextlib.suppress(OSError):  # another process built the same env first: use theirs
+                    building.rename(final)
+            finally:
+                if building.exists():
+                    shutil.rmtree(building, ignore_errors=True)
+            return final / "bin" / "python"
+
+    # ------------------------------------------------------------------ state and events
+    def _transition(self, run: _Run, events: Any, secondary: str, *, status: str | None = None) -> None:
+        job = run.job
+        now = _now()
+        transitions = [dict(t) for t in job.secondary_status_transitions]
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = now
+        transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": _MESSAGES[secondary]})
+        job.secondary_status_transitions = transitions
+        job.secondary_status = secondary
+        if status is not None:
+            job.training_job_status = status
+        job.last_modified_time = now
+        _put_state_change(events, job, run.region)
+
+    def _end(
+        self, run: _Run, events: Any, status: str, secondary: str, sink: _LogSink | None, *, reason: str | None = None
+    ) -> None:
+        job = run.job
+        now = _now()
+        if sink is not None:
+            sink.ship()
+            job.final_metric_data_list = sink.final_metrics() or None
+        job.failure_reason = reason
+        if job.training_start_time is not None:
+            job.training_end_time = now
+            seconds = max(1, math.ceil((now - job.training_start_time).total_seconds()))
+            job.training_time_in_seconds = seconds
+            job.billable_time_in_seconds = seconds
+        job.training_job_status = status
+        self._transition(run, events, secondary)
+        transitions = [dict(t) for t in job.secondary_status_transitions]
+        transitions[-1]["EndTime"] = now
+        if reason:
+            transitions[-1]["StatusMessage"] = reason
+        job.secondary_status_transitions = transitions
+
+
+def install_trainer(stack: LocalStack) -> LocalTrainer:
+    """Route the stack's CreateTrainingJob and StopTrainingJob to a LocalTrainer; call the result to undo."""
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    grace = float(os.environ.get(GRACE_ENV) or DEFAULT_GRACE_SECONDS)
+    trainer = LocalTrainer(endpoint=stack.endpoint, region=stack.region, root=home(), grace_seconds=grace)
+    original_create = SageMakerResponse.create_training_job
+    had_stop = "stop_training_job" in SageMakerResponse.__dict__
+    original_stop = SageMakerResponse.__dict__.get("stop_training_job")
+
+    def create_training_job(response: Any) -> Any:
+        name = response._get_param("TrainingJobName")
+        # moto replaces the metric definitions with its own sample: keep the caller's.
+        definitions = (response._get_param("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+        result = original_create(response)
+        job = response.sagemaker_backend.training_jobs[name]
+        job.algorithm_specification["MetricDefinitions"] = definitions
+        trainer.start(job, region=response.region, environment=response._get_param("Environment") or {})
+        return result
+
+    def stop_training_job(response: Any) -> Any:
+        name = response._get_param("TrainingJobName")
+        job = response.sagemaker_backend.training_jobs.get(name)
+        if job is None:
+            raise ValidationError(message=f"Requested resource not found: training job {name}")
+        if not trainer.stop(name):
+            raise ValidationError(
+                message=f"The training job {name} is {job.training_job_status}: only an InProgress job can be stopped"
+            )
+        return EmptyResult()
+
+    # Patching moto's class, as the stack's other hooks do; undone with the stack.
+    setattr(SageMakerResponse, "create_training_job", create_training_job)  # noqa: B010
+    setattr(SageMakerResponse, "stop_training_job", stop_training_job)  # noqa: B010
+
+    def undo() -> None:
+        trainer.shutdown()
+        setattr(SageMakerResponse, "create_training_job", original_create)  # noqa: B010
+        if had_stop:
+            setattr(SageMakerResponse, "stop_training_job", original_stop)  # noqa: B010
+        else:
+            delattr(SageMakerResponse, "stop_training_job")
+
+    trainer.uninstall = undo
+    return trainer
+
+
+def trainer_of(stack: LocalStack) -> LocalTrainer:
+    """The trainer installed on a running local stack."""
+    for patch in stack._patches:
+        if isinstance(patch, LocalTrainer):
+            return patch
+    raise LookupError("the local stack has no trainer installed")
+
+
+# ---------------------------------------------------------------------- the job directory
+def _now() -> datetime:
+    """Now as moto keeps times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _lay_out(run: _Run) -> Path:
+    """Create the job's /opt/ml: the three config files, the channel, model, output and code folders."""
+    job = run.job
+    if run.directory.exists():
+        shutil.rmtree(run.directory)
+    config = run.directory / "input" / "config"
+    for folder in (config, run.directory / "model", run.directory / "output" / "data", run.directory / "code"):
+        folder.mkdir(parents=True)
+    # The platform owns output/intermediate: with it present the toolkit starts no sync process of its own.
+    (run.directory / "output" / "intermediate").mkdir()
+    (config / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
+    channels = {}
+    for channel in job.input_data_config or []:
+        channels[channel["ChannelName"]] = {
+            "TrainingInputMode": channel.get("InputMode")
+            or job.algorithm_specification.get("TrainingInputMode", "File"),
+            "S3DistributionType": channel.get("DataSource", {})
+            .get("S3DataSource", {})
+            .get("S3DataDistributionType", "FullyReplicated"),
+            "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+            **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
+        }
+        (run.directory / "input" / "data" / channel["ChannelName"]).mkdir(parents=True)
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    instance_type = (job.resource_config or {}).get("InstanceType", "ml.m5.large")
+    group = "homogeneousCluster"
+    resources = {
+        "current_host": HOST,
+        "current_instance_type": instance_type,
+        "current_group_name": group,
+        "hosts": [HOST],
+        "instance_groups": [{"instance_group_name": group, "instance_type": instance_type, "hosts": [HOST]}],
+        "network_interface_name": "eth0",
+    }
+    (config / "resourceconfig.json").write_text(json.dumps(resources))
+    return run.directory
+
+
+def _s3_location(uri: str, where: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise JobError(f"ClientError: {where} {uri!r} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _download_channels(job: Any, layout: Path, s3: Any) -> None:
+    """Download each S3Prefix channel into input/data/<channel>, keeping the key below the prefix."""
+    for channel in job.input_data_config or []:
+        name = channel["ChannelName"]
+        source = channel.get("DataSource", {}).get("S3DataSource")
+        if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise JobError(f"ClientError: channel {name}: the local trainer reads only S3Prefix data sources")
+        bucket, prefix = _s3_location(source["S3Uri"], f"channel {name}")
+        keys = [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith("/")
+        ]
+        if not keys:
+            raise JobError(f'ClientError: No S3 objects found under S3 URL "{source["S3Uri"]}" given in channel {name}')
+        target = layout / "input" / "data" / name
+        for key in keys:
+            relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
+            destination = (target / relative).resolve()
+            if not destination.is_relative_to(target.resolve()):
+                raise JobError(f"ClientError: channel {name}: key {key!r} leaves the channel directory")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(destination))
+
+
+def _download_code(job: Any, layout: Path, s3: Any) -> None:
+    """Unpack the staged sourcedir.tar.gz into code/ (the toolkit then finds it there and skips its own download)."""
+    raw = (job.hyper_parameters or {}).get("sagemaker_submit_directory")
+    if not raw:
+        raise JobError("ClientError: the hyperparameter sagemaker_submit_directory names no code to run")
+    uri = json.loads(raw) if raw.startswith('"') else raw
+    bucket, key = _s3_location(uri, "sagemaker_submit_directory")
+    archive = layout / "sourcedir.tar.gz"
+    try:
+        s3.download_file(bucket, key, str(archive))
+    except Exception as exc:
+        raise JobError(f"ClientError: cannot download the code at {uri}: {exc}") from exc
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(layout / "code", filter="data")
+    archive.unlink()
+
+
+def _upload(job: Any, layout: Path, s3: Any, *, model: bool) -> None:
+    """Upload output.tar.gz (output/data) and, when `model`, model.tar.gz; record ModelArtifacts."""
+    bucket, prefix = _s3_location(job.output_data_config["S3OutputPath"], "S3OutputPath")
+    base = f"{prefix.rstrip('/')}/{job.training_job_name}/output".lstrip("/")
+    folders = {"output.tar.gz": layout / "output" / "data"}
+    if model:
+        folders["model.tar.gz"] = layout / "model"
+    for name, folder in folders.items():
+        archive = layout / name
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(folder.rglob("*")):
+                tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+        s3.upload_file(str(archive), bucket, f"{base}/{name}")
+    if model:
+        job.model_artifacts = {"S3ModelArtifacts": f"s3://{bucket}/{base}/model.tar.gz"}
+
+
+def _failure_reason(layout: Path, sink: _LogSink, code: int) -> str:
+    """The toolkit's failure description with the traceback's last lines, as FailureReason holds it (1024 chars)."""
+    failure = layout / "output" / "failure"
+    lines = [line for line in (failure.read_text(errors="replace") if failure.is_file() else "").splitlines() if line]
+    described = [line for line in lines if line.strip() != 'ErrorMessage ""']
+    header = "AlgorithmError: " + (
+        f"{described[0].rstrip(':')}: {', '.join(described[1:])}" if described else f"exit code {code}"
+    )
+    tail = sink.traceback_tail() or list(sink.tail)[-5:]
+    text = header + "\n" + "\n".join(tail)
+    if len(text) > FAILURE_REASON_LIMIT:
+        room = FAILURE_REASON_LIMIT - len(header) - len("\n...")
+        text = header + "\n..." + text[-room:]
+    return text
+
+
+def _container_environment(run: _Run, python: Path, layout: Path, endpoint: str) -> dict[str, str]:
+    """The variables the platform gives a training container; the toolkit derives the SM_* ones from the files."""
+    inherited = {name: os.environ[name] for name in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ") if name in os.environ}
+    return {
+        **inherited,
+        "PATH": f"{python.parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SAGEMAKER_BASE_DIR": str(layout),
+        "TRAINING_JOB_NAME": run.name,
+        "TRAINING_JOB_ARN": run.job.arn,
+        "AWS_REGION": run.region,
+        "AWS_DEFAULT_REGION": run.region,
+        # The job's AWS calls reach the local stack, with moto's dummy credentials.
+        "AWS_ENDPOINT_URL": endpoint,
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        # requirements.txt is installed before the run: the toolkit's own pip install must find it satisfied.
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        **run.environment,
+    }
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _uv() -> str:
+    """The uv binary: the one running this process (`uv run` sets $UV), else the one on PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        raise JobError("ClientError: the local trainer builds job environments with uv, which is not on PATH")
+    return found
+
+
+def _run_logged(command: list[str], sink: _LogSink) -> None:
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_ENV_BUILD_TIMEOUT,
+            check=False,
+            env={**os.environ, "VIRTUAL_ENV": "", "UV_PYTHON_DOWNLOADS": "never"},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise JobError(f"InstallRequirementsError: {' '.join(command[:3])} took over {_ENV_BUILD_TIMEOUT}s") from exc
+    output = (completed.stdout + completed.stderr).splitlines()
+    for line in output:
+        sink.write(line)
+    if completed.returncode != 0:
+        raise JobError("InstallRequirementsError: " + "\n".join(output[-_TRACEBACK_LINES:]))
+
+
+def _epoch_ms(value: Any) -> Any:
+    """Times as the state-change event carries them: epoch milliseconds."""
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return round(stamp.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {key: _epoch_ms(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_epoch_ms(item) for item in value]
+    return value
+
+
+def state_change_detail(job: Any) -> dict[str, Any]:
+    """The event's detail: the DescribeTrainingJob answer, times in epoch milliseconds and the job's tags as a map.
+
+    See https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+    """
+    detail = _epoch_ms(job.response_object)
+    detail["Tags"] = {tag["Key"]: tag.get("Value", "") for tag in job.tags or []}
+    return dict(detail)
+
+
+def _put_state_change(events: Any, job: Any, region: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    detail = state_change_detail(job)
+    try:
+        answer = events.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": EVENT_DETAIL_TYPE,
+                    "Resources": [job.arn],
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+    except (BotoCoreError, ClientError) as exc:
+        # The stack is going down under a job it stops: DescribeTrainingJob still tells the end.
+        logger.warning(
+            "state change event not delivered", extra={"job_name": job.training_job_name, "error": repr(exc)}
+        )
+        return
+    if answer.get("FailedEntryCount"):
+        logger.warning("state change event refused", extra={"job_name": job.training_job_name, "answer": answer})
+
+
+# ---------------------------------------------------------------------- logs and metrics
+class _LogSink:
+    """A job's output: kept in a file, shipped to CloudWatch Logs, scanned for metrics and tracebacks."""
+
+    def __init__(self, path: Path, logs: Any, stream: str, definitions: list[Mapping[str, str]]) -> None:
+        self.path = path
+        self.stream = stream
+        self.tail: deque[str] = deque(maxlen=200)
+        self._logs = logs
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self._metrics: dict[str, tuple[float, datetime]] = {}
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        for definition in definitions:
+            with contextlib.suppress(re.error, KeyError):
+                self._patterns.append((definition["Name"], re.compile(definition["Regex"])))
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+
+    def write(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        now = _now()
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            self.tail.append(line)
+            self._pending.append({"timestamp": round(now.replace(tzinfo=UTC).timestamp() * 1000), "message": line})
+            for name, pattern in self._patterns:
+                match = pattern.search(line)
+                if match and match.groups():
+                    with contextlib.suppress(ValueError):
+                        self._metrics[name] = (float(match.group(1)), now)
+
+    def pump(self, stream: Any) -> None:
+        """Copy a process's output stream, line by line, until it closes."""
+        for raw in iter(stream.readline, b""):
+            self.write(raw.decode("utf-8", errors="replace"))
+        stream.close()
+
+    def ship(self) -> None:
+        """Send the lines written since the last call to CloudWatch Logs."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for start in range(0, len(pending), 1000):
+            self._logs.put_log_events(
+                logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=pending[start : start + 1000]
+            )
+
+    def final_metrics(self) -> list[dict[str, Any]]:
+        """Each metric definition's last value, as FinalMetricDataList."""
+        with self._lock:
+            return [
+                {"MetricName": name, "Value": value, "Timestamp": stamp}
+                for name, (value, stamp) in sorted(self._metrics.items())
+            ]
+
+    def traceback_tail(self) -> list[str]:
+        """The last lines of the last Python traceback in the output, ending at its exception line."""
+        lines = list(self.tail)
+        starts = [index for index, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+        if not starts:
+            return []
+        block: list[str] = []
+        for line in lines[starts[-1] :]:
+            if _TOOLKIT_LOG.match(line):
+                break
+            block.append(line)
+        return block[-_TRACEBACK_LINES:]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ship()
+        self._file.close()
