@@ -686,7 +686,8 @@ class _LogSink:
             self._file.write(line + "\n")
             self._file.flush()
             self.tail.append(line)
-            self._pending.append({"timestamp": round(now.replace(tzinfo=UTC).timestamp() * 1000), "message": line})
+            if line.strip():  # CloudWatch Logs refuses empty messages
+                self._pending.append({"timestamp": round(now.replace(tzinfo=UTC).timestamp() * 1000), "message": line})
             for name, pattern in self._patterns:
                 match = pattern.search(line)
                 if match and match.groups():
