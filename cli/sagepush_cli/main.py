@@ -40,6 +40,72 @@ def _print_json(document: Any) -> None:
 
 
 @app.command()
+def push(
+    path: Annotated[Path, typer.Argument(help="The project directory (default: the current one).")] = Path(),
+    project: Annotated[
+        str | None, typer.Option(help="Project name: lower-case letters, digits and - (default: the directory name).")
+    ] = None,
+    bucket: Annotated[str | None, typer.Option(help="Ingest bucket to upload to.")] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="Deployed stack whose IngestBucketName output is the bucket (default: samconfig.toml's)."),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set a manifest value in the pushed archive, e.g. hyperparameters.epochs=5 (repeatable).",
+        ),
+    ] = None,
+    worktree: Annotated[
+        bool, typer.Option("--worktree", help="Push the working tree (uncommitted and untracked files too), not HEAD.")
+    ] = False,
+    region: Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")] = None,
+    profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS named profile.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Archive PATH (git HEAD, or the directory), check it as staging will, and upload it to the ingest bucket.
+
+    In a git repository the commit at HEAD is pushed, honouring export-ignore; uncommitted changes need --worktree.
+    Secrets, links and bad manifests are refused here, before anything is uploaded.
+    Exit codes: 0 uploaded, 2 the input is wrong, 1 AWS refused.
+    """
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    from sagepush.errors import InputError
+    from sagepush_cli import push as pushing
+
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+        pushed = pushing.push(
+            path,
+            session=session,
+            project=project,
+            bucket=bucket,
+            stack=stack,
+            settings=settings or (),
+            worktree=worktree,
+            progress=sys.stderr.isatty() and not json_output,
+        )
+    except ProfileNotFound as exc:
+        _fail(f"--profile: {exc}")
+    except InputError as exc:
+        _fail(str(exc))
+    except pushing.PushRefusedError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if json_output:
+        _print_json(pushed.summary())
+        return
+    commit = pushed.metadata.get("sagepush-commit")
+    typer.echo(f"pushed {pushed.uri} ({pushed.size} bytes{f', commit {commit[:12]}' if commit else ''})")
+    typer.echo(f"job {pushed.job_name_prefix}…")
+    if pushed.left_out:
+        typer.echo(f"  left out {len(pushed.left_out)} untracked file(s); --worktree pushes them", err=True)
+
+
+@app.command()
 def render(
     path: Annotated[
         Path, typer.Argument(help="A project directory, an archive (.tar.gz .tgz .tar .zip) or a .py script.")

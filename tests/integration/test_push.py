@@ -1,0 +1,116 @@
+"""`sagepush push` against the local stack: a git commit becomes an upload, then a staged job; bad targets upload nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sagepush_cli.main import EXIT_INPUT, app
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sagepush_cli.local.stack import LocalStack
+
+MANIFEST = 'framework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\nentry_point = "train.py"\n'
+COMMITTER = ("-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-c", "commit.gpgsign=false")
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *COMMITTER, *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(tmp_path)  # no samconfig.toml here: only the options name the target
+    root = tmp_path / "mnist"
+    root.mkdir()
+    (root / "train.py").write_text("print('training')\n")
+    (root / "sagepush.toml").write_text(MANIFEST)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "first")
+    return root
+
+
+def sagepush(*args: str) -> Any:
+    return CliRunner().invoke(app, ["push", *args])
+
+
+def ingest_keys(stack: LocalStack, s3: Any) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=stack.outputs["IngestBucketName"])
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def one_line_error(result: Any) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output
+    line: str = lines[0]
+    return line
+
+
+def test_push_uploads_the_commit_and_staging_starts_its_job(stack: LocalStack, s3: Any, sfn: Any, repo: Path) -> None:
+    commit = git(repo, "rev-parse", "HEAD")
+
+    result = sagepush(str(repo), "--stack", stack.stack_name, "--set", "hyperparameters.epochs=3", "--json")
+    stack.drain()
+
+    assert result.exit_code == 0, result.output
+    pushed = json.loads(result.stdout)
+    assert pushed["key"] == f"incoming/mnist/{commit}.tar.gz"
+    head = s3.head_object(Bucket=stack.outputs["IngestBucketName"], Key=pushed["key"])
+    assert head["Metadata"]["sagepush-commit"] == commit
+    assert head["Metadata"]["sagepush-branch"] == "main"
+    [execution] = sfn.list_executions(stateMachineArn=stack.outputs["TrainingStateMachineArn"])["executions"]
+    assert execution["name"].startswith(pushed["job_name_prefix"])
+    document = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert document["source"]["commit"] == commit
+    assert document["spec"]["hyperparameters"] == {"epochs": 3}
+
+
+def test_push_prints_the_upload_and_the_job_name_it_becomes(stack: LocalStack, repo: Path) -> None:
+    result = sagepush(str(repo), "--bucket", stack.outputs["IngestBucketName"])
+
+    assert result.exit_code == 0, result.output
+    uploaded, job = result.stdout.strip().splitlines()
+    assert uploaded.startswith(f"pushed s3://{stack.outputs['IngestBucketName']}/incoming/mnist/")
+    assert job.startswith("job mnist-") and job.endswith("-…")
+
+
+def test_missing_bucket_is_one_line_and_uploads_nothing(stack: LocalStack, s3: Any, repo: Path) -> None:
+    result = sagepush(str(repo), "--bucket", "sagepush-no-such-bucket")
+
+    assert result.exit_code == EXIT_INPUT
+    assert "bucket 'sagepush-no-such-bucket' does not exist" in one_line_error(result)
+    assert ingest_keys(stack, s3) == []
+
+
+def test_unknown_stack_is_one_line_and_uploads_nothing(stack: LocalStack, s3: Any, repo: Path) -> None:
+    result = sagepush(str(repo), "--stack", "no-such-stack")
+
+    assert result.exit_code == EXIT_INPUT
+    assert "--stack: stack 'no-such-stack' is not in us-east-1" in one_line_error(result)
+    assert ingest_keys(stack, s3) == []
+
+
+def test_dirty_tree_and_secret_are_refused_before_any_upload(stack: LocalStack, s3: Any, repo: Path) -> None:
+    bucket = stack.outputs["IngestBucketName"]
+    (repo / "train.py").write_text("print('changed')\n")
+    dirty = sagepush(str(repo), "--bucket", bucket)
+    git(repo, "checkout", "--", "train.py")
+    (repo / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    git(repo, "add", "id_rsa")
+    git(repo, "commit", "-q", "-m", "key")
+    secret = sagepush(str(repo), "--bucket", bucket)
+
+    assert dirty.exit_code == EXIT_INPUT and "uncommitted changes" in one_line_error(dirty)
+    assert secret.exit_code == EXIT_INPUT and "id_rsa: looks like a secret" in one_line_error(secret)
+    assert ingest_keys(stack, s3) == []
