@@ -230,13 +230,19 @@ def invoke(
 
 @local_app.command("demo")
 def local_demo(
-    project_dir: Annotated[Path, typer.Argument(help="The training project to push.", exists=True)] = Path(
-        "examples/sklearn-iris"
-    ),
+    project_dir: Annotated[
+        Path, typer.Argument(help="The training project to push: a directory, archive or .py script.", exists=True)
+    ] = Path("examples/sklearn-iris"),
+    project: Annotated[str | None, typer.Option(help="Project name (default: the directory or file name).")] = None,
     json_output: JsonOption = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show the functions' own log lines.")] = False,
 ) -> None:
-    """Start the local stack, push PROJECT_DIR, and follow it to the CreateTrainingJob it becomes."""
-    import time
+    """Start the local stack, push PROJECT_DIR, follow its training job to the end and print how it went.
+
+    Exits 0 only when the job completed.
+    """
+    import contextlib
+    import os
 
     from rich.console import Console
 
@@ -244,21 +250,131 @@ def local_demo(
     from sagepush_cli.local.stack import LocalStack
 
     console = Console(stderr=True)
-    with console.status("starting the local stack (moto server + template.yaml)"), LocalStack() as stack:
-        console.print(f"local stack up at {stack.endpoint}")
-        started = time.monotonic()
-        pushed = demo.push(stack, project_dir, metadata={"sagepush-commit": "local", "sagepush-branch": "demo"})
-        console.print(f"pushed s3://{stack.outputs['IngestBucketName']}/{pushed.key}")
-        result = demo.wait_for_job(stack, pushed, started)
+    _quiet_local(verbose)
+    # stdout carries only the summary: the handlers' log lines (Powertools writes to stdout) go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        if not verbose:
+            os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        with console.status("starting the local stack (moto server + template.yaml)"):
+            stack = LocalStack().start()
+        try:
+            console.print(f"local stack up at {stack.endpoint}")
+            with console.status(f"training {project_dir} on the local stack"):
+                result = demo.run(
+                    stack,
+                    project_dir,
+                    project=project,
+                    metadata={"sagepush-commit": "local", "sagepush-branch": "demo"},
+                )
+        finally:
+            stack.stop()
     if json_output:
-        _print_json({"job_name": result.job_name, "code_uri": result.code_uri, "request": result.request})
-        return
-    from rich.syntax import Syntax
+        _print_json(result.as_dict())
+    else:
+        _print_demo(result)
+    if not result.completed:
+        raise typer.Exit(EXIT_FAILED)
 
-    out = Console()
-    out.print(f"[bold]{result.job_name}[/] created in {result.seconds_to_create:.2f}s from the upload")
-    out.print(f"staged code: {result.code_uri}")
-    out.print(Syntax(json.dumps(result.request, indent=2, default=str), "json", theme="ansi_dark", word_wrap=True))
+
+def _quiet_local(verbose: bool) -> None:
+    import logging
+
+    if not verbose:
+        # A job that does not complete ends its execution in a Fail state, which moto logs as an error.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
+
+def _print_demo(result: Any) -> None:
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=True)
+    colour = {"Completed": "green", "Failed": "red"}.get(result.status or "", "yellow")
+    out.print(f"[bold]{result.job_name}[/]  [{colour}]{result.status}[/] ({result.secondary_status})")
+    out.print(f"  created {result.seconds_to_create:.1f}s after the upload; ended after {result.seconds_total:.1f}s")
+    out.print(f"  staged code: {result.code_uri}")
+    out.print("\n[bold]Transitions[/]")
+    for transition in result.transitions:
+        out.print(f"  {transition.start[11:23]}  {transition.status:<20} {transition.message.splitlines()[0]}")
+    if result.failure_reason:
+        out.print("\n[bold]Failure reason[/]")
+        out.print(result.failure_reason, markup=False)
+    out.print("\n[bold]Log tail[/]")
+    for line in result.log_tail:
+        out.print(f"  {line}", markup=False)
+    out.print("\n[bold]Final metrics[/]")
+    for name, value in result.metrics.items():
+        out.print(f"  {name} = {value:g}")
+    if not result.metrics:
+        out.print("  (none)")
+    out.print(f"\n[bold]Model artifact[/]  {result.model_uri or '(none)'}")
+    cause = f": {result.execution_error}" if result.execution_error else ""
+    out.print(f"[bold]Execution[/]       {result.execution_status}{cause}")
+    out.print(f"\n[bold]Alerts received[/] ({len(result.alerts)})")
+    for alert in result.alerts:
+        out.print(f"  {alert['subject']}", markup=False)
+
+
+@local_app.command("up")
+def local_up() -> None:
+    """Run the local stack until Ctrl-C: print its endpoint and resources; jobs pushed to it train for real."""
+    import signal
+    import threading
+
+    from sagepush_cli.local import trainer
+    from sagepush_cli.local.stack import LocalStack
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with LocalStack() as stack:
+        state = trainer.home() / "endpoint"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(stack.endpoint)
+        typer.echo(f"sagepush local stack at {stack.endpoint} (region {stack.region})")
+        typer.echo(
+            f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        )
+        for key, value in sorted(stack.outputs.items()):
+            typer.echo(f"  {key:<26} {value}")
+        typer.echo(f"  jobs and their logs under {trainer.home() / 'jobs'}; Ctrl-C stops the stack")
+        try:
+            while not stopping.wait(1):
+                pass
+        except KeyboardInterrupt:
+            typer.echo("stopping the local stack", err=True)
+        finally:
+            state.unlink(missing_ok=True)
+
+
+@local_app.command("stop")
+def local_stop(
+    job_name: Annotated[str, typer.Argument(help="The training job to stop.")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="The local stack's endpoint (default: the one `sagepush local up` runs).")
+    ] = None,
+    region: RegionOption = "us-east-1",
+) -> None:
+    """Stop a training job on the running local stack (StopTrainingJob: SIGTERM, then SIGKILL after the grace)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from sagepush_cli.local import trainer
+
+    state = trainer.home() / "endpoint"
+    url = endpoint or (state.read_text().strip() if state.is_file() else None)
+    if not url:
+        _fail("no local stack is running (start one with `sagepush local up`, or pass --endpoint)")
+    sagemaker = boto3.client(
+        "sagemaker",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        sagemaker.stop_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        _fail(exc.response["Error"]["Message"], EXIT_FAILED)
+    typer.echo(f"stopping {job_name}")
 
 
 def main() -> None:

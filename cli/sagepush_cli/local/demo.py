@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sagepush_cli.project import archive_directory, project_name
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sagepush_cli.local.stack import LocalStack
 
 CREATE_DEADLINE_SECONDS = 60
@@ -67,7 +69,9 @@ class DemoResult:
         return {**asdict(self), "completed": self.completed}
 
 
-def push(stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None) -> DemoResult:
+def push(
+    stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
+) -> DemoResult:
     """Upload `path` (a directory, archive or script) to the stack's ingest bucket, as `sagepush push` would."""
     import boto3
 
@@ -96,7 +100,7 @@ def receive_alerts(queue_url: str) -> list[dict[str, str]]:
     import boto3
 
     sqs = boto3.client("sqs")
-    alerts = []
+    alerts: list[dict[str, str]] = []
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
@@ -187,11 +191,13 @@ def log_tail(job_name: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     return [event["message"] for event in events]
 
 
-def run(stack: LocalStack, path: Path, *, metadata: dict[str, str] | None = None) -> DemoResult:
+def run(
+    stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
+) -> DemoResult:
     """Push `path`, follow its job to the end and collect the alerts it raised."""
     queue_url = subscribe_alerts(stack, name=f"sagepush-local-alerts-{int(time.time() * 1000)}")
     started = time.monotonic()
-    result = push(stack, path, metadata=metadata)
+    result = push(stack, path, project=project, metadata=metadata)
     wait_for_job(stack, result, started)
     follow(stack, result, queue_url=queue_url)
     result.seconds_total = time.monotonic() - started
@@ -217,6 +223,6 @@ _REQUEST_FIELDS = (
 )
 
 
-def _request_of(job: dict[str, Any]) -> dict[str, Any]:
+def _request_of(job: Mapping[str, Any]) -> dict[str, Any]:
     """The CreateTrainingJob fields DescribeTrainingJob echoes back."""
     return {name: job[name] for name in _REQUEST_FIELDS if name in job}
