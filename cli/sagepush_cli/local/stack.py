@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
+from sagepush_cli.local import patterns
 from sagepush_cli.local.trainer import install_trainer
 
 if TYPE_CHECKING:
@@ -362,7 +363,8 @@ class LocalStack:
             return stack._invoke_for_moto(function_name, body, headers, response_headers)
 
         def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
-            if not rule.event_pattern.matches_event(event):
+            # patterns.matches: moto's matcher plus scheduled rules and arrays of objects (see local/patterns.py).
+            if not patterns.matches(rule, event):
                 return
             ours = [t for t in rule.targets if stack._is_ours(t["Arn"])]
             others = [t for t in rule.targets if t not in ours]
