@@ -387,6 +387,7 @@ class LocalStack:
 
         self._patches.append(undo)
         self._patches.append(_refuse_duplicate_training_jobs())
+        self._patches.append(_keep_task_failure_cause())
 
     def _is_ours(self, arn: str) -> bool:
         try:
@@ -439,6 +440,27 @@ def _refuse_duplicate_training_jobs() -> Callable[[], None]:
 
     def undo() -> None:
         setattr(SageMakerModelBackend, "create_training_job", original)  # noqa: B010
+
+    return undo
+
+
+def _keep_task_failure_cause() -> Callable[[], None]:
+    """Make moto's SendTaskFailure pass its `cause` on (its response handler drops it, so executions lose it)."""
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    def send_task_failure(response: Any) -> Any:
+        # The local stack configures moto to execute state machines: that backend takes the cause.
+        token, error, cause = (response._get_param(name) for name in ("taskToken", "error", "cause"))
+        response.stepfunction_backend.send_task_failure(token, error=error, cause=cause)
+        return EmptyResult()
+
+    setattr(StepFunctionResponse, "send_task_failure", send_task_failure)  # noqa: B010
+
+    def undo() -> None:
+        setattr(StepFunctionResponse, "send_task_failure", original)  # noqa: B010
 
     return undo
 

@@ -539,18 +539,21 @@ def _upload(job: Any, layout: Path, s3: Any, *, model: bool) -> None:
 
 
 def _failure_reason(layout: Path, sink: _LogSink, code: int) -> str:
-    """The toolkit's failure description with the traceback's last lines, as FailureReason holds it (1024 chars)."""
+    """The toolkit's error, the script's exception and the traceback's last lines, within FailureReason's 1024 chars.
+
+    As on SageMaker: "AlgorithmError: ExecuteUserScriptError: ExitCode 1, ErrorMessage ..." for a script that raised.
+    """
     failure = layout / "output" / "failure"
-    lines = [line for line in (failure.read_text(errors="replace") if failure.is_file() else "").splitlines() if line]
-    described = [line for line in lines if line.strip() != 'ErrorMessage ""']
-    header = "AlgorithmError: " + (
-        f"{described[0].rstrip(':')}: {', '.join(described[1:])}" if described else f"exit code {code}"
-    )
+    lines = failure.read_text(errors="replace").splitlines() if failure.is_file() else []
+    error = lines[0].rstrip(":") if lines else "ExecuteUserScriptError"
+    exit_code = next((line for line in lines if line.startswith("ExitCode ")), f"ExitCode {code}")
     tail = sink.traceback_tail() or list(sink.tail)[-5:]
+    message = tail[-1] if tail else ""
+    header = f"AlgorithmError: {error}: {exit_code}, ErrorMessage {message!r}"
     text = header + "\n" + "\n".join(tail)
     if len(text) > FAILURE_REASON_LIMIT:
         room = FAILURE_REASON_LIMIT - len(header) - len("\n...")
-        text = header + "\n..." + text[-room:]
+        text = header + "\n..." + text[-room:] if room > 0 else text[:FAILURE_REASON_LIMIT]
     return text
 
 
