@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.stub import Stubber
+
+from sagepush.config import SubmitSettings
+from sagepush.events import submit_task
+from sagepush.jobs import submit_job
+from tests.unit.ledger_fake import FakeLedger
+
+EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "submit-task-token.json").read_text())
+SETTINGS = SubmitSettings(
+    aws_region="us-east-1",
+    sagemaker_role_arn="arn:aws:iam::123456789012:role/train",
+    output_path="s3://artifacts/output/",
+    output_kms_key=None,
+    default_instance_type="ml.m5.xlarge",
+    default_volume_size=30,
+    default_max_run=3600,
+    default_tags={},
+    ledger_table="ledger",
+)
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:training-job/iris-3f5c0f2a-6b1e9d"
+
+
+def sagemaker() -> Any:
+    return boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="t")
+
+
+def test_the_job_and_its_token_are_recorded_before_create_training_job() -> None:
+    client, ledger = sagemaker(), FakeLedger()
+    seen_at_create: list[Any] = []
+    client.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob",
+        lambda **_: seen_at_create.append(ledger.get("iris-3f5c0f2a-6b1e9d")),
+    )
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": ARN})
+        submitted = submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+    [entry] = seen_at_create
+    assert entry.task_token == EVENT["task_token"] and entry.token_state == "waiting" and entry.unsettled
+    assert entry.source["commit"] == EVENT["source"]["commit"] and not submitted.attached
+
+
+def test_a_retried_submit_attaches_and_stores_the_new_token() -> None:
+    client, ledger = sagemaker(), FakeLedger()
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": ARN})
+        stub.add_client_error("create_training_job", "ResourceInUse")
+        stub.add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": "iris-3f5c0f2a-6b1e9d",
+                "TrainingJobArn": ARN,
+                "ModelArtifacts": {"S3ModelArtifacts": ""},
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Training",
+                "AlgorithmSpecification": {"TrainingInputMode": "File"},
+                "ResourceConfig": {"VolumeSizeInGB": 30},
+                "StoppingCondition": {},
+                "CreationTime": 0,
+            },
+            {"TrainingJobName": "iris-3f5c0f2a-6b1e9d"},
+        )
+        submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+        retried = submit_job(
+            submit_task({**EVENT, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
+        )
+    assert retried.attached and ledger.entries["iris-3f5c0f2a-6b1e9d"].task_token == "second-token"
