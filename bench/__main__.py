@@ -1,0 +1,114 @@
+"""Run the benchmarks, print the table and write bench/results.json: `python -m bench [--quick] [--only ROWS]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import data, rows
+
+RESULTS = Path(__file__).with_name("results.json")
+STEPS = ("staging", "memory", "python313", "init", "render")
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """Input sizes and repetitions of one run."""
+
+    tree: data.TreeShape
+    staging_runs: int
+    large_mib: int
+    init_runs: int
+    render_runs: int
+
+
+FULL = Scale(data.TreeShape(3000, 16, 140, 28), staging_runs=3, large_mib=1024, init_runs=15, render_runs=5)
+QUICK = Scale(data.TreeShape(120, 8, 12, 8), staging_runs=5, large_mib=128, init_runs=3, render_runs=2)
+
+
+def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row], dict[str, object]]:
+    """Generate the inputs and measure the selected steps; return the rows and a description of the inputs."""
+    found: list[rows.Row] = []
+    inputs: dict[str, object] = {}
+    archive = work / "project.tar.gz"
+    staging: rows.StagingRuns | None = None
+    if {"staging", "python313"} & set(steps):
+        tree = work / "tree"
+        start = time.perf_counter()
+        inputs["tree_bytes"] = data.write_tree(tree, scale.tree)
+        data.gnu_tar_gz(tree, archive)
+        inputs["archive_bytes"] = archive.stat().st_size
+        inputs["tree_files"] = scale.tree.text_files + scale.tree.binary_files
+        print(f"  inputs: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        label = f"({inputs['tree_bytes'] / 2**20:.0f} MiB tree, {inputs['archive_bytes'] / 2**20:.0f} MiB tar.gz)"
+        staging = rows.run_staging(archive, work, scale.staging_runs)
+        found.extend(rows.staging_rows(staging, label))
+    if "memory" in steps:
+        large = work / "large.tar.gz"
+        inputs["large_archive_bytes"] = data.large_archive(large, scale.large_mib)
+        rows.timed(found, lambda: [rows.memory_row(large, work)], "memory")
+        large.unlink()
+    if "python313" in steps and staging is not None:
+        expected = str(staging.results[0]["digest"])
+        rows.timed(found, lambda: [rows.cross_python_row(archive, work, expected)], "python 3.13")
+    if "init" in steps:
+        rows.timed(found, lambda: rows.cold_init_rows(scale.init_runs), "cold init")
+    if "render" in steps:
+        rows.timed(found, lambda: [rows.render_row(work, scale.render_runs)], "render")
+    return found, inputs
+
+
+def table(found: list[rows.Row]) -> str:
+    """Render the rows as a Markdown table."""
+    lines = ["| what | reference (same run) | measured | ratio | target | result |", "|---|---|---|---|---|---|"]
+    for row in found:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}x"
+        lines.append(
+            f"| {row.what} | {row.reference} | {row.measured} | {ratio} | {row.target} | "
+            f"{'pass' if row.passed else 'MISS'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small inputs and few repetitions (seconds, not minutes)")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps among {', '.join(STEPS)}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    steps = tuple(s for s in args.only.split(",") if s)
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps {', '.join(sorted(unknown))}; choose among {', '.join(STEPS)}")
+    scale = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sagepush-bench-") as work:
+        found, inputs = run(scale, steps, Path(work))
+    document = {
+        "mode": "quick" if args.quick else "full",
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+        "inputs": inputs,
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": [row.as_dict() for row in found],
+    }
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    print(table(found))
+    missed = [row.what for row in found if not row.passed]
+    print(f"\n{len(found) - len(missed)} of {len(found)} targets met in {document['seconds']} s; wrote {args.output}")
+    return 1 if missed else 0
+
+
+def _cpus() -> int | None:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

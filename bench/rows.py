@@ -1,0 +1,366 @@
+"""One function per benchmark row: measure the subject and its reference in the same run, return a `Row`."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "sagepush"
+SDK_REQUIREMENT = "sagemaker==2.257.7"
+ISOLATED_STAGING = ("isal", "pathspec", "aws-lambda-powertools", "boto3")
+SLACK = 1.25
+"""A regression check fails only when a ratio is more than 25 % behind its target."""
+
+# Plausible deployment values for every variable a function's settings read (see sagepush.config).
+FUNCTION_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "sagepush",
+    "POWERTOOLS_METRICS_NAMESPACE": "sagepush",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sagepush-sagemaker-execution",
+    "OUTPUT_PATH": "s3://sagepush-artifacts-123456789012/output/",
+    "OUTPUT_KMS_KEY": "",
+    "DEFAULT_INSTANCE_TYPE": "ml.m5.xlarge",
+    "DEFAULT_VOLUME_SIZE": "30",
+    "DEFAULT_MAX_RUN": "86400",
+    "DEFAULT_TAGS": '{"team": "ml"}',
+    "ARTIFACT_BUCKET": "sagepush-artifacts-123456789012",
+    "INGEST_PREFIX": "incoming/",
+    "CODE_PREFIX": "code/",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sagepush-training",
+    "MAX_UPLOAD_BYTES": "1073741824",
+    "MAX_EXPANDED_BYTES": "2147483648",
+    "MAX_MEMBERS": "10000",
+    "LEDGER_TABLE": "sagepush-ledger",
+    "ALERTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:sagepush-alerts",
+    "ALERT_ON": "all",
+    "RECONCILE_GRACE_SECONDS": "3600",
+    "RECONCILE_MAX_JOBS": "100",
+}
+
+PYTORCH_MANIFEST = """\
+framework = "pytorch"
+framework_version = "2.5.1"
+py_version = "py311"
+entry_point = "train.py"
+instance_type = "ml.g5.xlarge"
+instance_count = 2
+max_run = "2h"
+hyperparameters = { epochs = 10, lr = 0.001, batch_size = 64 }
+distribution = { torch_distributed = { enabled = true } }
+"""
+
+
+@dataclass
+class Row:
+    """One line of the table: the subject against its reference, as a ratio checked against a target."""
+
+    what: str
+    reference: str
+    measured: str
+    ratio: float | None
+    target: str
+    limit: float | None
+    kind: Literal["at_most", "at_least", "check"]
+    passed: bool
+    note: str = ""
+
+    def within_slack(self, slack: float = SLACK) -> bool:
+        """Tell whether the ratio is no more than `slack` times behind its target (a check row must pass)."""
+        if self.ratio is None or self.limit is None:
+            return self.passed
+        if self.kind == "at_most":
+            return self.ratio <= self.limit * slack
+        return self.ratio >= self.limit / slack
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _row(what: str, reference: str, measured: str, ratio: float, kind: str, limit: float, **extra: str) -> Row:
+    passed = ratio <= limit if kind == "at_most" else ratio >= limit
+    target = f"≤ {limit:g}x" if kind == "at_most" else f"≥ {limit:g}x"
+    return Row(what, reference, measured, round(ratio, 3), target, limit, kind, passed, **extra)
+
+
+def wall(argv: Sequence[str], **kwargs: object) -> float:
+    """Run a command to completion and return its wall time in seconds; a failure raises."""
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# --------------------------------------------------------------------------------------------------- staging
+
+
+@dataclass
+class StagingRuns:
+    """Staging timed against GNU tar and gzip -dc on one archive, runs interleaved; every staging result kept."""
+
+    archive: Path
+    results: list[dict[str, object]]
+    tar_seconds: list[float]
+    gunzip_seconds: list[float]
+    output: Path
+
+    @property
+    def staging_seconds(self) -> list[float]:
+        return [float(r["seconds"]) for r in self.results]
+
+
+def stage_once(archive: Path, output: Path, python: Sequence[str] = (sys.executable,), **kwargs: object) -> dict:
+    """Stage `archive` into `output` in a fresh process (see bench.stage_worker) and return what it reported."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LAYER), str(ROOT)])}
+    done = subprocess.run(
+        [*python, "-m", "bench.stage_worker", str(archive), str(output)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        **kwargs,
+    )
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_staging(archive: Path, work: Path, runs: int) -> StagingRuns:
+    """Time staging, `tar -xzf` + `tar -czf`, and `gzip -dc` on `archive`, `runs` times each, interleaved."""
+    results, tar_s, gunzip_s = [], [], []
+    output = work / "sourcedir.tar.gz"
+    for i in range(runs):
+        gunzip_s.append(_gunzip(archive))
+        results.append(stage_once(archive, work / f"staged-{i}.tar.gz"))
+        tree = work / "extracted"
+        tree.mkdir()
+        start = time.perf_counter()
+        subprocess.run(["tar", "-xzf", str(archive), "-C", str(tree)], check=True)
+        subprocess.run(["tar", "-czf", str(work / "repacked.tar.gz"), "-C", str(tree), "."], check=True)
+        tar_s.append(time.perf_counter() - start)
+        shutil.rmtree(tree)
+        (work / "repacked.tar.gz").unlink()
+    (work / "staged-0.tar.gz").replace(output)
+    for i in range(1, runs):
+        (work / f"staged-{i}.tar.gz").unlink()
+    return StagingRuns(archive, results, tar_s, gunzip_s, output)
+
+
+def _gunzip(archive: Path) -> float:
+    start = time.perf_counter()
+    with Path(os.devnull).open("wb") as null:
+        subprocess.run(["gzip", "-dc", str(archive)], check=True, stdout=null)
+    return time.perf_counter() - start
+
+
+def staging_rows(runs: StagingRuns, label: str) -> list[Row]:
+    """The speed, size and same-Python reproducibility rows from one set of staging runs."""
+    stage = _median(runs.staging_seconds)
+    tar = _median(runs.tar_seconds)
+    gunzip = _median(runs.gunzip_seconds)
+    staged = runs.output.read_bytes()
+    gzip6 = len(gzip.compress(gzip.decompress(staged), compresslevel=6, mtime=0))
+    digests = {r["digest"] for r in runs.results}
+    return [
+        _row(
+            f"staging {label}",
+            f"tar -xzf + tar -czf: {tar:.2f} s",
+            f"{stage:.2f} s",
+            tar / stage,
+            "at_least",
+            5,
+            note=f"median of {len(runs.results)}; times faster",
+        ),
+        _row(
+            f"staging {label}",
+            f"gzip -dc > /dev/null: {gunzip:.2f} s",
+            f"{stage:.2f} s",
+            stage / gunzip,
+            "at_most",
+            1.3,
+            note=f"median of {len(runs.results)}",
+        ),
+        _row(
+            "staged size",
+            f"gzip -6 of the same tar: {gzip6 / 2**20:.1f} MiB",
+            f"{len(staged) / 2**20:.1f} MiB",
+            len(staged) / gzip6,
+            "at_most",
+            1.05,
+        ),
+        Row(
+            "reproducible across runs",
+            f"{len(runs.results)} runs, same Python",
+            f"{len(digests)} distinct digest(s)",
+            None,
+            "byte-identical",
+            None,
+            "check",
+            len(digests) == 1,
+        ),
+    ]
+
+
+def memory_row(archive: Path, work: Path) -> Row:
+    """Peak RSS of a staging process on a large archive, against the 64 MiB budget."""
+    size_mib = archive.stat().st_size / 2**20
+    result = stage_once(archive, work / "large-staged.tar.gz")
+    (work / "large-staged.tar.gz").unlink()
+    peak = float(result["peak_rss_mib"])
+    return _row(
+        "staging peak RSS",
+        f"64 MiB budget; input {size_mib:,.0f} MiB",
+        f"{peak:.1f} MiB (after imports {float(result['baseline_rss_mib']):.1f})",
+        peak / 64,
+        "at_most",
+        1.0,
+        note="ratio is peak RSS / 64 MiB",
+    )
+
+
+def python313() -> list[str] | None:
+    """Return an interpreter argument for `uv run --python` that is Python 3.13, or None."""
+    candidates = ["3.13", *sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))]
+    for candidate in candidates:
+        probe = subprocess.run(
+            ["uv", "run", "--isolated", "--no-project", "--python", candidate, "python", "-c", "print(1)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return [candidate]
+    return None
+
+
+def cross_python_row(archive: Path, work: Path, expected: str) -> Row:
+    """Stage under Python 3.13 in an isolated uv environment and compare the digest with this run's."""
+    what, reference = "reproducible across Pythons", f"Python {sys.version.split()[0]} digest {expected[:12]}"
+    interpreter = python313()
+    if interpreter is None:
+        return Row(what, reference, "Python 3.13 not available", None, "byte-identical", None, "check", False)
+    withs = [arg for name in ISOLATED_STAGING for arg in ("--with", name)]
+    result = None
+    for offline in ([], ["--offline"]):
+        command = ["uv", "run", "--isolated", "--no-project", *offline, "--python", *interpreter, *withs, "python"]
+        try:
+            result = stage_once(archive, work / "py313.tar.gz", python=command)
+            break
+        except subprocess.CalledProcessError:
+            continue
+    if result is None:
+        return Row(what, reference, "staging under 3.13 failed", None, "byte-identical", None, "check", False)
+    (work / "py313.tar.gz").unlink()
+    digest = str(result["digest"])
+    return Row(
+        what,
+        reference,
+        f"Python {result['python']} digest {digest[:12]}",
+        None,
+        "byte-identical",
+        None,
+        "check",
+        digest == expected,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- cold init
+
+
+def handler_clients(app: Path) -> list[str]:
+    """Return the services whose clients a handler module asks `sagepush.aws` for."""
+    return sorted(set(re.findall(r"""aws\.client\(\s*["']([a-z0-9-]+)["']""", app.read_text())))
+
+
+def cold_init_rows(runs: int) -> list[Row]:
+    """Process wall time of importing each handler module against `import boto3` plus creating its clients."""
+    rows = []
+    env = {**os.environ, **FUNCTION_ENV, "PYTHONPATH": str(LAYER)}
+    for app in sorted(ROOT.glob("functions/*/app.py")):
+        clients = handler_clients(app)
+        reference_code = "import boto3; " + "; ".join(f"boto3.client({c!r})" for c in clients)
+        handler = [sys.executable, "-c", "import app"]
+        reference = [sys.executable, "-c", reference_code]
+        kwargs = {"cwd": app.parent, "env": env}
+        wall(handler, **kwargs), wall(reference, **kwargs)  # warm the page cache and bytecode
+        handler_s, reference_s = [], []
+        for _ in range(runs):
+            handler_s.append(wall(handler, **kwargs))
+            reference_s.append(wall(reference, **kwargs))
+        h, r = _median(handler_s), _median(reference_s)
+        rows.append(
+            _row(
+                f"cold init: {app.parent.name}",
+                f"import boto3 + {', '.join(clients) or 'no'} client(s): {r * 1000:.0f} ms",
+                f"{h * 1000:.0f} ms",
+                h / r,
+                "at_most",
+                1.2,
+                note=f"median of {runs}",
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------ render
+
+
+def render_row(work: Path, runs: int) -> Row:
+    """`sagepush render` of a PyTorch project against the SageMaker SDK v2 building the same request."""
+    project = work / "pytorch-project"
+    project.mkdir()
+    (project / "train.py").write_text("import torch\n\nprint('training')\n")
+    (project / "sagepush.toml").write_text(PYTORCH_MANIFEST)
+    sagepush = [str(Path(sys.executable).with_name("sagepush")), "render", str(project), "--json"]
+    env = {**os.environ, "AWS_REGION": "us-east-1"}
+    rendered = json.loads(subprocess.run(sagepush, check=True, capture_output=True, text=True, env=env).stdout)
+    sagepush_s = [wall(sagepush, env=env) for _ in range(runs)]
+    case = {
+        "code_uri": json.loads(rendered["HyperParameters"]["sagemaker_submit_directory"]),
+        "job_name": rendered["TrainingJobName"],
+    }
+    sdk_env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    script = str(ROOT / "bench" / "sdk_render.py")
+    uv = ["uv", "run", "--isolated", "--no-project", "--python", "3.11", "--with", SDK_REQUIREMENT, "python", script]
+    done = subprocess.run(
+        [*uv, "--spawn", str(runs)], input=json.dumps(case), capture_output=True, text=True, env=sdk_env, check=True
+    )
+    sdk_s = json.loads(done.stdout)
+    s, k = _median(sagepush_s), _median(sdk_s)
+    return _row(
+        "sagepush render (PyTorch)",
+        f"SageMaker SDK v2 estimator.fit: {k:.2f} s",
+        f"{s:.2f} s",
+        k / s,
+        "at_least",
+        10,
+        note=f"process wall time, median of {runs}; times faster",
+    )
+
+
+def timed(rows: list[Row], step: Callable[[], list[Row]], label: str) -> None:
+    """Run one benchmark step, append its rows, and say on stderr how long it took."""
+    start = time.perf_counter()
+    rows.extend(step())
+    print(f"  {label}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
