@@ -324,7 +324,8 @@ def local_up() -> None:
     from sagepush_cli.local.stack import LocalStack
 
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: stop the stack cleanly
+        signal.signal(signum, lambda *_: stopping.set())
     with LocalStack() as stack:
         state = trainer.home() / "endpoint"
         state.parent.mkdir(parents=True, exist_ok=True)
@@ -337,10 +338,8 @@ def local_up() -> None:
             typer.echo(f"  {key:<26} {value}")
         typer.echo(f"  jobs and their logs under {trainer.home() / 'jobs'}; Ctrl-C stops the stack")
         try:
-            while not stopping.wait(1):
-                pass
-        except KeyboardInterrupt:
-            typer.echo("stopping the local stack", err=True)
+            stopping.wait()
+            typer.echo("stopping the local stack (running jobs are stopped first)", err=True)
         finally:
             state.unlink(missing_ok=True)
 
