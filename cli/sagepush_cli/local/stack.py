@@ -99,6 +99,8 @@ class LocalStack:
             }
         )
         self._clear_client_caches()
+        # moto keeps its backends per process, not per server: start from nothing whatever ran here before.
+        self.post("/moto-api/reset", {})
         self._configure_moto()
         self._route_invocations()
         # CreateTrainingJob runs the staged code for real (moto alone reports every job Completed at once).
