@@ -62,6 +62,7 @@ _JOIN_TIMEOUT = 30
 _POLL_SECONDS = 0.2
 _SHIP_SECONDS = 1.0
 _TRACEBACK_LINES = 12
+_STACKS: list[LocalStack] = []
 _TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
 
 _MESSAGES = {
@@ -378,7 +379,9 @@ def install_trainer(stack: LocalStack) -> LocalTrainer:
 
     grace = float(os.environ.get(GRACE_ENV) or DEFAULT_GRACE_SECONDS)
     trainer = LocalTrainer(endpoint=stack.endpoint, region=stack.region, root=home(), grace_seconds=grace)
-    original_create = SageMakerResponse.create_training_job
+    previous_create = SageMakerResponse.create_training_job
+    # moto's backends are process-wide: with two stacks in one process the newest trainer runs every job, once.
+    original_create = getattr(previous_create, "moto_original", previous_create)
     had_stop = "stop_training_job" in SageMakerResponse.__dict__
     original_stop = SageMakerResponse.__dict__.get("stop_training_job")
 
@@ -403,20 +406,28 @@ def install_trainer(stack: LocalStack) -> LocalTrainer:
             )
         return EmptyResult()
 
+    create_training_job.moto_original = original_create  # type: ignore[attr-defined]
     # Patching moto's class, as the stack's other hooks do; undone with the stack.
     setattr(SageMakerResponse, "create_training_job", create_training_job)  # noqa: B010
     setattr(SageMakerResponse, "stop_training_job", stop_training_job)  # noqa: B010
 
     def undo() -> None:
         trainer.shutdown()
-        setattr(SageMakerResponse, "create_training_job", original_create)  # noqa: B010
+        _STACKS.remove(stack)
+        setattr(SageMakerResponse, "create_training_job", previous_create)  # noqa: B010
         if had_stop:
             setattr(SageMakerResponse, "stop_training_job", original_stop)  # noqa: B010
         else:
             delattr(SageMakerResponse, "stop_training_job")
 
     trainer.uninstall = undo
+    _STACKS.append(stack)
     return trainer
+
+
+def running_stack() -> LocalStack | None:
+    """The local stack most recently started in this process and still running, if any."""
+    return _STACKS[-1] if _STACKS else None
 
 
 def trainer_of(stack: LocalStack) -> LocalTrainer:
@@ -705,12 +716,18 @@ class _LogSink:
 
     def ship(self) -> None:
         """Send the lines written since the last call to CloudWatch Logs."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         with self._lock:
             pending, self._pending = self._pending, []
-        for start in range(0, len(pending), 1000):
-            self._logs.put_log_events(
-                logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=pending[start : start + 1000]
-            )
+        try:
+            for start in range(0, len(pending), 1000):
+                self._logs.put_log_events(
+                    logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=pending[start : start + 1000]
+                )
+        except (BotoCoreError, ClientError) as exc:
+            # The stack was reset or stopped under the job: the kept log file still has every line.
+            logger.warning("log lines not shipped", extra={"stream": self.stream, "error": repr(exc)})
 
     def final_metrics(self) -> list[dict[str, Any]]:
         """Each metric definition's last value, as FinalMetricDataList."""
@@ -734,6 +751,5 @@ class _LogSink:
         return block[-_TRACEBACK_LINES:]
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ship()
+        self.ship()
         self._file.close()
