@@ -411,7 +411,8 @@ class LocalStack:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        # The endpoint is the local moto server's http://127.0.0.1 URL, never a user-supplied scheme.
+        with urllib.request.urlopen(request, timeout=30) as response:  # nosec B310
             response.read()
 
     def _set_environment(self, variables: Mapping[str, str]) -> None:
