@@ -109,7 +109,8 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """Wait for in-flight asynchronous invocations, stop the server and restore the environment."""
+        """Stop running jobs, wait for in-flight asynchronous invocations, stop the server, restore the environment."""
+        self._stop_jobs()
         self.drain()
         self._async.shutdown(wait=True)
         for undo in reversed(self._patches):
@@ -127,11 +128,23 @@ class LocalStack:
         self._clear_client_caches()
 
     def reset(self) -> None:
-        """Forget every AWS resource and redeploy the template: a clean stack for the next test."""
+        """Forget every AWS resource and redeploy the template: a clean stack for the next test.
+
+        Jobs still training are stopped first, and their last events delivered, so nothing from before the reset
+        reaches the redeployed stack.
+        """
+        self._stop_jobs()
         self.drain()
         self.post("/moto-api/reset", {})
         self._configure_moto()
         self.deploy()
+
+    def _stop_jobs(self) -> None:
+        from sagepush_cli.local.trainer import LocalTrainer
+
+        for patch in self._patches:
+            if isinstance(patch, LocalTrainer):
+                patch.shutdown()
 
     def drain(self, timeout: float = 120) -> None:
         """Wait until every asynchronous invocation started so far (and any it started) has finished."""
