@@ -11,7 +11,6 @@ from typing import Any
 from sagepush import jobs, naming, request, spec, staging
 
 PLACEHOLDER_ROLE = "arn:{partition}:iam::111122223333:role/sagepush-sagemaker-execution"
-UPLOAD_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".py")
 RENDER_UPLOAD_ID = "0" * 64
 """A render has no upload: the job name's upload part is zeros, so it is stable and visibly not a real job."""
 
@@ -19,7 +18,7 @@ RENDER_UPLOAD_ID = "0" * 64
 def project_name(path: Path) -> str:
     """Derive a project name from a path: lower-case, [a-z0-9-], as the ingest key requires."""
     stem = path.resolve().name
-    for suffix in UPLOAD_SUFFIXES:
+    for suffix in staging.UPLOAD_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

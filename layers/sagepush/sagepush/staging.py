@@ -51,7 +51,8 @@ _TAR_TRAILER_MAX: Final = _MiB  # bytes tolerated after a tar's end-of-archive b
 _SNIFF: Final = 64 * _KiB  # bytes of a suspected secret that are looked at
 # Fixed gzip header: no name, mtime 0, no extra flags, OS 255 ("unknown") so the platform never shows.
 _GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-_ARCHIVE_SUFFIXES: Final = (".tar.gz", ".tgz", ".tar", ".zip")
+UPLOAD_SUFFIXES: Final = (".tar.gz", ".tgz", ".tar", ".zip", ".py")
+"""The uploads staging accepts: archives and a single script."""
 
 # Dropped wherever they appear (component names); `.git` also as the file a submodule checkout leaves.
 _DROP_DIRS: Final = frozenset(
