@@ -129,3 +129,35 @@ def test_submitting_the_same_task_twice_attaches_to_the_first_job(stack: LocalSt
     assert (first["attached"], second["attached"]) == (False, True)
     assert second["job_arn"] == first["job_arn"]
     assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
+
+
+def upload_tags(stack: LocalStack, s3: Any, key: str) -> dict[str, str]:
+    tag_set = s3.get_object_tagging(Bucket=stack.outputs["IngestBucketName"], Key=key)["TagSet"]
+    return {tag["Key"]: tag["Value"] for tag in tag_set}
+
+
+def test_upload_is_tagged_with_the_job_it_became_keeping_its_own_tags(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    key = "incoming/mnist/main.tar.gz"
+    s3.put_object(
+        Bucket=stack.outputs["IngestBucketName"],
+        Key=key,
+        Body=tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}),
+        Tagging="team=vision",
+    )
+    stack.drain()
+
+    [execution] = executions(stack, sfn)
+    assert upload_tags(stack, s3, key) == {"sagepush-job": execution["name"], "team": "vision"}
+
+
+def test_refused_upload_is_tagged_with_the_reason_and_starts_nothing(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    key = "incoming/mnist/main.tar.gz"
+    bad = MANIFEST.replace(b'max_run = "2h"', b'max_run = "forever"')
+    s3.put_object(
+        Bucket=stack.outputs["IngestBucketName"], Key=key, Body=tar_gz({"train.py": TRAIN, "sagepush.toml": bad})
+    )
+    stack.drain()
+
+    assert executions(stack, sfn) == []
+    reason = upload_tags(stack, s3, key)["sagepush-refused"]
+    assert "max_run" in reason and "sagepush.toml" in reason

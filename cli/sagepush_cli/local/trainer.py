@@ -119,7 +119,6 @@ class _Run:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     stop_reason: str = "Stopped"
     done: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
     log_file: Path | None = None
 
 
@@ -167,10 +166,10 @@ class LocalTrainer:
             directory=self.root / "jobs" / job.training_job_name,
             environment=dict(environment),
         )
+        thread = threading.Thread(target=self._execute, args=(run,), name=f"train-{run.name}", daemon=True)
         with self._lock:
             self.runs[run.name] = run
-        run.thread = threading.Thread(target=self._execute, args=(run,), name=f"train-{run.name}", daemon=True)
-        run.thread.start()
+            thread.start()  # under the lock, so shutdown() never sees a run whose thread has not started
 
     def stop(self, name: str, reason: str = "Stopped") -> bool:
         """Ask a running job to stop (SIGTERM, then SIGKILL after the grace); False when it is not running."""
@@ -188,11 +187,12 @@ class LocalTrainer:
 
     def shutdown(self) -> None:
         """Stop every running job and wait for the runs to end (bounded by the grace period)."""
-        for name in list(self.runs):
-            self.stop(name)
-        for run in list(self.runs.values()):
-            if run.thread is not None:
-                run.thread.join(self.grace_seconds + _JOIN_TIMEOUT)
+        with self._lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            self.stop(run.name)
+        for run in runs:
+            run.done.wait(self.grace_seconds + _JOIN_TIMEOUT)
 
     def log_file(self, name: str) -> Path | None:
         """The kept log of a job's run, once it has one."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import TagTypeDef
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 SOURCE_FIELDS = ("commit", "branch", "repo", "author")
 """Upload metadata (`x-amz-meta-sagepush-<field>`) carried into tags, the ledger and alerts."""
 TAGGED_SOURCE_FIELDS = ("commit", "branch", "repo")
+UPLOAD_JOB_TAG = "sagepush-job"
+"""Tag StageFunction puts on an uploaded object: the training job it became."""
+UPLOAD_REFUSED_TAG = "sagepush-refused"
+"""Tag StageFunction puts on an uploaded object it refused: why, as a tag value allows."""
 # A job's own start-up, queueing and upload time beyond MaxRuntime + MaxWait before its execution gives up.
 SETTLE_GRACE_SECONDS = 3600
 # SageMaker tag values: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
@@ -97,21 +102,59 @@ def job_tags(project: str, code_digest: str, source: Mapping[str, str]) -> dict[
     """Return the `sagepush:*` tags of a job; the status rule selects jobs by `sagepush:project`."""
     tags = {"sagepush:project": project, "sagepush:code-digest": code_digest[:12]}
     for name in TAGGED_SOURCE_FIELDS:
-        value = _TAG_VALUE_DISALLOWED.sub("_", source.get(name, ""))[:256]
+        value = tag_value(source.get(name, ""))
         if value:
             tags[f"sagepush:{name}"] = value
     return tags
 
 
 def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
-    """Stage one upload and start its training execution, named after the job.
+    """Stage one upload and start its training execution, named after the job; tag the upload with the outcome.
 
     Idempotent: the staged code is content-addressed and the execution name is the job name, so a redelivered
-    event reuses both.
+    event reuses both. The uploaded object (its version) is tagged `sagepush-job=<job name>`, or
+    `sagepush-refused=<reason>` when it is refused, so whoever pushed it can follow it (`sagepush push --wait`).
 
     Raises:
         InputError: the key, the archive or the manifest is wrong; the message names the culprit.
     """
+    try:
+        started = _start_from_upload(upload, settings=settings, s3=s3, sfn=sfn)
+    except InputError as exc:
+        if upload.key.startswith(settings.ingest_prefix):
+            tag_upload(s3, upload, {UPLOAD_REFUSED_TAG: str(exc)})
+        raise
+    tag_upload(s3, upload, {UPLOAD_JOB_TAG: started.job_name})
+    return started
+
+
+def tag_upload(s3: S3Client, upload: ObjectCreated, tags: Mapping[str, str]) -> None:
+    """Add `tags` to the uploaded object's version, keeping the tags it has; a failure is logged, not raised.
+
+    The tags only tell the pusher what became of the upload: they must never turn a staged job into a retry.
+    """
+    version: dict[str, Any] = {"VersionId": upload.version_id} if upload.version_id not in (None, "null") else {}
+    for key in upload.candidate_keys:
+        try:
+            current = s3.get_object_tagging(Bucket=upload.bucket, Key=key, **version)["TagSet"]
+            merged = {name: tag_value(value) for name, value in tags.items()}
+            merged.update({tag["Key"]: tag["Value"] for tag in current if tag["Key"] not in merged})
+            # S3 keeps at most 10 tags on an object: sagepush's come first.
+            tag_set: list[TagTypeDef] = [{"Key": name, "Value": value} for name, value in merged.items()]
+            s3.put_object_tagging(Bucket=upload.bucket, Key=key, Tagging={"TagSet": tag_set[:10]}, **version)
+        except s3.exceptions.NoSuchKey:
+            continue
+        except Exception:  # best effort by design: the outcome is in the logs and the ledger anyway
+            logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
+        return
+
+
+def tag_value(text: str) -> str:
+    """Return `text` as an S3/SageMaker tag value: allowed characters only, at most 256 of them."""
+    return _TAG_VALUE_DISALLOWED.sub("_", " ".join(text.split()))[:256]
+
+
+def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
     project = naming.project_from_key(upload.key, prefix=settings.ingest_prefix)
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise UploadError(upload.key, f"is {upload.size} bytes, over the {settings.max_upload_bytes}-byte upload limit")
