@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import io
 import os
-import queue
 import re
 import stat
 import struct
 import tempfile
-import threading
 import unicodedata
 import zipfile
 import zlib
@@ -22,6 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Literal, Protocol, cast
 
 from isal import igzip_threaded, isal_zlib
 
+from sagepush.deflate import GzipWriter
 from sagepush.errors import InputError, shorten
 from sagepush.spec import MANIFEST_NAMES, Manifest, find_manifest
 
@@ -33,15 +31,12 @@ if TYPE_CHECKING:
 OUTPUT_NAME: Final = "sourcedir.tar.gz"
 """File name of the staged code, as the SageMaker SDK names it."""
 
-COMPRESS_LEVEL: Final = 2
-"""ISA-L deflate level of the output: about gzip -6's size at several times its speed. Part of the digest."""
-
 IGNORE_FILE: Final = ".sagepushignore"
 
 _KiB: Final = 1024
 _MiB: Final = 1024 * _KiB
 _GiB: Final = 1024 * _MiB
-_CHUNK: Final = _MiB  # the output is deflated in chunks of exactly this size: ISA-L output depends on chunking
+_CHUNK: Final = _MiB  # bytes read or written at a time
 _BLOCK: Final = 512
 _ZERO_BLOCK: Final = bytes(_BLOCK)
 _RATIO_FLOOR: Final = _MiB  # the ratio rule allows max_ratio x 1 MiB before it compares against the bytes read
@@ -49,8 +44,6 @@ _NAME_MAX: Final = 255  # bytes in one path component (Linux NAME_MAX)
 _TAR_META_MAX: Final = _MiB  # a PAX or GNU long-name header's own data
 _TAR_TRAILER_MAX: Final = _MiB  # bytes tolerated after a tar's end-of-archive blocks
 _SNIFF: Final = 64 * _KiB  # bytes of a suspected secret that are looked at
-# Fixed gzip header: no name, mtime 0, no extra flags, OS 255 ("unknown") so the platform never shows.
-_GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 UPLOAD_SUFFIXES: Final = (".tar.gz", ".tgz", ".tar", ".zip", ".py")
 """The uploads staging accepts: archives and a single script."""
 
@@ -1007,7 +1000,7 @@ def _collect_script(src: ReadableStream, tree: _Tree, upload: str) -> Manifest |
 def _write_tar_gz(output: list[tuple[str, _Entry | None]], spool: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
     spool.flush()
     fd = spool.fileno()
-    with _GzipWriter(dst) as out:
+    with GzipWriter(dst) as out:
         for name, entry in output:
             if entry is None:
                 out.write(_tar_header(name, mode=0o755, size=0, typeflag=b"5"))
@@ -1076,66 +1069,3 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     while len(body) + len(str(length)) != length:
         length = len(body) + len(str(length))
     return str(length).encode() + body
-
-
-class _GzipWriter:
-    """A gzip member written from fixed-size chunks, deflated by ISA-L in a thread fed through a bounded queue.
-
-    The calling thread reads the spool and builds tar headers while this thread deflates (ISA-L releases the GIL);
-    chunking is fixed so the output depends only on the tar bytes.
-    """
-
-    def __init__(self, dst: BinaryIO) -> None:
-        self._dst = dst
-        self._pending = bytearray()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._sha = hashlib.sha256()
-        self.size = 0
-        self.digest = ""
-        self._thread = threading.Thread(target=self._run, name="sagepush-deflate", daemon=True)
-
-    def __enter__(self) -> _GzipWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None and self._pending:
-            self._queue.put(bytes(self._pending))
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None and self._error is not None:
-            raise self._error
-        self.digest = self._sha.hexdigest()
-
-    def write(self, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        pending = self._pending
-        pending += data
-        if len(pending) >= _CHUNK:
-            whole = len(pending) - len(pending) % _CHUNK
-            for start in range(0, whole, _CHUNK):
-                self._queue.put(bytes(pending[start : start + _CHUNK]))
-            del pending[:whole]
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._dst.write(data)
-            self._sha.update(data)
-            self.size += len(data)
-
-    def _run(self) -> None:
-        crc, length = 0, 0
-        compressor = isal_zlib.compressobj(COMPRESS_LEVEL, isal_zlib.DEFLATED, -15)
-        try:
-            self._emit(_GZIP_HEADER)
-            while (chunk := self._queue.get()) is not None:
-                crc = isal_zlib.crc32(chunk, crc)
-                length += len(chunk)
-                self._emit(compressor.compress(chunk))
-            self._emit(compressor.flush() + struct.pack("<II", crc, length & 0xFFFFFFFF))
-        except BaseException as exc:  # handed to the writing thread, which raises it
-            self._error = exc
-            while self._queue.get() is not None:
-                pass

@@ -1,0 +1,116 @@
+"""Deflate: a reproducible gzip member written from a byte stream, compressed by ISA-L on every core."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, BinaryIO, Final
+
+from isal import isal_zlib
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from types import TracebackType
+
+COMPRESS_LEVEL: Final = 3
+"""ISA-L deflate level: within 3 % of gzip -6's size at about ten times its speed (level 2 is 8 % over). Part of the
+output bytes, as are `CHUNK` and the memory level."""
+
+CHUNK: Final = 1024 * 1024
+"""Bytes of input deflated as one piece; part of the output bytes."""
+
+_WINDOW: Final = 32 * 1024  # deflate's history: each chunk starts with the previous chunk's tail as its dictionary
+_MEM_LEVEL: Final = 8  # ISA-L's default; a higher one changes the output
+_MAX_WORKERS: Final = 4
+# Fixed gzip header: no name, mtime 0, no extra flags, OS 255 ("unknown") so the platform never shows.
+_GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_BLOCK: Final = b"\x03\x00"  # an empty, final fixed-Huffman block: what zlib's Z_FINISH emits after a sync flush
+
+
+class GzipWriter:
+    """Write one gzip member to `dst` from the bytes passed to `write`; `digest` and `size` describe what was written.
+
+    The input is cut into `CHUNK`-byte pieces, each deflated on its own in a worker thread with the previous piece's
+    last 32 KiB as its dictionary and ending in a sync flush, so the pieces join into one standard deflate stream, as
+    pigz does. The output depends only on the input bytes, never on the number of threads or their timing. ISA-L
+    releases the GIL, so the pieces deflate in parallel while the calling thread produces the next ones. Memory stays
+    at a few chunks per worker.
+    """
+
+    def __init__(self, dst: BinaryIO, *, workers: int | None = None) -> None:
+        self._dst = dst
+        self._workers = workers or _default_workers()
+        self._pending = bytearray()
+        self._previous = b""
+        self._inflight: deque[Future[tuple[bytes, int, int]]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._sha = hashlib.sha256()
+        self._crc = 0
+        self._length = 0
+        self.size = 0
+        self.digest = ""
+
+    def __enter__(self) -> GzipWriter:
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="sagepush-deflate")
+        self._emit(_GZIP_HEADER)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                if self._pending:
+                    self._submit(bytes(self._pending))
+                    self._pending.clear()
+                while self._inflight:
+                    self._collect()
+                self._emit(_FINAL_BLOCK + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
+                self.digest = self._sha.hexdigest()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def write(self, data: bytes) -> None:
+        """Add `data` to the stream; whole chunks are handed to the workers at once."""
+        pending = self._pending
+        pending += data
+        if len(pending) >= CHUNK:
+            whole = len(pending) - len(pending) % CHUNK
+            for start in range(0, whole, CHUNK):
+                self._submit(bytes(pending[start : start + CHUNK]))
+            del pending[:whole]
+
+    def _submit(self, chunk: bytes) -> None:
+        assert self._pool is not None, "GzipWriter is used outside its with block"
+        if len(self._inflight) >= 2 * self._workers:
+            self._collect()
+        self._inflight.append(self._pool.submit(_deflate, chunk, self._previous))
+        self._previous = chunk[-_WINDOW:]
+
+    def _collect(self) -> None:
+        deflated, crc, length = self._inflight.popleft().result()
+        self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
+        self._length += length
+        self._emit(deflated)
+
+    def _emit(self, data: bytes) -> None:
+        self._dst.write(data)
+        self._sha.update(data)
+        self.size += len(data)
+
+
+def _deflate(chunk: bytes, zdict: bytes) -> tuple[bytes, int, int]:
+    """Deflate `chunk` after `zdict` (the stream's preceding bytes) up to a byte-aligned sync flush; add its CRC."""
+    args = (COMPRESS_LEVEL, isal_zlib.DEFLATED, -15, _MEM_LEVEL, isal_zlib.Z_DEFAULT_STRATEGY)
+    compressor = isal_zlib.compressobj(*args, zdict) if zdict else isal_zlib.compressobj(*args)
+    deflated = compressor.compress(chunk) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
+    return deflated, isal_zlib.crc32(chunk), len(chunk)
+
+
+def _default_workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, _MAX_WORKERS))
