@@ -156,6 +156,9 @@ def stage(
     except InputError as exc:
         partial.unlink(missing_ok=True)
         _fail(str(exc))
+    except BaseException:  # Ctrl-C, a full disk, a bug: never leave half a sourcedir.tar.gz behind
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(output)
     summary = {
         "output": str(output),

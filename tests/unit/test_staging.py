@@ -245,7 +245,7 @@ REFUSALS: list[tuple[str, Callable[[], bytes], str, str, str]] = [
     ("dotdot-zip", lambda: zip_bytes([*TREE, file("../evil.py")]), "a.zip", "path", "../evil.py"),
     ("backslash", lambda: zip_bytes([*TREE, file("pkg\\win.py")]), "a.zip", "path", "pkg\\win.py"),
     ("drive", lambda: zip_bytes([*TREE, file("C:/evil.py")]), "a.zip", "path", "C:/evil.py"),
-    ("control-char", lambda: tar_bytes([*TREE, file("bad\nname.py")]), "a.tar.gz", "name", "bad\nname.py"),
+    ("control-char", lambda: tar_bytes([*TREE, file("bad\nname.py")]), "a.tar.gz", "name", "bad\\nname.py"),
     ("duplicate", lambda: tar_bytes([*TREE, file("./train.py")]), "a.tar.gz", "duplicate", "./train.py"),
     ("duplicate-zip", lambda: zip_bytes([*TREE, file("pkg//model.py")]), "a.zip", "duplicate", "pkg//model.py"),
     (

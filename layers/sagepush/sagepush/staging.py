@@ -474,6 +474,8 @@ def _sort_key(name: str) -> bytes:
 
 
 def _where(name: str) -> str:
+    # Control characters are escaped: a member name must not break the one-line error, a log line or a terminal.
+    name = _CONTROL.sub(lambda m: repr(m.group())[1:-1], name)
     return name if len(name) <= 200 else name[:199] + "…"
 
 
@@ -891,7 +893,12 @@ def _read_zip(fp: BinaryIO, tree: _Tree, upload: str) -> None:
     tree.compressed = lambda: read[0]
     try:
         archive = zipfile.ZipFile(fp)
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+    except UnicodeDecodeError as exc:  # a name flagged UTF-8 that is not: zipfile decodes every name up front
+        raise StagingError(
+            shorten(exc.object), "is not a valid UTF-8 name; rename it or build the archive as UTF-8", rule="name"
+        ) from exc
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+        # NotImplementedError: a central directory claiming a zip version zipfile cannot read
         raise StagingError(upload, f"is not a valid zip archive ({exc})", rule="corrupt") from exc
     with archive:
         for info in archive.infolist():
