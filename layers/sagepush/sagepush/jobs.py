@@ -53,6 +53,10 @@ class CapacityError(SagepushError):
     """The account has no capacity left for this job (ResourceLimitExceeded); retried with backoff."""
 
 
+class UnansweredError(SagepushError):
+    """CreateTrainingJob got no answer (timeout, dropped connection): the job may exist; the retry attaches to it."""
+
+
 @dataclass(frozen=True, slots=True)
 class StartedJob:
     """What StageFunction did with one upload."""
@@ -249,8 +253,11 @@ def submit_job(
 
     Raises:
         InputError: the spec or the request is wrong, naming the manifest field.
-        ThrottledError, CapacityError: retryable; the state machine backs off and tries again.
+        ThrottledError, CapacityError, UnansweredError: retryable; the state machine backs off and tries again.
     """
+    from botocore.exceptions import ConnectionError as TransportError
+    from botocore.exceptions import HTTPClientError
+
     naming.check_project(task.project, where="project")
     resolved = spec.resolve_spec(spec.Manifest(source="spec", table=task.spec), defaults_from(settings))
     digest = task.code_digest or hashlib.sha256(task.code_uri.encode()).hexdigest()
@@ -280,6 +287,10 @@ def submit_job(
         return SubmittedJob(job_name=job_name, job_arn=arn, attached=True, request=built)
     except sagemaker.exceptions.ResourceLimitExceeded as exc:
         raise CapacityError(f"{job_name}: {exc.response['Error'].get('Message', 'resource limit exceeded')}") from exc
+    except (TransportError, HTTPClientError) as exc:
+        # botocore gave up retrying the transport; the request may have reached SageMaker all the same. A retry of
+        # this task finds the job (ResourceInUse) and attaches, so retrying is safe and no job is created twice.
+        raise UnansweredError(f"{job_name}: CreateTrainingJob got no answer ({type(exc).__name__})") from exc
     except sagemaker.exceptions.ClientError as exc:
         if exc.response["Error"].get("Code") in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
             raise ThrottledError(f"{job_name}: SageMaker throttled CreateTrainingJob") from exc

@@ -1,0 +1,250 @@
+"""Faults at the HTTP boundary of the handlers' own AWS clients, on the local stack: nothing lost, nothing doubled.
+
+Each test arms a fault on the client a handler uses (`sagepush.aws.client`), drives the pipeline as AWS would, and
+reads back what a user sees: the training jobs, the execution's end, the alerts an SQS subscriber receives, the DLQs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from sagepush import aws
+from tests.integration.conftest import load_event
+from tests.integration.faults import EmulatedWaits, answer_lost, refused
+from tests.integration.test_stage_submit import MANIFEST, TRAIN, executions, tar_gz
+from tests.integration.test_status import JOB, Alerts, finished, put_states, start_execution, wait_for
+
+if TYPE_CHECKING:
+    from sagepush_cli.local.stack import LocalStack
+
+Ledger = Callable[[str], dict[str, Any]]
+
+
+@pytest.fixture(autouse=True)
+def _instant_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs stay as moto makes them (no local training, no events of their own): each test sends the states."""
+    from sagepush_cli.local.trainer import LocalTrainer
+
+    monkeypatch.setattr(LocalTrainer, "start", lambda self, job, **_: None)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> EmulatedWaits:
+    return EmulatedWaits(monkeypatch)
+
+
+@pytest.fixture
+def alerts(stack: LocalStack) -> Alerts:
+    return Alerts(stack)
+
+
+@pytest.fixture
+def ledger(stack: LocalStack) -> Ledger:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    client = boto3.client("dynamodb")
+    deserializer = TypeDeserializer()
+
+    def read(job_name: str) -> dict[str, Any]:
+        item = client.get_item(
+            TableName=stack.resources["LedgerTable"], Key={"job_name": {"S": job_name}}, ConsistentRead=True
+        )
+        return {k: deserializer.deserialize(v) for k, v in item.get("Item", {}).items()}
+
+    return read
+
+
+def attempts_per_call() -> int:
+    """How many times botocore sends one call before giving up (the handlers' shared retry config)."""
+    client: Any = aws.client("sagemaker")
+    attempts: int = client.meta.config.retries["total_max_attempts"]
+    return attempts
+
+
+def dead_letters(stack: LocalStack) -> list[str]:
+    """Every message waiting in one of the stack's dead-letter queues."""
+    sqs = boto3.client("sqs")
+    found = []
+    for name, url in stack.outputs.items():
+        if name.endswith("DeadLetterQueueUrl"):
+            found += [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+    return found
+
+
+def job_names(sagemaker: Any) -> list[str]:
+    return [job["TrainingJobName"] for job in sagemaker.list_training_jobs()["TrainingJobSummaries"]]
+
+
+def waiting_for_its_job(stack: LocalStack, sfn: Any, ledger: Ledger, arn: str) -> None:
+    """Wait until Submit has returned and the execution waits on the token the ledger holds."""
+
+    def check() -> bool:
+        entry = ledger(JOB)
+        history = sfn.get_execution_history(executionArn=arn)["events"]
+        submitted = any(event["type"] == "TaskSubmitted" for event in history)
+        return bool(entry.get("task_token")) and entry.get("token_state") == "waiting" and submitted
+
+    wait_for(check, "Submit to return and the execution to wait on its token")
+
+
+def complete_and_collect(stack: LocalStack, sfn: Any, alerts: Alerts, arn: str) -> tuple[dict[str, Any], list[str]]:
+    """Send the job's Completed event; return the ended execution and the alert statuses a subscriber got."""
+    put_states(stack, load_event("status-completed"))
+    execution = wait_for(finished(sfn, arn), "the execution to end")
+    return execution, [alert["status"] for alert in alerts.received()]
+
+
+@pytest.mark.parametrize(
+    ("code", "refusals", "state_machine_retries"),
+    [
+        pytest.param("ThrottlingException", attempts_per_call, 1, id="throttled-past-botocore-retries"),
+        pytest.param("ResourceLimitExceeded", lambda: 2, 2, id="resource-limit-exceeded-twice"),
+    ],
+)
+def test_a_refused_submit_is_retried_with_backoff_and_creates_the_job_once(
+    stack: LocalStack,
+    sfn: Any,
+    sagemaker: Any,
+    alerts: Alerts,
+    ledger: Ledger,
+    waits: EmulatedWaits,
+    code: str,
+    refusals: Callable[[], int],
+    state_machine_retries: int,
+) -> None:
+    with refused(aws.client("sagemaker"), "CreateTrainingJob", code, times=refusals()) as fault:
+        arn = start_execution(stack, sfn)
+        waiting_for_its_job(stack, sfn, ledger, arn)
+
+    assert len(fault.hits) == refusals() and fault.passed == 1
+    assert job_names(sagemaker) == [JOB]
+    # The Submit retrier: IntervalSeconds 10, BackoffRate 2, full jitter, so the n-th wait is at most 10 * 2**n.
+    assert len(waits.state_machine) == state_machine_retries
+    assert all(0 <= wait <= 10 * 2**n for n, wait in enumerate(waits.state_machine))
+    execution, received = complete_and_collect(stack, sfn, alerts, arn)
+    assert execution["status"] == "SUCCEEDED" and received == ["Completed"]
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        pytest.param(lambda: 1, id="once-botocore-retries"),
+        pytest.param(attempts_per_call, id="every-attempt-the-state-machine-retries"),
+    ],
+)
+def test_a_submit_that_never_hears_back_from_create_training_job_attaches_on_retry(
+    stack: LocalStack,
+    sfn: Any,
+    sagemaker: Any,
+    alerts: Alerts,
+    ledger: Ledger,
+    waits: EmulatedWaits,
+    lost: Callable[[], int],
+) -> None:
+    with answer_lost(aws.client("sagemaker"), "CreateTrainingJob", times=lost()) as fault:
+        arn = start_execution(stack, sfn)
+        waiting_for_its_job(stack, sfn, ledger, arn)
+
+    assert len(fault.hits) == lost() and fault.passed == 1
+    assert job_names(sagemaker) == [JOB]
+    execution, received = complete_and_collect(stack, sfn, alerts, arn)
+    assert execution["status"] == "SUCCEEDED" and received == ["Completed"]
+    assert dead_letters(stack) == []
+
+
+@pytest.mark.parametrize(
+    ("service", "code", "status"),
+    [
+        pytest.param("sns", "InternalError", 500, id="sns-unavailable"),
+        pytest.param("dynamodb", "InternalServerError", 500, id="dynamodb-unavailable"),
+        pytest.param("dynamodb", "ProvisionedThroughputExceededException", 400, id="dynamodb-throttled"),
+    ],
+)
+def test_a_status_event_outlasts_an_outage_and_alerts_once_when_it_ends(
+    stack: LocalStack,
+    sfn: Any,
+    alerts: Alerts,
+    ledger: Ledger,
+    waits: EmulatedWaits,
+    service: Any,
+    code: str,
+    status: int,
+) -> None:
+    arn = start_execution(stack, sfn)
+    waiting_for_its_job(stack, sfn, ledger, arn)
+
+    # Down for one whole invocation (every botocore attempt): Lambda's asynchronous retry gets through.
+    with refused(aws.client(service), "*", code, status=status, times=attempts_per_call()) as fault:
+        execution, received = complete_and_collect(stack, sfn, alerts, arn)
+
+    assert len(fault.hits) == attempts_per_call()
+    assert execution["status"] == "SUCCEEDED" and received == ["Completed"]
+    assert ledger(JOB)["alerts"]["Completed"]["state"] == "sent"
+    assert dead_letters(stack) == []
+
+
+def test_an_alert_published_before_the_ledger_failed_is_not_sent_again(
+    stack: LocalStack, sfn: Any, alerts: Alerts, ledger: Ledger, waits: EmulatedWaits
+) -> None:
+    arn = start_execution(stack, sfn)
+    waiting_for_its_job(stack, sfn, ledger, arn)
+
+    # SNS took the alert, then DynamoDB refused every attempt to mark it sent: the invocation fails and is retried.
+    with refused(
+        aws.client("dynamodb"),
+        "UpdateItem",
+        "InternalServerError",
+        status=500,
+        times=attempts_per_call(),
+        when=lambda body: b'= :sent"' in body,
+    ) as fault:
+        execution, received = complete_and_collect(stack, sfn, alerts, arn)
+
+    assert len(fault.hits) == attempts_per_call()
+    assert execution["status"] == "SUCCEEDED" and received == ["Completed"]
+    assert dead_letters(stack) == []
+
+
+def test_an_upload_event_delivered_after_the_key_was_overwritten_stages_the_version_it_names(
+    stack: LocalStack, s3: Any, sfn: Any
+) -> None:
+    ingest, key = stack.outputs["IngestBucketName"], "incoming/mnist/main.tar.gz"
+    first = tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST})
+    second = tar_gz({"train.py": b"print('second')\n", "sagepush.toml": MANIFEST})
+    # S3 holds back the first upload's event (notifications off while it lands) and delivers it after the second's.
+    s3.put_bucket_notification_configuration(Bucket=ingest, NotificationConfiguration={})
+    put = s3.put_object(Bucket=ingest, Key=key, Body=first)
+    s3.put_bucket_notification_configuration(Bucket=ingest, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    s3.put_object(Bucket=ingest, Key=key, Body=second)
+    stack.drain()
+    [newer] = executions(stack, sfn)
+
+    late = load_event("stage-object-created")
+    late["detail"]["bucket"]["name"] = ingest
+    late["detail"]["object"].update(
+        key=key, size=len(first), etag=put["ETag"].strip('"'), **{"version-id": put["VersionId"]}
+    )
+    late_events = [late, json.loads(json.dumps(late))]  # late, and then delivered twice
+    put_states(stack, *late_events)
+
+    by_name = {e["name"]: e for e in executions(stack, sfn)}
+    assert len(by_name) == 2 and newer["name"] in by_name
+    [older] = [name for name in by_name if name != newer["name"]]
+    staged = {
+        name: json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])["code_uri"]
+        for name, e in by_name.items()
+    }
+    bucket, _, path = staged[older].removeprefix("s3://").partition("/")
+    body = s3.get_object(Bucket=bucket, Key=path)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        member = archive.extractfile("train.py")
+        assert member is not None and member.read() == TRAIN
+    assert staged[older] != staged[newer["name"]]
+    assert dead_letters(stack) == []
