@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 app = typer.Typer(
     name="sagepush",
@@ -26,6 +30,16 @@ EXIT_INPUT = 2
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
 RegionOption = Annotated[str, typer.Option("--region", envvar="AWS_REGION", help="AWS region of the job.")]
+AwsRegionOption = Annotated[
+    str | None, typer.Option("--region", envvar="AWS_REGION", help="AWS region (default: the profile's).")
+]
+ProfileOption = Annotated[str | None, typer.Option("--profile", envvar="AWS_PROFILE", help="AWS named profile.")]
+StackOption = Annotated[
+    str | None,
+    typer.Option("--stack", help="The deployed sagepush stack (default: samconfig.toml's stack_name)."),
+]
+PollOption = Annotated[float, typer.Option("--poll-seconds", hidden=True, help="Seconds between polls.")]
+JobArgument = Annotated[str, typer.Argument(help="The training job name, as `sagepush push` printed it.")]
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
@@ -37,6 +51,42 @@ def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
 
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _session(region: str | None, profile: str | None) -> Any:
+    """A boto3 session for `--region`/`--profile` (AWS_ENDPOINT_URL and the usual variables apply as well)."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound as exc:
+        _fail(f"--profile: {exc}")
+
+
+@contextlib.contextmanager
+def _readable_errors() -> Iterator[None]:
+    """Turn what users meet (bad input, AWS refusals, no credentials) into one line and an exit code."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sagepush.errors import InputError
+    from sagepush_cli import follow
+    from sagepush_cli.push import PushRefusedError, aws_access
+
+    try:
+        with aws_access():
+            yield
+    except InputError as exc:
+        _fail(str(exc))
+    except follow.UploadRefusedError as exc:
+        _fail(str(exc))
+    except (PushRefusedError, follow.FollowError) as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        _fail(f"{exc.operation_name}: {error.get('Code', 'error')}: {error.get('Message', '')}", EXIT_FAILED)
+    except BotoCoreError as exc:
+        _fail(str(exc), EXIT_FAILED)
 
 
 @app.command()
@@ -61,24 +111,29 @@ def push(
     worktree: Annotated[
         bool, typer.Option("--worktree", help="Push the working tree (uncommitted and untracked files too), not HEAD.")
     ] = False,
-    region: Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")] = None,
-    profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS named profile.")] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Follow the job: its transitions, then its log tail; exit 0 only if it completes."),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up (exit 1) after this many seconds; default: no limit.")
+    ] = None,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
     json_output: JsonOption = False,
+    poll_seconds: PollOption = 2.0,
 ) -> None:
     """Archive PATH (git HEAD, or the directory), check it as staging will, and upload it to the ingest bucket.
 
     In a git repository the commit at HEAD is pushed, honouring export-ignore; uncommitted changes need --worktree.
     Secrets, links and bad manifests are refused here, before anything is uploaded.
-    Exit codes: 0 uploaded, 2 the input is wrong, 1 AWS refused.
+    Exit codes: 0 uploaded (with --wait: the job completed); 1 AWS refused, or the job failed, stopped or timed
+    out; 2 the input is wrong (with --wait: also when staging refused the upload).
     """
-    import boto3
-    from botocore.exceptions import ProfileNotFound
-
-    from sagepush.errors import InputError
     from sagepush_cli import push as pushing
 
-    try:
-        session = boto3.Session(profile_name=profile, region_name=region)
+    session = _session(region, profile)
+    with _readable_errors():
         pushed = pushing.push(
             path,
             session=session,
@@ -89,20 +144,75 @@ def push(
             worktree=worktree,
             progress=sys.stderr.isatty() and not json_output,
         )
-    except ProfileNotFound as exc:
-        _fail(f"--profile: {exc}")
-    except InputError as exc:
-        _fail(str(exc))
-    except pushing.PushRefusedError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    if json_output:
-        _print_json(pushed.summary())
-        return
     commit = pushed.metadata.get("sagepush-commit")
-    typer.echo(f"pushed {pushed.uri} ({pushed.size} bytes{f', commit {commit[:12]}' if commit else ''})")
-    typer.echo(f"job {pushed.job_name_prefix}…")
-    if pushed.left_out:
-        typer.echo(f"  left out {len(pushed.left_out)} untracked file(s); --worktree pushes them", err=True)
+    if not json_output:
+        typer.echo(f"pushed {pushed.uri} ({pushed.size} bytes{f', commit {commit[:12]}' if commit else ''})")
+        if pushed.left_out:
+            typer.echo(f"  left out {len(pushed.left_out)} untracked file(s); --worktree pushes them", err=True)
+    if not wait:
+        if json_output:
+            _print_json(pushed.summary())
+        else:
+            typer.echo(f"job {pushed.job_name_prefix}…")
+        return
+    with _readable_errors():
+        view, tail = _follow_push(session, pushed, timeout=timeout, poll=poll_seconds, quiet=json_output)
+    if json_output:
+        _print_json({**pushed.summary(), "job": view.as_dict(), "log_tail": tail})
+    else:
+        _print_end(view, tail)
+    if not view.completed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+STAGE_WAIT_SECONDS = 900.0
+"""How long `push --wait` waits for StageFunction to tag the upload: its timeout times its attempts."""
+
+
+def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: float, quiet: bool) -> tuple[Any, Any]:
+    """Wait for the upload's job, print its transitions as they happen, and return its end and its log tail."""
+    import time
+
+    from sagepush_cli import follow
+
+    started = time.monotonic()
+    s3 = session.client("s3")
+    version = follow.upload_version(s3, bucket=pushed.bucket, key=pushed.key)
+    stage_wait = min(timeout, STAGE_WAIT_SECONDS) if timeout is not None else STAGE_WAIT_SECONDS
+    job_name = follow.job_of_upload(
+        s3, bucket=pushed.bucket, key=pushed.key, version_id=version, timeout=stage_wait, poll=poll
+    )
+    if not quiet:
+        typer.echo(f"job {job_name}")
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    shown = 0
+    view = None
+    for view in follow.watch(session.client("sagemaker"), job_name, timeout=left, poll=poll):
+        if not quiet:
+            for status, start, message in view.transitions[shown:]:
+                typer.echo(f"  {(start or '')[11:19]}  {status:<20} {message.splitlines()[0] if message else ''}")
+        shown = len(view.transitions)
+    assert view is not None  # watch() yields at least the job's end
+    return view, follow.log_tail(session.client("logs"), job_name)
+
+
+def _print_end(view: Any, tail: list[str]) -> None:
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=True)
+    if tail:
+        out.print("[bold]Log tail[/]")
+        for line in tail:
+            out.print(f"  {line}", markup=False)
+    for name, value in view.metrics.items():
+        out.print(f"[bold]metric[/] {name} = {value:g}")
+    if view.model_uri and view.completed:
+        out.print(f"[bold]model[/]  {view.model_uri}")
+    if view.failure_reason:
+        out.print("[bold]failure reason[/]")
+        out.print(view.failure_reason, markup=False)
+    colour = {"Completed": "green", "Failed": "red"}.get(view.status, "yellow")
+    out.print(f"[bold]{view.name}[/] [{colour}]{view.status}[/] ({view.secondary_status})")
 
 
 @app.command()
@@ -229,6 +339,239 @@ def invoke(
             _print_json({"errorType": type(exc).__name__, "errorMessage": str(exc)})
             raise typer.Exit(EXIT_FAILED) from exc
     _print_json(result)
+
+
+@app.command()
+def status(
+    job: Annotated[
+        str | None, typer.Argument(help="One job to show in detail (default: a table of recent jobs).")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project's jobs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent jobs to list.")] = 20,
+    stack: StackOption = None,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show recent jobs from the ledger (newest first), or one job in detail: its transitions, metrics and alerts.
+
+    Exit codes: 0 shown; 1 AWS refused; 2 no such stack or job.
+    """
+    from sagepush.ledger import DynamoDBLedger
+    from sagepush_cli import follow
+    from sagepush_cli.push import deployed_output
+
+    session = _session(region, profile)
+    with _readable_errors():
+        table = deployed_output(session, "LedgerTableName", stack=stack, samconfig=Path("samconfig.toml"))
+        ledger = DynamoDBLedger(table, dynamodb=session.client("dynamodb"))
+        if job is None:
+            entries = ledger.project_jobs(project, limit=limit) if project else ledger.recent_jobs(limit=limit)
+            rows = [_ledger_row(entry) for entry in entries]
+        else:
+            entry = ledger.get(job)
+            view = follow.describe(session.client("sagemaker"), job)
+    if job is None:
+        if json_output:
+            _print_json(rows)
+        else:
+            _print_jobs(rows)
+        return
+    if entry is None and view is None:
+        _fail(f"no job named {job!r} in the ledger or in SageMaker ({session.region_name or 'default region'})")
+    detail = {**(_ledger_row(entry) if entry else {"job_name": job}), "job": view.as_dict() if view else None}
+    if entry is not None:
+        detail["alerts"] = {key: dict(value) for key, value in entry.alerts.items()}
+        detail["failure_reason"] = entry.failure_reason
+    if json_output:
+        _print_json(detail)
+    else:
+        _print_job(detail)
+
+
+def _ledger_row(entry: Any) -> dict[str, Any]:
+    return {
+        "job_name": entry.job_name,
+        "project": entry.project,
+        "status": entry.status,
+        "secondary_status": entry.secondary_status,
+        "created_at": entry.created_at,
+        "commit": entry.source.get("commit"),
+        "branch": entry.source.get("branch"),
+        "code_uri": entry.code_uri,
+    }
+
+
+def _print_jobs(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        typer.echo("no jobs yet")
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("job", no_wrap=True, min_width=max(len(row["job_name"]) for row in rows))
+    for column in ("status", "created", "commit", "branch"):
+        table.add_column(column)
+    for row in rows:
+        status_text = (
+            row["status"]
+            if row["status"] == row["secondary_status"]
+            else f"{row['status']} ({row['secondary_status']})"
+        )
+        table.add_row(
+            row["job_name"],
+            status_text,
+            (row["created_at"] or "")[:19],
+            (row["commit"] or "")[:12],
+            row["branch"] or "",
+        )
+    Console(highlight=False).print(table)
+
+
+def _print_job(detail: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=True)
+    view = detail.get("job") or {}
+    out.print(f"[bold]{detail['job_name']}[/]  {view.get('status') or detail.get('status')}")
+    for label, key in (("project", "project"), ("created", "created_at"), ("commit", "commit"), ("code", "code_uri")):
+        if detail.get(key):
+            out.print(f"  {label:<8} {detail[key]}", markup=False)
+    for transition in view.get("transitions", []):
+        out.print(
+            f"  {(transition['start'] or '')[11:19]}  {transition['status']:<20} {transition['message']}", markup=False
+        )
+    for name, value in view.get("metrics", {}).items():
+        out.print(f"  metric   {name} = {value:g}", markup=False)
+    if view.get("model_uri") and view.get("status") == "Completed":
+        out.print(f"  model    {view['model_uri']}", markup=False)
+    reason = view.get("failure_reason") or detail.get("failure_reason")
+    if reason:
+        out.print(f"  failure  {reason}", markup=False)
+    for key, alert in sorted(detail.get("alerts", {}).items()):
+        out.print(f"  alert    {key}: {alert.get('state', '')}", markup=False)
+
+
+@app.command()
+def logs(
+    job: JobArgument,
+    follow_logs: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")
+    ] = False,
+    lines: Annotated[int, typer.Option(min=0, help="Print only the last N lines first (0: all of them).")] = 50,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
+    poll_seconds: PollOption = 2.0,
+) -> None:
+    """Print a training job's log (CloudWatch Logs, every host), optionally following it until the job ends.
+
+    Exit codes: 0 printed; 1 AWS refused; 2 no such job.
+    """
+    import time
+
+    from sagepush_cli import follow
+
+    session = _session(region, profile)
+
+    def emit(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            message = event["message"].rstrip("\n")
+            if json_output:
+                record = {"timestamp": event.get("timestamp"), "stream": event["logStreamName"], "message": message}
+                sys.stdout.write(json.dumps(record) + "\n")
+            else:
+                typer.echo(message)
+        sys.stdout.flush()
+
+    with _readable_errors():
+        sagemaker = session.client("sagemaker")
+        reader = follow.LogReader(session.client("logs"), job)
+        events = reader.new_events()
+        view = follow.describe(sagemaker, job)
+        if view is None and not events:
+            _fail(f"no training job named {job!r} ({session.region_name or 'default region'})")
+        emit(events[-lines:] if lines else events)
+        while follow_logs and view is not None and not view.ended_:
+            time.sleep(poll_seconds)  # polling CloudWatch Logs and SageMaker: the job runs elsewhere
+            view = follow.describe(sagemaker, job)
+            emit(reader.new_events())
+        if follow_logs:
+            emit(reader.new_events())  # the lines written between the last read and the end
+
+
+@app.command()
+def stop(
+    job: JobArgument,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Stop a running training job (SageMaker sends SIGTERM, then SIGKILL); the job ends as Stopped.
+
+    Exit codes: 0 stopping; 1 AWS refused (e.g. the job has already ended); 2 no such job.
+    """
+    from sagepush_cli import follow
+
+    session = _session(region, profile)
+    with _readable_errors():
+        sagemaker = session.client("sagemaker")
+        view = follow.describe(sagemaker, job)
+        if view is None:
+            _fail(f"no training job named {job!r} ({session.region_name or 'default region'})")
+        if view.ended_:
+            _fail(f"{job} has already ended ({view.status})", EXIT_FAILED)
+        sagemaker.stop_training_job(TrainingJobName=job)
+    if json_output:
+        _print_json({"job_name": job, "stopping": True})
+    else:
+        typer.echo(f"stopping {job}")
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="The project directory (default: the current one).", file_okay=False)
+    ] = Path(),
+    project: Annotated[str | None, typer.Option(help="Project name (default: the directory name).")] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="pytorch, tensorflow, sklearn, xgboost or huggingface (default: detected).")
+    ] = None,
+    workflow: Annotated[
+        bool, typer.Option(help="Also write .github/workflows/sagepush.yml at the repository root.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that exist.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a commented sagepush.toml (the framework read from requirements.txt or pyproject.toml) and a GitHub
+    Actions workflow that pushes every commit on main.
+
+    Exit codes: 0 written; 2 a file exists (nothing is written) or the project is not understood.
+    """
+    from sagepush import naming
+    from sagepush_cli import init as initialising
+    from sagepush_cli.project import project_name
+    from sagepush_cli.push import read_git_state
+
+    directory = path.resolve()
+    with _readable_errors():
+        if not directory.is_dir():
+            _fail(f"{path}: is not a directory")
+        name = naming.check_project(project or project_name(directory), where="--project")
+        chosen = initialising.plan(directory, project=name, framework=framework)
+        git = read_git_state(directory) if workflow else None
+        root = (git.root if git else directory) if workflow else None
+        written = initialising.write(directory, chosen=chosen, workflow_root=root, force=force)
+    if json_output:
+        _print_json({"written": [str(p) for p in written], "framework": chosen.framework, "project": name})
+        return
+    for written_path in written:
+        typer.echo(f"wrote {written_path}")
+    source = f" (from {chosen.detected_from})" if chosen.detected_from else " (no framework found: edit it)"
+    typer.echo(
+        f"framework {chosen.framework} {chosen.framework_version}{source}; check it with `sagepush render {path}`"
+    )
 
 
 @local_app.command("demo")

@@ -617,31 +617,35 @@ def resolve_bucket(session: boto3.Session, *, bucket: str | None, stack: str | N
     """
     if bucket:
         return bucket
+    if not stack and not samconfig_stack_name(samconfig):
+        raise PushError(
+            "--bucket", "no ingest bucket: pass --bucket or --stack, or run where samconfig.toml names a stack_name"
+        )
+    return deployed_output(session, BUCKET_OUTPUT, stack=stack, samconfig=samconfig)
+
+
+def deployed_output(session: boto3.Session, output: str, *, stack: str | None, samconfig: Path) -> str:
+    """Return the `output` of the sagepush stack `stack`, or of the stack samconfig.toml names.
+
+    Raises:
+        PushError: no stack is named anywhere, the stack does not exist, or it has no such output.
+    """
+    from sagepush_cli.follow import stack_outputs
+
     where = "--stack"
     if not stack:
         stack = samconfig_stack_name(samconfig)
         where = f"{samconfig}: stack_name"
     if not stack:
-        raise PushError(
-            "--bucket", "no ingest bucket: pass --bucket or --stack, or run where samconfig.toml names a stack_name"
-        )
-    from botocore.exceptions import ClientError
-
-    cloudformation = session.client("cloudformation")
-    with _aws_access():
+        raise PushError("--stack", "no stack: pass --stack, or run where samconfig.toml names a stack_name")
+    with aws_access():
         try:
-            stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-        except ClientError as exc:
-            if _code(exc) != "ValidationError":  # CloudFormation's answer for a stack that does not exist
-                raise
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise PushError(
-                where, f"stack {stack!r} is not in {session.region_name or 'this region'} ({message})"
-            ) from exc
-    outputs = {o.get("OutputKey"): o.get("OutputValue") for s in stacks for o in s.get("Outputs", [])}
-    found = outputs.get(BUCKET_OUTPUT)
+            outputs = stack_outputs(session, stack, where=where)
+        except InputError as exc:
+            raise PushError(exc.where, exc.message) from exc
+    found = outputs.get(output)
     if not found:
-        raise PushError(where, f"stack {stack!r} has no {BUCKET_OUTPUT} output; is it a sagepush stack?")
+        raise PushError(where, f"stack {stack!r} has no {output} output; is it a sagepush stack?")
     return found
 
 
@@ -676,7 +680,7 @@ def upload_archive(
     from botocore.exceptions import ClientError
 
     extra = {"Metadata": dict(metadata), "ContentType": "application/gzip"}
-    with _aws_access(), archive.open("rb") as body:
+    with aws_access(), archive.open("rb") as body:
         try:
             s3.upload_fileobj(body, bucket, key, ExtraArgs=extra, Callback=callback)
         except ClientError as exc:
@@ -696,7 +700,7 @@ def _code(exc: Any) -> str:
 
 
 @contextlib.contextmanager
-def _aws_access() -> Iterator[None]:
+def aws_access() -> Iterator[None]:
     """Turn a missing credential or an unreachable endpoint into one readable refusal."""
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
 

@@ -7,41 +7,19 @@ import json
 import shutil
 import tarfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from sagepush_cli.local import demo
-from sagepush_cli.local.stack import LocalStack
-from sagepush_cli.local.trainer import GRACE_ENV, running_stack, trainer_of
+from sagepush_cli.local.trainer import trainer_of
+from tests.e2e.conftest import EXAMPLES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-STOP_GRACE_SECONDS = "10"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    """The local stack: the one the integration tests started, when they run in this process, else a new one.
-
-    moto's backends are process-wide, so two stacks in one process would share (and redeploy over) one state.
-    """
-    running = running_stack()
-    if running is not None:
-        running.reset()
-        trainer = trainer_of(running)
-        saved, trainer.grace_seconds = trainer.grace_seconds, float(STOP_GRACE_SECONDS)
-        yield running
-        trainer.grace_seconds = saved
-        return
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(GRACE_ENV, STOP_GRACE_SECONDS)
-        with LocalStack() as local:
-            yield local
+    from sagepush_cli.local.stack import LocalStack
 
 
 def model_files(uri: str) -> dict[str, bytes]:

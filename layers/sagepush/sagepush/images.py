@@ -92,6 +92,30 @@ def supported_versions(framework: str) -> list[str]:
     return [*config["versions"], *config.get("version_aliases", {})]
 
 
+def newest_defaults(framework: str, version: str) -> dict[str, str]:
+    """Return the newest `py_version` (and, for huggingface, the newest `pytorch_version`) the images of
+    `framework` `version` offer, as manifest keys: what `sagepush init` writes when nothing says otherwise.
+    """
+    config = _table()["configs"][framework]
+    full = config.get("version_aliases", {}).get(version, version)
+    version_config: dict[str, Any] = config["versions"].get(full, {})
+    found: dict[str, str] = {}
+    if "repository" not in version_config:  # huggingface: one config per base framework, e.g. "pytorch2.8.0"
+        bases = sorted((k for k in version_config if k.startswith("pytorch")), key=_release_of_base)
+        if not bases:
+            return found
+        found["pytorch_version"] = bases[-1].removeprefix("pytorch")
+        version_config = version_config[bases[-1]]
+    py_versions = sorted(version_config.get("py_versions", []), key=_release_of_base)
+    if py_versions:
+        found["py_version"] = py_versions[-1]
+    return found
+
+
+def _release_of_base(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name))
+
+
 @functools.cache
 def _table() -> dict[str, Any]:
     table: dict[str, Any] = json.loads(DATA_FILE.read_text(encoding="utf-8"))

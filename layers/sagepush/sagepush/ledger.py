@@ -377,6 +377,20 @@ class DynamoDBLedger:
         )
         return [self._entry(item) for item in response.get("Items", [])]
 
+    def recent_jobs(self, *, limit: int, scan_cap: int = 2000) -> list[LedgerEntry]:
+        """Return the newest `limit` jobs of every project, newest first, from a scan of at most `scan_cap` items.
+
+        The ledger has no index across projects by time (`project_jobs` is the indexed read); this serves a person
+        looking at a table, where a bounded scan is cheap and a missing old job is no loss.
+        """
+        entries: list[LedgerEntry] = []
+        for page in self._dynamodb.get_paginator("scan").paginate(
+            TableName=self.table_name, PaginationConfig={"MaxItems": scan_cap, "PageSize": 500}
+        ):
+            entries.extend(self._entry(item) for item in page.get("Items", []))
+        entries.sort(key=lambda entry: entry.created_at or "", reverse=True)
+        return entries[:limit]
+
     # ------------------------------------------------------------------ plumbing
     def _put(self, item: Mapping[str, Any], *, condition: str, names: Mapping[str, str]) -> bool:
         try:

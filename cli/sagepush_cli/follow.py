@@ -1,0 +1,255 @@
+"""Following a push: from the uploaded object to its training job, the job's transitions, its logs and its end.
+
+Everything here reads what the deployed application leaves behind, with the fewest permissions that allow it:
+the tag StageFunction puts on the upload (`sagepush-job` or `sagepush-refused`), DescribeTrainingJob, and the job's
+CloudWatch Logs stream. The ledger and the stack's outputs serve `sagepush status`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from sagepush.errors import SagepushError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    import boto3
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+
+LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
+"""Where SageMaker writes training jobs' output: one stream per host, `<job>/algo-<n>-<epoch>`."""
+JOB_TAG: Final = "sagepush-job"
+REFUSED_TAG: Final = "sagepush-refused"
+TERMINAL: Final = frozenset({"Completed", "Failed", "Stopped"})
+POLL_SECONDS: Final = 2.0
+
+
+class FollowError(SagepushError):
+    """Following the push cannot go on: nothing happened before the deadline."""
+
+
+class UploadRefusedError(FollowError):
+    """StageFunction refused the upload; the message is its reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A training job as a person following it wants to see it."""
+
+    name: str
+    status: str
+    secondary_status: str | None = None
+    failure_reason: str | None = None
+    transitions: tuple[tuple[str, str | None, str], ...] = ()  # (status, start time ISO, message)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created: str | None = None
+    ended: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "Completed"
+
+    @property
+    def ended_(self) -> bool:
+        return self.status in TERMINAL
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "job_name": self.name,
+            "status": self.status,
+            "secondary_status": self.secondary_status,
+            "failure_reason": self.failure_reason,
+            "transitions": [{"status": s, "start": t, "message": m} for s, t, m in self.transitions],
+            "metrics": dict(self.metrics),
+            "model_uri": self.model_uri,
+            "tags": dict(self.tags),
+            "created": self.created,
+            "ended": self.ended,
+        }
+
+
+def job_view(description: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> JobView:
+    """Return the view of a DescribeTrainingJob response."""
+    return JobView(
+        name=description["TrainingJobName"],
+        status=description["TrainingJobStatus"],
+        secondary_status=description.get("SecondaryStatus"),
+        failure_reason=description.get("FailureReason"),
+        transitions=tuple(
+            (t["Status"], _iso(t["StartTime"]), t.get("StatusMessage", ""))
+            for t in description.get("SecondaryStatusTransitions", [])
+        ),
+        metrics={m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList", [])},
+        model_uri=description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+        tags=dict(tags or {}),
+        created=_iso(description.get("CreationTime")),
+        ended=_iso(description.get("TrainingEndTime")),
+    )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else None
+
+
+def upload_version(s3: S3Client, *, bucket: str, key: str) -> str | None:
+    """Return the version id of the object now at `key` (None on an unversioned bucket)."""
+    version = s3.get_object_tagging(Bucket=bucket, Key=key).get("VersionId")
+    return version if version and version != "null" else None
+
+
+def job_of_upload(
+    s3: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    timeout: float,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Wait until StageFunction has tagged the upload; return the job name it became.
+
+    Raises:
+        FollowError: the upload was refused (the message is StageFunction's reason), or it was not staged in time.
+    """
+    version: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+    deadline = clock() + timeout
+    while True:
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key, **version)["TagSet"]}
+        if JOB_TAG in tags:
+            return tags[JOB_TAG]
+        if REFUSED_TAG in tags:
+            raise UploadRefusedError(f"s3://{bucket}/{key} was refused: {tags[REFUSED_TAG]}")
+        if clock() >= deadline:
+            raise FollowError(
+                f"s3://{bucket}/{key} was not staged within {timeout:g}s; see StageFunction's logs and its "
+                "dead-letter queue (StageDeadLetterQueueUrl)"
+            )
+        time.sleep(poll)  # polling S3: the tag appears when StageFunction, elsewhere, has staged the upload
+
+
+def describe(sagemaker: SageMakerClient, job_name: str) -> JobView | None:
+    """Return the job's view, or None while it does not exist yet."""
+    from botocore.exceptions import ClientError
+
+    try:
+        description = sagemaker.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        # SageMaker answers ValidationException "Requested resource not found" for a job that does not exist.
+        if exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
+    return job_view(description)
+
+
+def watch(
+    sagemaker: SageMakerClient,
+    job_name: str,
+    *,
+    timeout: float | None,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[JobView]:
+    """Yield the job's view each time it changes, until it ends (the last view yielded is the end).
+
+    Raises:
+        FollowError: the job did not end (or was not created) before `timeout` seconds.
+    """
+    deadline = None if timeout is None else clock() + timeout
+    last: tuple[Any, ...] | None = None
+    while True:
+        view = describe(sagemaker, job_name)
+        if view is not None:
+            marker = (view.status, view.secondary_status, len(view.transitions))
+            if marker != last:
+                last = marker
+                yield view
+            if view.ended_:
+                return
+        if deadline is not None and clock() >= deadline:
+            state = view.secondary_status if view else "not created yet"
+            raise FollowError(f"{job_name} did not end within {timeout:g}s (last seen: {state})")
+        time.sleep(poll)  # polling SageMaker: the job runs elsewhere
+
+
+class LogReader:
+    """Reads a training job's log events from every host's stream, each call returning only what is new.
+
+    It uses DescribeLogStreams on the group and GetLogEvents on the job's own streams only, so a role can be
+    limited to its project's streams (`log-stream:<project>-*`).
+    """
+
+    def __init__(self, logs: CloudWatchLogsClient, job_name: str) -> None:
+        self._logs = logs
+        self._job_name = job_name
+        self._tokens: dict[str, str] = {}  # stream → nextForwardToken of the last read
+
+    def new_events(self) -> list[dict[str, Any]]:
+        """Return the events logged since the last call (all of them the first time), in time order."""
+        from botocore.exceptions import ClientError
+
+        try:
+            streams = self._logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self._job_name}/")[
+                "logStreams"
+            ]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return []  # no training job has logged in this account and region yet
+            raise
+        events: list[dict[str, Any]] = []
+        for stream in streams:
+            name = stream["logStreamName"]
+            while True:
+                arguments: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": name, "startFromHead": True}
+                if name in self._tokens:
+                    arguments["nextToken"] = self._tokens[name]
+                page = self._logs.get_log_events(**arguments)
+                batch = page.get("events", [])
+                events.extend({**event, "logStreamName": name} for event in batch)
+                token = page.get("nextForwardToken")
+                if token is None or token == self._tokens.get(name) or not batch:
+                    if token:
+                        self._tokens[name] = token
+                    break
+                self._tokens[name] = token
+        events.sort(key=lambda event: event.get("timestamp", 0))  # stable: each stream keeps its own order
+        return events
+
+
+def log_tail(logs: CloudWatchLogsClient, job_name: str, lines: int = 20) -> list[str]:
+    """Return the last `lines` lines the job logged."""
+    return [event["message"].rstrip("\n") for event in LogReader(logs, job_name).new_events()[-lines:]]
+
+
+# --------------------------------------------------------------------------------------------- the deployed stack
+
+
+def stack_outputs(session: boto3.Session, stack: str, *, where: str = "--stack") -> dict[str, str]:
+    """Return a deployed stack's outputs.
+
+    Raises:
+        InputError: the stack does not exist in the session's region.
+    """
+    from botocore.exceptions import ClientError
+
+    from sagepush.errors import InputError
+
+    cloudformation = session.client("cloudformation")
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ValidationError":  # CloudFormation's "no such stack"
+            raise
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise InputError(
+            where, f"stack {stack!r} is not in {session.region_name or 'this region'} ({message})"
+        ) from exc
+    return {str(o.get("OutputKey")): str(o.get("OutputValue")) for s in stacks for o in s.get("Outputs", [])}
