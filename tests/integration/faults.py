@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
@@ -57,7 +58,7 @@ def error_response(client: Any, code: str, *, status: int, message: str = "injec
         ).encode()
     else:
         raise ValueError(f"no error shape for the {protocol} protocol")
-    return AWSResponse("http://127.0.0.1/injected", status, headers, _Body(body))
+    return AWSResponse("http://127.0.0.1/injected", status, HTTPHeaders.from_dict(headers), _Body(body))
 
 
 @dataclass
