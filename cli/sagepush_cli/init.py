@@ -24,6 +24,8 @@ _FRAMEWORKS: Final = (
     ("scikit-learn", "sklearn"),
     ("sklearn", "sklearn"),
 )
+# Frameworks whose training images are GPU-only.
+_GPU_ONLY: Final = {"huggingface": "ml.g5.xlarge"}
 _ENTRY_POINTS: Final = ("train.py", "main.py", "training.py")
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^]]*\])?\s*(?:==\s*([0-9][^\s;,]*))?")
 
@@ -40,6 +42,7 @@ class Plan:
     framework: str
     framework_version: str
     versions: dict[str, str]  # py_version, and pytorch_version for huggingface: the newest the images offer
+    instance_type: str
     entry_point: str
     detected_from: str | None  # the file the framework was read from, None when defaulted
 
@@ -89,29 +92,16 @@ def plan(directory: Path, *, project: str, framework: str | None = None) -> Plan
         chosen, source = "pytorch", None
     if chosen not in images.FRAMEWORKS:
         raise InitError("--framework", f"{chosen!r} is not one of {', '.join(images.FRAMEWORKS)}")
-    version = _version(chosen, pins.get(package) if package else None)
+    version = images.manifest_version(chosen, pins.get(package) if package else None)
     return Plan(
         project=project,
         framework=chosen,
         framework_version=version,
         versions=images.newest_defaults(chosen, version),
+        instance_type=_GPU_ONLY.get(chosen, "ml.m5.large"),
         entry_point=_entry_point(directory),
         detected_from=source if package else None,
     )
-
-
-def _version(framework: str, pinned: str | None) -> str:
-    """The newest supported version; the pinned release's major.minor when the images have it."""
-    from sagepush import images
-
-    versions = images.supported_versions(framework)
-    full = [v for v in versions if v[0].isdigit()]
-    if pinned:
-        wanted = ".".join(pinned.split(".")[:2])
-        for version in reversed(full):
-            if version == wanted or version.startswith(f"{wanted}-") or version.startswith(f"{wanted}."):
-                return version
-    return max(full, key=lambda v: tuple(int(p) for p in re.findall(r"\d+", v)))
 
 
 def _entry_point(directory: Path) -> str:
@@ -141,8 +131,8 @@ framework = "{chosen.framework}"  # {detected}
 framework_version = "{chosen.framework_version}"
 {py}entry_point = "{chosen.entry_point}"
 
-# The smallest instance that fits; a GPU job would use e.g. "ml.g5.xlarge".
-instance_type = "ml.m5.large"
+# The training instance: ml.m5.large is the smallest CPU one; ml.g5.xlarge a small GPU one.
+instance_type = "{chosen.instance_type}"
 # The job is stopped (SIGTERM, then SIGKILL) after this long: 90m, 2h, 1h30m or seconds.
 max_run = "1h"
 

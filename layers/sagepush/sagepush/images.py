@@ -92,6 +92,21 @@ def supported_versions(framework: str) -> list[str]:
     return [*config["versions"], *config.get("version_aliases", {})]
 
 
+def manifest_version(framework: str, pinned: str | None = None) -> str:
+    """Return the `framework_version` to write for `framework`: the newest one, or the one a pinned requirement
+    (e.g. torch's `2.5.1`) selects by major.minor; as users write it (the SDK's alias `2.5` where there is one).
+    """
+    config = _table()["configs"][framework]
+    full: list[str] = [*config["versions"]]
+    aliases: dict[str, str] = config.get("version_aliases", {})
+    chosen = max(full, key=_release_of_base)
+    if pinned:
+        wanted = ".".join(pinned.split(".")[:2])
+        matching = [v for v in full if v == wanted or v.startswith((f"{wanted}.", f"{wanted}-"))]
+        chosen = aliases.get(wanted) or max(matching, key=_release_of_base, default=chosen)
+    return next((alias for alias, target in aliases.items() if target == chosen and alias != "latest"), chosen)
+
+
 def newest_defaults(framework: str, version: str) -> dict[str, str]:
     """Return the newest `py_version` (and, for huggingface, the newest `pytorch_version`) the images of
     `framework` `version` offer, as manifest keys: what `sagepush init` writes when nothing says otherwise.
@@ -104,7 +119,9 @@ def newest_defaults(framework: str, version: str) -> dict[str, str]:
         bases = sorted((k for k in version_config if k.startswith("pytorch")), key=_release_of_base)
         if not bases:
             return found
-        found["pytorch_version"] = bases[-1].removeprefix("pytorch")
+        base = bases[-1].removeprefix("pytorch")
+        # The SDK wants both versions full (4.56.2, 2.8.0) or both short (4.56, 2.8).
+        found["pytorch_version"] = base if full == version else ".".join(base.split(".")[:2])
         version_config = version_config[bases[-1]]
     py_versions = sorted(version_config.get("py_versions", []), key=_release_of_base)
     if py_versions:
