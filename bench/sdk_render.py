@@ -1,17 +1,14 @@
 """Build a PyTorch CreateTrainingJob request with the SageMaker Python SDK v2, as a user's script would, without AWS.
 
-Runs in the SDK's own isolated environment (never the project's). `--spawn N` reruns this script N times as fresh
-processes and prints their wall times in seconds as JSON, so the interpreter's start counts, as it does for
-`sagepush render`. stdin (single run): `{"code_uri", "job_name"}`.
+Runs in the SDK's own isolated environment (never the project's), timed as a fresh process by bench/spawn.py, so the
+interpreter's start counts, as it does for `sagepush render`. stdin: `{"code_uri", "job_name"}`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 
 os.environ.update(
     {
@@ -65,15 +62,6 @@ def _build(case: dict[str, str]) -> dict[str, object]:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--spawn"]:
-        payload = sys.stdin.read()
-        times = []
-        for _ in range(int(sys.argv[2])):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, __file__], input=payload, text=True, capture_output=True, check=True)
-            times.append(time.perf_counter() - start)
-        json.dump(times, sys.stdout)
-        return
     answer, sys.stdout = sys.stdout, sys.stderr  # the SDK logs to stdout
     json.dump(_build(json.load(sys.stdin)), answer, default=str)
 

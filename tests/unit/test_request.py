@@ -226,6 +226,16 @@ def test_partition_for_region(region: str, partition: str) -> None:
     assert partition_for_region(region) == partition
 
 
+def test_partition_for_region_agrees_with_botocore_for_every_region_it_lists() -> None:
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    endpoints = create_loader().load_data("endpoints")
+    resolver = EndpointResolver(endpoints)
+    regions = [region for partition in endpoints["partitions"] for region in partition["regions"]]
+    assert {r: partition_for_region(r) for r in regions} == {r: resolver.get_partition_for_region(r) for r in regions}
+
+
 def test_unknown_region_is_an_error() -> None:
     with pytest.raises(RequestError, match=r'^region: "mars-north-1" is not an AWS region'):
         partition_for_region("mars-north-1")
