@@ -11,6 +11,7 @@ MAKEFLAGS += --no-print-directory
 UV_VERSION ?= 0.13.9
 CHECKOV_VERSION ?= 3.3.30
 BANDIT_VERSION ?= 1.9.4
+PIP_AUDIT_VERSION ?= 2.10.1
 LOCAL_UV := $(CURDIR)/.local/uv/bin/uv
 ifeq ($(origin UV),undefined)
   UV := $(shell uv --version >/dev/null 2>&1 && command -v uv)
@@ -87,8 +88,10 @@ lint-template: uv ## sam validate --lint, cfn-lint with the serverless rules, ch
 	$(UV) tool run --from 'checkov==$(CHECKOV_VERSION)' checkov --file template.yaml --framework cloudformation \
 	  --skip-download --compact --quiet
 
-lint-deps: uv ## uv.lock matches pyproject.toml; the layer's pins match uv.lock
+lint-deps: uv ## uv.lock matches pyproject.toml; the layer's pins match uv.lock; pip-audit on every pin in uv.lock
 	$(UV) lock --check
+	@# Says "NOT audited" (and fails under SAGEPUSH_REQUIRE_AUDIT=1) when no advisory source answers; see the script.
+	$(UV_RUN) python scripts/audit_lock.py --uv "$(UV)" --pip-audit $(PIP_AUDIT_VERSION)
 	@lock=$$(mktemp); trap 'rm -f "$$lock"' EXIT; \
 	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header --no-annotate >"$$lock"; \
 	bad=0; \
