@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import data, rows
 
 RESULTS = Path(__file__).with_name("results.json")
-STEPS = ("staging", "memory", "python313", "init", "render")
+STEPS = ("staging", "memory", "python313", "init", "render", "stack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,31 @@ class Scale:
     large_mib: int
     init_runs: int
     render_runs: int
+    s3_runs: int
+    status_events: int
+    pushes: int
 
 
-FULL = Scale(data.TreeShape(3000, 16, 140, 28), staging_runs=3, large_mib=1024, init_runs=15, render_runs=5)
-QUICK = Scale(data.TreeShape(120, 8, 12, 8), staging_runs=5, large_mib=128, init_runs=3, render_runs=2)
+FULL = Scale(
+    data.TreeShape(3000, 16, 140, 28),
+    staging_runs=3,
+    large_mib=1024,
+    init_runs=15,
+    render_runs=5,
+    s3_runs=3,
+    status_events=50,
+    pushes=9,
+)
+QUICK = Scale(
+    data.TreeShape(120, 8, 12, 8),
+    staging_runs=5,
+    large_mib=128,
+    init_runs=3,
+    render_runs=2,
+    s3_runs=2,
+    status_events=10,
+    pushes=3,
+)
 
 
 def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row], dict[str, object]]:
@@ -38,7 +59,7 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
     inputs: dict[str, object] = {}
     archive = work / "project.tar.gz"
     staging: rows.StagingRuns | None = None
-    if {"staging", "python313"} & set(steps):
+    if {"staging", "python313", "stack"} & set(steps):
         tree = work / "tree"
         start = time.perf_counter()
         inputs["tree_bytes"] = data.write_tree(tree, scale.tree)
@@ -47,8 +68,9 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         inputs["tree_files"] = scale.tree.text_files + scale.tree.binary_files
         print(f"  inputs: {time.perf_counter() - start:.1f} s", file=sys.stderr)
         label = f"({inputs['tree_bytes'] / 2**20:.0f} MiB tree, {inputs['archive_bytes'] / 2**20:.0f} MiB tar.gz)"
-        staging = rows.run_staging(archive, work, scale.staging_runs)
-        found.extend(rows.staging_rows(staging, label))
+        if "staging" in steps or "python313" in steps:
+            staging = rows.run_staging(archive, work, scale.staging_runs)
+            found.extend(rows.staging_rows(staging, label))
     if "memory" in steps:
         large = work / "large.tar.gz"
         inputs["large_archive_bytes"] = data.large_archive(large, scale.large_mib)
@@ -61,6 +83,10 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         rows.timed(found, lambda: rows.cold_init_rows(scale.init_runs), "cold init")
     if "render" in steps:
         rows.timed(found, lambda: [rows.render_row(work, scale.render_runs)], "render")
+    if "stack" in steps:
+        rows.timed(
+            found, lambda: rows.stack_rows(archive, scale.s3_runs, scale.status_events, scale.pushes), "local stack"
+        )
     return found, inputs
 
 

@@ -387,3 +387,50 @@ def timed(rows: list[Row], step: Callable[[], list[Row]], label: str) -> None:
     start = time.perf_counter()
     rows.extend(step())
     print(f"  {label}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------ local stack
+
+
+def stack_rows(archive: Path, runs: int, events: int, uploads: int) -> list[Row]:
+    """S3 → S3 staging, status event → alert and upload → CreateTrainingJob, on one local stack (bench.stack_worker)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LAYER), str(ROOT)])}
+    argv = [sys.executable, "-m", "bench.stack_worker", str(archive), str(runs), str(events), str(uploads)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr[-3000:])
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    s3, status, upload = measured["s3"], measured["status"], measured["upload"]
+    size = archive.stat().st_size / 2**20
+    stage, copy = _median(s3["subject"]), _median(s3["reference"])
+    handled, bare = _median(status["subject"]), _median(status["reference"])
+    pushed = _median(upload["subject"])
+    return [
+        _row(
+            f"staging S3 → S3 ({size:.0f} MiB tar.gz, moto server)",
+            f"transfer-manager download + upload: {copy:.2f} s",
+            f"{stage:.2f} s",
+            stage / copy,
+            "at_most",
+            1.2,
+            note=f"median of {len(s3['subject'])}",
+        ),
+        _row(
+            "status event → alert, warm, per event",
+            f"bare DynamoDB UpdateItem + SNS Publish: {bare * 1000:.0f} ms",
+            f"{handled * 1000:.0f} ms",
+            handled / bare,
+            "at_most",
+            1.5,
+            note=f"median of {len(status['subject'])} events",
+        ),
+        _row(
+            "local stack: upload → CreateTrainingJob called",
+            "1 s budget",
+            f"{pushed * 1000:.0f} ms",
+            pushed,
+            "at_most",
+            1.0,
+            note=f"median of {len(upload['subject'])} pushes; ratio is seconds / 1 s",
+        ),
+    ]
