@@ -602,7 +602,7 @@ def local_demo(
         if not verbose:
             os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         with console.status("starting the local stack (moto server + template.yaml)"):
-            stack = LocalStack().start()
+            stack = LocalStack(keep_staged_code=True).start()
         try:
             console.print(f"local stack up at {stack.endpoint}")
             with console.status(f"training {project_dir} on the local stack"):
@@ -637,7 +637,8 @@ def _print_demo(result: Any) -> None:
     colour = {"Completed": "green", "Failed": "red"}.get(result.status or "", "yellow")
     out.print(f"[bold]{result.job_name}[/]  [{colour}]{result.status}[/] ({result.secondary_status})")
     out.print(f"  created {result.seconds_to_create:.1f}s after the upload; ended after {result.seconds_total:.1f}s")
-    out.print(f"  staged code: {result.code_uri}")
+    reused = " (reused: staged by an earlier push of the same code)" if result.code_reused else ""
+    out.print(f"  staged code: {result.code_uri}{reused}")
     out.print("\n[bold]Transitions[/]")
     for transition in result.transitions:
         out.print(f"  {transition.start[11:23]}  {transition.status:<20} {transition.message.splitlines()[0]}")
@@ -672,7 +673,7 @@ def local_up() -> None:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: stop the stack cleanly
         signal.signal(signum, lambda *_: stopping.set())
-    with LocalStack() as stack:
+    with LocalStack(keep_staged_code=True) as stack:
         state = trainer.home() / "endpoint"
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(stack.endpoint)

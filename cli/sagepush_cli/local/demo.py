@@ -45,6 +45,7 @@ class DemoResult:
     execution_arn: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
     code_uri: str | None = None
+    code_reused: bool = False  # the staged code was already in the artifact bucket before this push
     seconds_to_create: float | None = None
     status: str | None = None
     secondary_status: str | None = None
@@ -58,6 +59,7 @@ class DemoResult:
     execution_cause: str | None = None
     alerts: list[dict[str, str]] = field(default_factory=list)
     seconds_total: float | None = None
+    staged_before: set[str] = field(default_factory=set, repr=False)
 
     @property
     def completed(self) -> bool:
@@ -66,7 +68,9 @@ class DemoResult:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, `completed` included."""
-        return {**asdict(self), "completed": self.completed}
+        document = {**asdict(self), "completed": self.completed}
+        del document["staged_before"]
+        return document
 
 
 def push(
@@ -77,11 +81,18 @@ def push(
 
     name = project or project_name(path)
     s3 = boto3.client("s3")
+    artifacts = stack.outputs["ArtifactBucketName"]
+    code_prefix = stack.function("StageFunction").environment["CODE_PREFIX"]
+    staged_before = {
+        f"s3://{artifacts}/{item['Key']}"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=artifacts, Prefix=f"{code_prefix}{name}/")
+        for item in page.get("Contents", [])
+    }
     with tempfile.TemporaryDirectory(prefix="sagepush-push-") as workdir:
         source = archive_directory(path, Path(workdir) / f"{name}.tar") if path.is_dir() else path
         key = f"incoming/{name}/{source.name}"
         s3.upload_file(str(source), stack.outputs["IngestBucketName"], key, ExtraArgs={"Metadata": metadata or {}})
-    return DemoResult(project=name, key=key)
+    return DemoResult(project=name, key=key, staged_before=staged_before)
 
 
 def subscribe_alerts(stack: LocalStack, name: str = "sagepush-local-alerts") -> str:
@@ -132,6 +143,7 @@ def wait_for_job(stack: LocalStack, result: DemoResult, started: float) -> DemoR
                 break  # the execution has not created its job yet (SageMaker answers ValidationException)
             result.seconds_to_create = time.monotonic() - started
             result.code_uri = job["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+            result.code_reused = result.code_uri in result.staged_before
             result.request = _request_of(job)
             return result
         time.sleep(_POLL_SECONDS)  # polling the local server for a job created on another thread

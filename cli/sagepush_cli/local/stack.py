@@ -57,6 +57,9 @@ class LocalStack:
     stack_name: str = "sagepush-local"
     parameters: Mapping[str, str] = field(default_factory=dict)
     root: Path = sam.ROOT
+    keep_staged_code: bool = False
+    """Keep the artifact bucket's staged code (code/) on disk from one stack to the next, as a deployed bucket
+    keeps it: a later push of the same code reuses it. `local up` and `local demo` keep it; tests start empty."""
     endpoint: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
@@ -106,6 +109,8 @@ class LocalStack:
         # CreateTrainingJob runs the staged code for real (moto alone reports every job Completed at once).
         self._patches.append(install_trainer(self))
         self.deploy()
+        if self.keep_staged_code:
+            self._restore_staged_code()
         return self
 
     def stop(self) -> None:
@@ -113,6 +118,8 @@ class LocalStack:
         self._stop_jobs()
         self.drain()
         self._async.shutdown(wait=True)
+        if self.keep_staged_code and self._server is not None:
+            self._save_staged_code()
         for undo in reversed(self._patches):
             undo()
         self._patches.clear()
@@ -201,6 +208,36 @@ class LocalStack:
         self._complete_buckets(translated)
         self._load_functions(document, translated)
         self._mirror_state_machines(translated)
+
+    def _staged_code_store(self) -> Path:
+        from sagepush_cli.local.trainer import home
+
+        return home() / "staged-code" / self.stack_name
+
+    def _save_staged_code(self) -> None:
+        """Copy the artifact bucket's code/ objects the store does not hold yet (they are content-addressed)."""
+        import boto3
+
+        s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
+        prefix = self.function("StageFunction").environment["CODE_PREFIX"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = store / item["Key"]
+                if target.is_file() and target.stat().st_size == item["Size"]:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".partial")
+                s3.download_file(bucket, item["Key"], str(partial))
+                partial.replace(target)
+
+    def _restore_staged_code(self) -> None:
+        """Put the staged code kept by earlier stacks back into the artifact bucket."""
+        import boto3
+
+        s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
+        for path in sorted(store.rglob("*")) if store.is_dir() else []:
+            if path.is_file() and not path.name.endswith(".partial"):
+                s3.upload_file(str(path), bucket, path.relative_to(store).as_posix())
 
     def _complete_buckets(self, translated: Mapping[str, Any]) -> None:
         """Apply the bucket properties moto's CloudFormation ignores, as the template declares them."""
