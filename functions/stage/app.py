@@ -8,8 +8,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sagepush import aws, jobs
+from sagepush import aws, jobs, refusals
 from sagepush.config import StageSettings
+from sagepush.errors import InputError
 from sagepush.events import object_created
 
 if TYPE_CHECKING:
@@ -23,9 +24,28 @@ settings = StageSettings.from_env()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    upload = object_created(event)
-    logger.append_keys(bucket=upload.bucket, key=upload.key)
-    started = jobs.start_from_upload(upload, settings=settings, s3=aws.client("s3"), sfn=aws.client("stepfunctions"))
+    try:
+        upload = object_created(event)
+        logger.append_keys(bucket=upload.bucket, key=upload.key)
+        started = jobs.start_from_upload(
+            upload, settings=settings, s3=aws.client("s3"), sfn=aws.client("stepfunctions")
+        )
+    except InputError as exc:
+        # Retrying cannot fix the input: park the event and tell the project once, instead of raising into
+        # Lambda's retries (which would stage a bomb three times before anyone heard of it).
+        refusal = refusals.refuse(
+            event,
+            exc,
+            function_arn=context.invoked_function_arn,
+            queue_url=settings.dead_letter_queue_url,
+            topic_arn=settings.alerts_topic_arn,
+            region=settings.aws_region,
+            ingest_prefix=settings.ingest_prefix,
+            sqs=aws.client("sqs"),
+            sns=aws.client("sns"),
+        )
+        metrics.add_metric(name="UploadsRefused", unit=MetricUnit.Count, value=1)
+        return refusal.as_dict()
     logger.append_keys(project=started.project, job_name=started.job_name)
     metrics.add_metric(name="UploadsStaged", unit=MetricUnit.Count, value=1)
     if started.code_reused:

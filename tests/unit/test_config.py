@@ -37,6 +37,8 @@ VALID = {
     "MAX_UPLOAD_BYTES": "1000",
     "MAX_EXPANDED_BYTES": "2000",
     "MAX_MEMBERS": "10",
+    "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/stage-dlq",
 }
 
 

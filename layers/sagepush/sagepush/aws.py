@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
 
@@ -36,6 +37,8 @@ def client(service: Literal["dynamodb"]) -> DynamoDBClient: ...
 def client(service: Literal["sns"]) -> SNSClient: ...
 @overload
 def client(service: Literal["logs"]) -> CloudWatchLogsClient: ...
+@overload
+def client(service: Literal["sqs"]) -> SQSClient: ...
 def client(service: str) -> Any:
     """Return the process-wide client for `service`, made on first use (never at import).
 

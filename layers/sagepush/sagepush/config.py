@@ -102,6 +102,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "MAX_UPLOAD_BYTES": _positive_int,
     "MAX_EXPANDED_BYTES": _positive_int,
     "MAX_MEMBERS": _positive_int,
+    "DEAD_LETTER_QUEUE_URL": _pattern(re.compile(r"https?://\S+/\d{12}/[\w.-]{1,80}"), "an SQS queue URL"),
     "LEDGER_TABLE": _text,
     "ALERTS_TOPIC_ARN": arn,
     "ALERT_ON": _alert_on,
@@ -163,7 +164,10 @@ class JobDefaultSettings(_Settings):
 
 @dataclass(frozen=True, slots=True)
 class StageSettings(JobDefaultSettings):
-    """StageFunction: where uploads come from, where staged code goes, which state machine runs the job."""
+    """StageFunction: where uploads come from, where staged code goes, which state machine runs the job.
+
+    A refused upload is parked in `dead_letter_queue_url` and alerted on `alerts_topic_arn` (see sagepush.refusals).
+    """
 
     artifact_bucket: str
     ingest_prefix: str
@@ -172,6 +176,8 @@ class StageSettings(JobDefaultSettings):
     max_upload_bytes: int
     max_expanded_bytes: int
     max_members: int
+    alerts_topic_arn: str
+    dead_letter_queue_url: str
 
 
 @dataclass(frozen=True, slots=True)

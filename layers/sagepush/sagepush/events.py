@@ -90,10 +90,14 @@ def object_created(event: Mapping[str, Any]) -> ObjectCreated:
     """
     if not isinstance(event, dict):
         raise EventError("$", f"is {shorten(event)}, expected an EventBridge event object")
-    if _get(event, "source") != S3_SOURCE or _get(event, "detail-type") != OBJECT_CREATED:
-        raise EventError("$.detail-type", f"is {event.get('detail-type')!r}, expected {OBJECT_CREATED!r} from aws.s3")
+    if _get(event, "source") != S3_SOURCE:
+        raise EventError("$.source", f"is {shorten(event['source'])}, expected {S3_SOURCE!r}")
+    if _get(event, "detail-type") != OBJECT_CREATED:
+        raise EventError("$.detail-type", f"is {shorten(event['detail-type'])}, expected {OBJECT_CREATED!r}")
     raw_key = _get(event, "detail.object.key")
     size = _get(event, "detail.object.size", int) if "size" in event["detail"]["object"] else None
+    if isinstance(size, bool) or (size is not None and size < 0):
+        raise EventError("$.detail.object.size", f"is {shorten(size)}, expected a byte count (a whole number >= 0)")
     notification = S3EventBridgeNotificationEvent(event)
     return ObjectCreated(
         event_id=_get(event, "id"),

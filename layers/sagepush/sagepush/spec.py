@@ -23,6 +23,8 @@ FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost", "huggingface")
 INPUT_MODES = ("File", "Pipe", "FastFile")
 MAX_RUN_LIMIT = 28 * 24 * 3600
 """SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds: 28 days."""
+MAX_NESTING = 32
+"""Deepest nesting of arrays and tables a manifest may use; deeper is refused before anything walks it."""
 
 DEFAULTS_SOURCE = "defaults"
 OVERRIDES_SOURCE = "overrides"
@@ -189,10 +191,7 @@ def read_script_metadata(script: str, *, source: str) -> dict[str, Any] | None:
     content = "".join(
         line[2:] if line.startswith("# ") else line[1:] for line in blocks[0].group("content").splitlines(keepends=True)
     )
-    try:
-        return tomllib.loads(content)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(source, f"the `# /// script` block is not valid TOML ({exc})") from exc
+    return _load_toml(content, source, "the `# /// script` block ")
 
 
 def find_manifest(files: Mapping[str, bytes], *, script: str | None = None) -> Manifest | None:
@@ -207,7 +206,8 @@ def find_manifest(files: Mapping[str, bytes], *, script: str | None = None) -> M
     """
     if script is not None:
         metadata = read_script_metadata(_decode(files[script], script), source=script) or {}
-        table = _table(metadata.get("tool", {}).get("sagepush", {}), f"{script}: [tool.sagepush]")
+        tool = _table(metadata.get("tool", {}), f"{script}: tool")
+        table = _table(tool.get("sagepush", {}), f"{script}: [tool.sagepush]")
         deps = metadata.get("dependencies", [])
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             raise SpecError(f"{script}: dependencies", "must be a list of requirement strings")
@@ -216,15 +216,15 @@ def find_manifest(files: Mapping[str, bytes], *, script: str | None = None) -> M
     for name in MANIFEST_NAMES:
         if name not in files:
             continue
-        try:
-            document = tomllib.loads(_decode(files[name], name))
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(name, f"is not valid TOML ({exc})") from exc
+        document = _load_toml(_decode(files[name], name), name)
+        tool = document.get("tool", {})
         if name == "sagepush.toml":
-            table = document.get("tool", {}).get("sagepush", document)
-            return Manifest(source=name, table=_table(table, name))
-        if "sagepush" in document.get("tool", {}):
-            return Manifest(source=name, table=_table(document["tool"]["sagepush"], f"{name}: [tool.sagepush]"))
+            # a `tool` that is not a table is then an unknown key of the manifest itself, and named as such
+            nested = isinstance(tool, dict) and "sagepush" in tool
+            table = tool["sagepush"] if nested else document
+            return Manifest(source=name, table=_table(table, f"{name}: [tool.sagepush]" if nested else name))
+        if "sagepush" in _table(tool, f"{name}: tool"):
+            return Manifest(source=name, table=_table(tool["sagepush"], f"{name}: [tool.sagepush]"))
     return None
 
 
@@ -893,6 +893,26 @@ def _decode(data: bytes, source: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(source, f"is not UTF-8 text (byte {exc.start})") from exc
+
+
+def _load_toml(text: str, where: str, what: str = "") -> dict[str, Any]:
+    """Parse TOML, refusing what does not parse and what nests deeper than MAX_NESTING."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(where, f"{what}is not valid TOML ({exc})") from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise SpecError(where, f"{what}nests arrays or tables more than {MAX_NESTING} levels deep") from None
+    pending: list[tuple[object, int]] = [(document, 0)]
+    while pending:  # iteratively: the point is to refuse what recursive code downstream could not walk
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise SpecError(where, f"{what}nests arrays or tables more than {MAX_NESTING} levels deep")
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return document
 
 
 def _table(value: object, where: str) -> Mapping[str, Any]:
