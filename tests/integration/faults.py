@@ -42,7 +42,7 @@ class _Body:
 
 
 def error_response(client: Any, code: str, *, status: int, message: str = "injected fault") -> AWSResponse:
-    """Return the error response AWS sends for `code`, in the client's protocol (JSON or query XML)."""
+    """Return the error response AWS sends for `code`, in the client's protocol (JSON, query XML or REST XML)."""
     request_id = str(uuid.uuid4())
     protocol = client.meta.service_model.protocol
     if protocol == "json":
@@ -56,6 +56,10 @@ def error_response(client: Any, code: str, *, status: int, message: str = "injec
             f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>"
         ).encode()
+    elif protocol == "rest-xml":
+        headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
+        body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        body = body.encode()
     else:
         raise ValueError(f"no error shape for the {protocol} protocol")
     return AWSResponse("http://127.0.0.1/injected", status, HTTPHeaders.from_dict(headers), _Body(body))

@@ -212,6 +212,31 @@ def test_an_alert_published_before_the_ledger_failed_is_not_sent_again(
     assert dead_letters(stack) == []
 
 
+@pytest.mark.parametrize(
+    ("service", "code"),
+    [
+        pytest.param("s3", "InternalError", id="s3-unavailable"),
+        pytest.param("stepfunctions", "ServiceUnavailable", id="step-functions-unavailable"),
+    ],
+)
+def test_an_upload_outlasts_an_outage_and_starts_one_execution(
+    stack: LocalStack, s3: Any, sfn: Any, waits: EmulatedWaits, service: Any, code: str
+) -> None:
+    body = tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST})
+
+    # Down for the whole first invocation of StageFunction: Lambda's asynchronous retry stages and starts it.
+    with refused(aws.client(service), "*", code, status=503, times=attempts_per_call()) as fault:
+        s3.put_object(Bucket=stack.outputs["IngestBucketName"], Key="incoming/mnist/main.tar.gz", Body=body)
+        stack.drain()
+
+    assert len(fault.hits) == attempts_per_call()
+    [execution] = executions(stack, sfn)
+    assert execution["name"].startswith("mnist-")
+    listed = s3.list_objects_v2(Bucket=stack.outputs["ArtifactBucketName"], Prefix="code/mnist/")
+    assert [item["Key"].rsplit("/", 1)[-1] for item in listed["Contents"]] == ["sourcedir.tar.gz"]
+    assert dead_letters(stack) == []
+
+
 def test_an_upload_event_delivered_after_the_key_was_overwritten_stages_the_version_it_names(
     stack: LocalStack, s3: Any, sfn: Any
 ) -> None:
