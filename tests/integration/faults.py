@@ -58,8 +58,8 @@ def error_response(client: Any, code: str, *, status: int, message: str = "injec
         ).encode()
     elif protocol == "rest-xml":
         headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
-        body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
-        body = body.encode()
+        text = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        body = text.encode()
     else:
         raise ValueError(f"no error shape for the {protocol} protocol")
     return AWSResponse("http://127.0.0.1/injected", status, HTTPHeaders.from_dict(headers), _Body(body))
