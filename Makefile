@@ -51,7 +51,7 @@ define find_lambda_python
 	echo "$$py"
 endef
 
-.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e test bench build demo clean
+.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e burst test bench build demo clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -108,6 +108,9 @@ integration: dev ## pytest tests/integration (moto server on 127.0.0.1)
 
 e2e: dev ## pytest tests/e2e (the local stack end to end)
 	$(call pytest,tests/e2e)
+
+burst: dev ## the full burst (500 uploads, 5 000 state events) on the local stack; make test runs a fifth of it
+	SAGEPUSH_BURST_UPLOADS=$${SAGEPUSH_BURST_UPLOADS:-500} $(UV_RUN) pytest $(PYTEST_ARGS) -m burst tests/integration/test_burst.py
 
 test: dev lint ## what CI runs and README names: every static check, then pytest over tests/
 	$(call pytest,tests)
