@@ -261,13 +261,11 @@ class LocalTrainer:
             env=_container_environment(run, python, layout, self.endpoint),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # One pipe, as a container's single log stream: a traceback stays after the lines printed before it.
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a stop signals the toolkit and the user's script
         )
-        readers = [
-            threading.Thread(target=sink.pump, args=(stream,), name=f"log-{run.name}", daemon=True)
-            for stream in (process.stdout, process.stderr)
-        ]
+        readers = [threading.Thread(target=sink.pump, args=(process.stdout,), name=f"log-{run.name}", daemon=True)]
         for reader in readers:
             reader.start()
         max_runtime = float((run.job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 86400)
