@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sagepush.errors import SagepushError
+from sagepush.jobs import UPLOAD_JOB_TAG as JOB_TAG
+from sagepush.jobs import UPLOAD_REFUSED_TAG as REFUSED_TAG
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
 
 LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
 """Where SageMaker writes training jobs' output: one stream per host, `<job>/algo-<n>-<epoch>`."""
-JOB_TAG: Final = "sagepush-job"
-REFUSED_TAG: Final = "sagepush-refused"
 TERMINAL: Final = frozenset({"Completed", "Failed", "Stopped"})
 POLL_SECONDS: Final = 2.0
 
@@ -48,7 +48,6 @@ class JobView:
     transitions: tuple[tuple[str, str | None, str], ...] = ()  # (status, start time ISO, message)
     metrics: Mapping[str, float] = field(default_factory=dict)
     model_uri: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
     created: str | None = None
     ended: str | None = None
 
@@ -57,7 +56,7 @@ class JobView:
         return self.status == "Completed"
 
     @property
-    def ended_(self) -> bool:
+    def finished(self) -> bool:
         return self.status in TERMINAL
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,13 +69,12 @@ class JobView:
             "transitions": [{"status": s, "start": t, "message": m} for s, t, m in self.transitions],
             "metrics": dict(self.metrics),
             "model_uri": self.model_uri,
-            "tags": dict(self.tags),
             "created": self.created,
             "ended": self.ended,
         }
 
 
-def job_view(description: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> JobView:
+def job_view(description: Mapping[str, Any]) -> JobView:
     """Return the view of a DescribeTrainingJob response."""
     return JobView(
         name=description["TrainingJobName"],
@@ -89,7 +87,6 @@ def job_view(description: Mapping[str, Any], tags: Mapping[str, str] | None = No
         ),
         metrics={m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList", [])},
         model_uri=description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
-        tags=dict(tags or {}),
         created=_iso(description.get("CreationTime")),
         ended=_iso(description.get("TrainingEndTime")),
     )
@@ -172,7 +169,7 @@ def watch(
             if marker != last:
                 last = marker
                 yield view
-            if view.ended_:
+            if view.finished:
                 return
         if deadline is not None and clock() >= deadline:
             state = view.secondary_status if view else "not created yet"

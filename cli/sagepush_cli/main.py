@@ -493,7 +493,7 @@ def logs(
         if view is None and not events:
             _fail(f"no training job named {job!r} ({session.region_name or 'default region'})")
         emit(events[-lines:] if lines else events)
-        while follow_logs and view is not None and not view.ended_:
+        while follow_logs and view is not None and not view.finished:
             time.sleep(poll_seconds)  # polling CloudWatch Logs and SageMaker: the job runs elsewhere
             view = follow.describe(sagemaker, job)
             emit(reader.new_events())
@@ -520,7 +520,7 @@ def stop(
         view = follow.describe(sagemaker, job)
         if view is None:
             _fail(f"no training job named {job!r} ({session.region_name or 'default region'})")
-        if view.ended_:
+        if view.finished:
             _fail(f"{job} has already ended ({view.status})", EXIT_FAILED)
         sagemaker.stop_training_job(TrainingJobName=job)
     if json_output:

@@ -188,19 +188,12 @@ def follow(stack: LocalStack, result: DemoResult, *, queue_url: str | None = Non
 
 
 def log_tail(job_name: str, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last lines of the job's log stream in CloudWatch Logs."""
+    """The last lines of the job's log in CloudWatch Logs."""
     import boto3
 
-    from sagepush_cli.local.trainer import LOG_GROUP
+    from sagepush_cli import follow
 
-    logs = boto3.client("logs")
-    streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job_name}/")["logStreams"]
-    if not streams:
-        return []
-    events = logs.get_log_events(
-        logGroupName=LOG_GROUP, logStreamName=streams[-1]["logStreamName"], startFromHead=False, limit=lines
-    )["events"]
-    return [event["message"] for event in events]
+    return follow.log_tail(boto3.client("logs"), job_name, lines)
 
 
 def run(

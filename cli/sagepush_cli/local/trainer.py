@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sagepush_cli.follow import LOG_GROUP
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -48,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 GRACE_ENV = "SAGEPUSH_LOCAL_STOP_GRACE_SECONDS"
 HOME_ENV = "SAGEPUSH_LOCAL_HOME"
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
 HOST = "localhost"
