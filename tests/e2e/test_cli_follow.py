@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,32 +12,23 @@ from typer.testing import CliRunner
 from sagepush_cli.local import demo
 from sagepush_cli.main import EXIT_FAILED, EXIT_INPUT, app
 from tests.e2e.conftest import EXAMPLES
+from tests.gitrepo import commit_all, git, isolate
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from sagepush_cli.local.stack import LocalStack
 
-COMMITTER = ("-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-c", "commit.gpgsign=false")
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *COMMITTER, *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git repository holding the iris example, committed once."""
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)  # no samconfig.toml: the options name the stack
     root = tmp_path / "iris-push"
     shutil.copytree(EXAMPLES / "sklearn-iris", root)
-    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "iris")
     git(root, "remote", "add", "origin", "https://github.com/acme/iris-push.git")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "iris")
     return root
 
 

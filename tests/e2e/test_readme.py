@@ -31,6 +31,7 @@ import yaml
 from sagepush import spec, staging
 from sagepush_cli.project import archive_directory, render
 from tests.e2e.conftest import EXAMPLES
+from tests.gitrepo import commit_all, isolate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 NOT_RUN = {"mermaid": "a diagram", "text": "sample output", "": "the layout listing"}
-COMMITTER = ("-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-c", "commit.gpgsign=false")
 
 
 def blocks() -> list[tuple[str, str, str]]:
@@ -149,23 +149,16 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *COMMITTER, *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def iris_repo(tmp_path: Path, stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git repository holding the iris example, its samconfig.toml naming the local stack."""
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate(monkeypatch, tmp_path)
     root = tmp_path / "iris"
     shutil.copytree(EXAMPLES / "sklearn-iris", root)
     (root / "samconfig.toml").write_text(
         f'version = 0.1\n[default.global.parameters]\nstack_name = "{stack.stack_name}"\n'
     )
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "iris")
+    commit_all(root, "iris")
     return root
 
 
@@ -295,13 +288,10 @@ def local_up(tmp_path: Path) -> Iterator[str]:
 
 def test_pushing_to_local_up_works_as_written(local_up: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [text] = [block for block in of("Run everything locally") if "export AWS_ENDPOINT_URL" in block]
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate(monkeypatch, tmp_path)
     project = tmp_path / "iris-local"
     shutil.copytree(EXAMPLES / "sklearn-iris", project)
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "iris")
+    commit_all(project, "iris")
     env = {k: v for k, v in environment().items() if not k.startswith("AWS_")}
 
     output = run_script(text.replace("http://127.0.0.1:<port>", local_up), cwd=project, env=env)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
 
 from sagepush_cli.main import EXIT_INPUT, app
+from tests.gitrepo import commit_all, git, isolate
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -17,26 +17,17 @@ if TYPE_CHECKING:
     from sagepush_cli.local.stack import LocalStack
 
 MANIFEST = 'framework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\nentry_point = "train.py"\n'
-COMMITTER = ("-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-c", "commit.gpgsign=false")
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *COMMITTER, *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)  # no samconfig.toml here: only the options name the target
     root = tmp_path / "mnist"
     root.mkdir()
     (root / "train.py").write_text("print('training')\n")
     (root / "sagepush.toml").write_text(MANIFEST)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "first")
+    commit_all(root)
     return root
 
 
