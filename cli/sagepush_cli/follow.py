@@ -2,7 +2,7 @@
 
 Everything here reads what the deployed application leaves behind, with the fewest permissions that allow it:
 the tag StageFunction puts on the upload (`sagepush-job` or `sagepush-refused`), DescribeTrainingJob, and the job's
-CloudWatch Logs stream. The ledger and the stack's outputs serve `sagepush status`.
+CloudWatch Logs stream.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sagepush.errors import SagepushError
+from sagepush.events import TERMINAL_STATUSES
 from sagepush.jobs import UPLOAD_JOB_TAG as JOB_TAG
 from sagepush.jobs import UPLOAD_REFUSED_TAG as REFUSED_TAG
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-    import boto3
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
 LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
 """Where SageMaker writes training jobs' output: one stream per host, `<job>/algo-<n>-<epoch>`."""
-TERMINAL: Final = frozenset({"Completed", "Failed", "Stopped"})
 POLL_SECONDS: Final = 2.0
 
 
@@ -57,7 +56,7 @@ class JobView:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATUSES
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -211,12 +210,10 @@ class LogReader:
                 page = self._logs.get_log_events(**arguments)
                 batch = page.get("events", [])
                 events.extend({**event, "logStreamName": name} for event in batch)
-                token = page.get("nextForwardToken")
-                if token is None or token == self._tokens.get(name) or not batch:
-                    if token:
-                        self._tokens[name] = token
+                if page.get("nextForwardToken"):
+                    self._tokens[name] = page["nextForwardToken"]
+                if not batch:  # a stream's pages end with an empty one
                     break
-                self._tokens[name] = token
         events.sort(key=lambda event: event.get("timestamp", 0))  # stable: each stream keeps its own order
         return events
 
@@ -224,29 +221,3 @@ class LogReader:
 def log_tail(logs: CloudWatchLogsClient, job_name: str, lines: int = 20) -> list[str]:
     """Return the last `lines` lines the job logged."""
     return [event["message"].rstrip("\n") for event in LogReader(logs, job_name).new_events()[-lines:]]
-
-
-# --------------------------------------------------------------------------------------------- the deployed stack
-
-
-def stack_outputs(session: boto3.Session, stack: str, *, where: str = "--stack") -> dict[str, str]:
-    """Return a deployed stack's outputs.
-
-    Raises:
-        InputError: the stack does not exist in the session's region.
-    """
-    from botocore.exceptions import ClientError
-
-    from sagepush.errors import InputError
-
-    cloudformation = session.client("cloudformation")
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ValidationError":  # CloudFormation's "no such stack"
-            raise
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise InputError(
-            where, f"stack {stack!r} is not in {session.region_name or 'this region'} ({message})"
-        ) from exc
-    return {str(o.get("OutputKey")): str(o.get("OutputValue")) for s in stacks for o in s.get("Outputs", [])}

@@ -630,7 +630,7 @@ def deployed_output(session: boto3.Session, output: str, *, stack: str | None, s
     Raises:
         PushError: no stack is named anywhere, the stack does not exist, or it has no such output.
     """
-    from sagepush_cli.follow import stack_outputs
+    from botocore.exceptions import ClientError
 
     where = "--stack"
     if not stack:
@@ -638,11 +638,18 @@ def deployed_output(session: boto3.Session, output: str, *, stack: str | None, s
         where = f"{samconfig}: stack_name"
     if not stack:
         raise PushError("--stack", "no stack: pass --stack, or run where samconfig.toml names a stack_name")
+    cloudformation = session.client("cloudformation")
     with aws_access():
         try:
-            outputs = stack_outputs(session, stack, where=where)
-        except InputError as exc:
-            raise PushError(exc.where, exc.message) from exc
+            stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        except ClientError as exc:
+            if _code(exc) != "ValidationError":  # CloudFormation's answer for a stack that does not exist
+                raise
+            message = exc.response.get("Error", {}).get("Message", "")
+            raise PushError(
+                where, f"stack {stack!r} is not in {session.region_name or 'this region'} ({message})"
+            ) from exc
+    outputs = {o.get("OutputKey"): o.get("OutputValue") for s in stacks for o in s.get("Outputs", [])}
     found = outputs.get(output)
     if not found:
         raise PushError(where, f"stack {stack!r} has no {output} output; is it a sagepush stack?")
