@@ -560,8 +560,10 @@ def init(
             _fail(f"{path}: is not a directory")
         name = naming.check_project(project or project_name(directory), where="--project")
         chosen = initialising.plan(directory, project=name, framework=framework)
-        git = read_git_state(directory) if workflow else None
-        root = (git.root if git else directory) if workflow else None
+        root = None  # where the workflow goes: the repository's root, else the project directory
+        if workflow:
+            git = read_git_state(directory)
+            root = git.root if git else directory
         written = initialising.write(directory, chosen=chosen, workflow_root=root, force=force)
     if json_output:
         _print_json({"written": [str(p) for p in written], "framework": chosen.framework, "project": name})
