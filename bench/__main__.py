@@ -77,7 +77,7 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         rows.timed(found, lambda: [rows.memory_row(large, work)], "memory")
         large.unlink()
     if "python313" in steps and staging is not None:
-        expected = str(staging.results[0]["digest"])
+        expected = str(staging.results[0]["sha256"])
         rows.timed(found, lambda: [rows.cross_python_row(archive, work, expected)], "python 3.13")
     if "init" in steps:
         rows.timed(found, lambda: rows.cold_init_rows(scale.init_runs), "cold init")

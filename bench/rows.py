@@ -182,7 +182,7 @@ def staging_rows(runs: StagingRuns, label: str) -> list[Row]:
     gunzip = _median(runs.gunzip_seconds)
     staged = runs.output.read_bytes()
     gzip6 = len(gzip.compress(gzip.decompress(staged), compresslevel=6, mtime=0))
-    digests = {r["digest"] for r in runs.results}
+    digests = {r["sha256"] for r in runs.results}
     return [
         _row(
             f"staging {label}",
@@ -213,7 +213,7 @@ def staging_rows(runs: StagingRuns, label: str) -> list[Row]:
         Row(
             "reproducible across runs",
             f"{len(runs.results)} runs, same Python",
-            f"{len(digests)} distinct digest(s)",
+            f"{len(digests)} distinct output SHA-256(s)",
             None,
             "byte-identical",
             None,
@@ -256,8 +256,8 @@ def python313() -> list[str] | None:
 
 
 def cross_python_row(archive: Path, work: Path, expected: str) -> Row:
-    """Stage under Python 3.13 in an isolated uv environment and compare the digest with this run's."""
-    what, reference = "reproducible across Pythons", f"Python {sys.version.split()[0]} digest {expected[:12]}"
+    """Stage under Python 3.13 in an isolated uv environment and compare the output's SHA-256 with this run's."""
+    what, reference = "reproducible across Pythons", f"Python {sys.version.split()[0]} output {expected[:12]}"
     interpreter = python313()
     if interpreter is None:
         return Row(what, reference, "Python 3.13 not available", None, "byte-identical", None, "check", False)
@@ -273,11 +273,11 @@ def cross_python_row(archive: Path, work: Path, expected: str) -> Row:
     if result is None:
         return Row(what, reference, "staging under 3.13 failed", None, "byte-identical", None, "check", False)
     (work / "py313.tar.gz").unlink()
-    digest = str(result["digest"])
+    digest = str(result["sha256"])
     return Row(
         what,
         reference,
-        f"Python {result['python']} digest {digest[:12]}",
+        f"Python {result['python']} output {digest[:12]}",
         None,
         "byte-identical",
         None,

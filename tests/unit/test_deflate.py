@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import random
 import zlib
@@ -40,7 +39,7 @@ def test_output_is_one_standard_gzip_member_of_the_input(size: int) -> None:
     assert gzip.decompress(output) == data
     assert zlib.decompress(output, 31) == data  # a single member: zlib stops at the first member's end
     assert output[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
-    assert (writer.size, writer.digest) == (len(output), hashlib.sha256(output).hexdigest())
+    assert writer.size == len(output)
 
 
 @pytest.mark.parametrize(
@@ -69,4 +68,4 @@ def test_a_failed_chunk_is_raised_to_the_writer_and_nothing_follows(monkeypatch:
     out = io.BytesIO()
     with pytest.raises(MemoryError, match="no room"), GzipWriter(out, workers=2) as writer:
         writer.write(bytes(3 * CHUNK))
-    assert writer.digest == ""
+    assert len(out.getvalue()) == 10  # the gzip header and nothing after it: no deflated piece, no trailer

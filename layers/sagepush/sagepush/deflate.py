@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from isal import isal_zlib
 
@@ -30,8 +29,14 @@ _GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _FINAL_BLOCK: Final = b"\x03\x00"  # an empty, final fixed-Huffman block: what zlib's Z_FINISH emits after a sync flush
 
 
+class SupportsWrite(Protocol):
+    """Where output goes: an open file, `BytesIO`, or a pipe into an upload."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class GzipWriter:
-    """Write one gzip member to `dst` from the bytes passed to `write`; `digest` and `size` describe what was written.
+    """Write one gzip member to `dst` from the bytes passed to `write`; `size` counts the bytes written.
 
     The input is cut into `CHUNK`-byte pieces, each deflated on its own in a worker thread with the previous piece's
     last 32 KiB as its dictionary and ending in a sync flush, so the pieces join into one standard deflate stream, as
@@ -40,18 +45,16 @@ class GzipWriter:
     at a few chunks per worker.
     """
 
-    def __init__(self, dst: BinaryIO, *, workers: int | None = None) -> None:
+    def __init__(self, dst: SupportsWrite, *, workers: int | None = None) -> None:
         self._dst = dst
         self._workers = workers or _default_workers()
         self._pending = bytearray()
         self._previous = b""
         self._inflight: deque[Future[tuple[bytes, int, int]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
-        self._sha = hashlib.sha256()
         self._crc = 0
         self._length = 0
         self.size = 0
-        self.digest = ""
 
     def __enter__(self) -> GzipWriter:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="sagepush-deflate")
@@ -69,7 +72,6 @@ class GzipWriter:
                 while self._inflight:
                     self._collect()
                 self._emit(_FINAL_BLOCK + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
-                self.digest = self._sha.hexdigest()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
@@ -99,7 +101,6 @@ class GzipWriter:
 
     def _emit(self, data: bytes) -> None:
         self._dst.write(data)
-        self._sha.update(data)
         self.size += len(data)
 
 

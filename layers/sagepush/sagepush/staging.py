@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Literal, Protocol, cast
 
 from isal import igzip_threaded, isal_zlib
 
-from sagepush.deflate import GzipWriter
+from sagepush import s3stream
+from sagepush.deflate import GzipWriter, SupportsWrite
 from sagepush.errors import InputError, shorten
 from sagepush.spec import MANIFEST_NAMES, Manifest, find_manifest
 
@@ -63,6 +66,7 @@ _AWS_KEY = re.compile(rb"(?i:aws_access_key_id|aws_secret_access_key)|(?:AKIA|AS
 # isal's stubs declare its error class as an instance
 _INFLATE_ERRORS: Final = (EOFError, gzip.BadGzipFile, cast("type[Exception]", isal_zlib.error), zlib.error)
 _METADATA_KEYS: Final = ("sagepush-commit", "sagepush-branch", "sagepush-repo", "sagepush-author")
+_STAGED_OBJECT_ARGS: Final = {"ContentType": "application/gzip"}
 
 _Kind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "socket", "sparse", "other"]
 _Format = Literal["tar.gz", "tar", "zip", "py"]
@@ -107,7 +111,11 @@ DEFAULT_LIMITS: Final = Limits()
 
 @dataclass(frozen=True, slots=True)
 class StagedCode:
-    """What staging wrote: the digest and size of sourcedir.tar.gz, its members, what was dropped and the manifest.
+    """What staging wrote: the code's digest, the size of sourcedir.tar.gz, its members, what was dropped, the manifest.
+
+    `digest` is the SHA-256 of the staged tar, the uncompressed content of sourcedir.tar.gz (`gzip -dc
+    sourcedir.tar.gz | sha256sum`): the code's address in the artifact bucket, the same whichever deflate build
+    compressed it.
 
     `members` is in archive order (sorted by UTF-8 bytes); directories end in `/`. `dropped` names what was left out:
     a directory dropped whole appears once with a trailing `/`. `stripped_prefix` is the single top-level directory
@@ -153,6 +161,70 @@ def stage_archive(src: ReadableStream, dst: BinaryIO, *, filename: str, limits: 
         StagingError: the upload breaks a rule; `where` names the member or the upload.
         SpecError: the manifest in the upload is not valid TOML.
     """
+    with _collected(src, filename, limits) as collected:
+        digest = hashlib.sha256()
+        size = collected.write(dst, sha=digest)
+        return collected.code(digest.hexdigest(), size)
+
+
+@dataclass(frozen=True, slots=True)
+class _Collected:
+    """An upload that passed every rule: its members spooled, in the order they are written out."""
+
+    tree: _Tree
+    output: list[tuple[str, _Entry | None]]
+    manifest: Manifest | None
+
+    def tar(self) -> Iterator[bytes]:
+        """The staged tar's bytes, in pieces: the uncompressed content of sourcedir.tar.gz."""
+        self.tree.spool.flush()
+        fd = self.tree.spool.fileno()
+        for name, entry in self.output:
+            if entry is None:
+                yield _tar_header(name, mode=0o755, size=0, typeflag=b"5")
+                continue
+            yield _tar_header(name, mode=0o755 if entry.executable else 0o644, size=entry.size, typeflag=b"0")
+            offset, end = entry.offset, entry.offset + entry.size
+            while offset < end:
+                data = os.pread(fd, min(_CHUNK, end - offset), offset)
+                if not data:
+                    raise OSError(f"the staging spool ended early at byte {offset}")
+                yield data
+                offset += len(data)
+            if entry.size % _BLOCK:
+                yield bytes(_padded(entry.size) - entry.size)
+        yield bytes(2 * _BLOCK)
+
+    def digest(self) -> str:
+        """The staged code's content address: the SHA-256 of the tar, whatever compressed it."""
+        sha = hashlib.sha256()
+        for piece in self.tar():
+            sha.update(piece)
+        return sha.hexdigest()
+
+    def write(self, dst: SupportsWrite, *, sha: hashlib._Hash | None = None) -> int:
+        """Write sourcedir.tar.gz to `dst` (hashing the tar into `sha` on the way); return the bytes written."""
+        with GzipWriter(dst) as out:
+            for piece in self.tar():
+                if sha is not None:
+                    sha.update(piece)
+                out.write(piece)
+        return out.size
+
+    def code(self, digest: str, size: int) -> StagedCode:
+        return StagedCode(
+            digest=digest,
+            size=size,
+            members=tuple(name for name, _ in self.output),
+            dropped=tuple(sorted(self.tree.dropped, key=_sort_key)),
+            manifest=self.manifest,
+            stripped_prefix=self.tree.prefix,
+        )
+
+
+@contextlib.contextmanager
+def _collected(src: ReadableStream, filename: str, limits: Limits) -> Iterator[_Collected]:
+    """Read and check the whole upload into a spool that lasts as long as the `with` block."""
     fmt = _format_of(filename)
     with tempfile.TemporaryDirectory(prefix="sagepush-stage-") as work, (Path(work) / "spool").open("w+b") as spool:
         tree = _Tree(spool, limits, filename)
@@ -163,16 +235,7 @@ def stage_archive(src: ReadableStream, dst: BinaryIO, *, filename: str, limits: 
             tree.finish()
             manifest = _root_manifest(tree)
             _check_secrets(tree, manifest)
-        output = tree.output()
-        digest, size = _write_tar_gz(output, tree.spool, dst)
-        return StagedCode(
-            digest=digest,
-            size=size,
-            members=tuple(name for name, _ in output),
-            dropped=tuple(sorted(tree.dropped, key=_sort_key)),
-            manifest=manifest,
-            stripped_prefix=tree.prefix,
-        )
+        yield _Collected(tree, tree.output(), manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +271,10 @@ def stage_object(
 ) -> StagedObject:
     """Stage `s3://bucket/key` into `s3://dest_bucket/<dest_prefix>/<digest>/sourcedir.tar.gz`.
 
-    Idempotent: the destination is content addressed, so an object already there is reused, not rewritten.
-    Uses the upload's file name (the key's last segment) to pick its format. Needs about the expanded size plus the
-    output in temporary disk space.
+    Idempotent: the destination is addressed by the staged tar's SHA-256, so code already there is reused, not
+    uploaded again. Otherwise sourcedir.tar.gz is compressed straight into a (multipart) upload, never written to
+    disk; compression starts while the digest is still being computed. Uses the upload's file name (the key's last segment) to pick its format. Needs about the
+    expanded size in temporary disk space.
 
     Raises:
         StagingError: the upload breaks a rule.
@@ -228,14 +292,18 @@ def stage_object(
                 f"is {response['ContentLength']} bytes; an upload may be at most {limits.max_total_bytes} bytes",
                 rule="limit",
             )
-        with tempfile.TemporaryDirectory(prefix="sagepush-out-") as work:
-            out = Path(work) / OUTPUT_NAME
-            with out.open("wb") as dst:
-                code = stage_archive(body, dst, filename=filename, limits=limits)
-            dest_key = "/".join(p for p in (dest_prefix.strip("/"), code.digest, OUTPUT_NAME) if p)
-            reused = _object_exists(s3, dest_bucket, dest_key)
-            if not reused:
-                s3.upload_file(str(out), dest_bucket, dest_key, ExtraArgs={"ContentType": "application/gzip"})
+        with _collected(body, filename, limits) as collected:
+            written: list[int] = []
+            # Compression starts at once, into a bounded buffer, while the digest is computed and looked up.
+            with s3stream.Producing(lambda pipe: written.append(collected.write(pipe))) as output:
+                digest = collected.digest()
+                dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
+                size = _object_size(s3, dest_bucket, dest_key)
+                reused = size is not None
+                if size is None:
+                    output.upload(s3=s3, bucket=dest_bucket, key=dest_key, extra_args=_STAGED_OBJECT_ARGS)
+                    size = written[0]
+            code = collected.code(digest, size)
     finally:
         body.close()
     user = response.get("Metadata", {})
@@ -243,16 +311,16 @@ def stage_object(
     return StagedObject(uri=f"s3://{dest_bucket}/{dest_key}", reused=reused, code=code, metadata=metadata)
 
 
-def _object_exists(s3: S3Client, bucket: str, key: str) -> bool:
+def _object_size(s3: S3Client, bucket: str, key: str) -> int | None:
+    """Return the object's size, or None when there is no such object."""
     from botocore.exceptions import ClientError
 
     try:
-        s3.head_object(Bucket=bucket, Key=key)
+        return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
+            return None
         raise
-    return True
 
 
 # ------------------------------------------------------------------------------------------------ the member tree
@@ -1002,27 +1070,6 @@ def _collect_script(src: ReadableStream, tree: _Tree, upload: str) -> Manifest |
 
 
 # -------------------------------------------------------------------------------------------------------- output
-
-
-def _write_tar_gz(output: list[tuple[str, _Entry | None]], spool: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
-    spool.flush()
-    fd = spool.fileno()
-    with GzipWriter(dst) as out:
-        for name, entry in output:
-            if entry is None:
-                out.write(_tar_header(name, mode=0o755, size=0, typeflag=b"5"))
-                continue
-            out.write(_tar_header(name, mode=0o755 if entry.executable else 0o644, size=entry.size, typeflag=b"0"))
-            offset, end = entry.offset, entry.offset + entry.size
-            while offset < end:
-                data = os.pread(fd, min(_CHUNK, end - offset), offset)
-                if not data:
-                    raise OSError(f"the staging spool ended early at byte {offset}")
-                out.write(data)
-                offset += len(data)
-            out.write(bytes(_padded(entry.size) - entry.size))
-        out.write(bytes(2 * _BLOCK))
-    return out.digest, out.size
 
 
 def _tar_header(name: str, *, mode: int, size: int, typeflag: bytes) -> bytes:
