@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import random
 import threading
@@ -14,7 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sagepush import s3stream, staging
-from sagepush.s3stream import PART_BYTES, Pipe, Producing
+from sagepush.s3stream import PART_BYTES, Pipe, upload_stream
+from tests.unit.archives import listing_digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,8 +51,7 @@ def _bounded(call: Callable[[], Any]) -> Any:
 )
 def test_what_is_written_is_what_arrives(s3: Any, bucket: str, size: int) -> None:
     data = random.Random(size).randbytes(size)
-    with Producing(_writer(data)) as output:
-        output.upload(s3=s3, bucket=bucket, key="out.bin", extra_args={"ContentType": "application/gzip"})
+    upload_stream(_writer(data), s3=s3, bucket=bucket, key="out.bin", extra_args={"ContentType": "application/gzip"})
     got = s3.get_object(Bucket=bucket, Key="out.bin")
     assert got["Body"].read() == data
     assert got["ContentType"] == "application/gzip"
@@ -63,8 +62,8 @@ def test_what_is_written_is_what_arrives(s3: Any, bucket: str, size: int) -> Non
 @pytest.mark.parametrize("fail_after", [1000, 2 * PART_BYTES], ids=["before-the-first-part", "after-two-parts"])
 def test_a_failed_producer_leaves_no_object_and_no_open_upload(s3: Any, bucket: str, fail_after: int) -> None:
     data = random.Random(7).randbytes(3 * PART_BYTES)
-    with pytest.raises(OSError, match="spool ended early"), Producing(_writer(data, fail_after=fail_after)) as output:
-        _bounded(lambda: output.upload(s3=s3, bucket=bucket, key="out.bin"))
+    with pytest.raises(OSError, match="spool ended early"):
+        _bounded(lambda: upload_stream(_writer(data, fail_after=fail_after), s3=s3, bucket=bucket, key="out.bin"))
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
 
@@ -78,31 +77,12 @@ def test_a_failed_upload_stops_the_producer(s3: Any, stack: LocalStack) -> None:
             pipe.write(block)
             produced.set()
 
-    with pytest.raises(ClientError, match="NoSuchBucket"), Producing(endless) as output:
-        _bounded(lambda: output.upload(s3=s3, bucket="no-such-bucket", key="out.bin"))
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        _bounded(lambda: upload_stream(endless, s3=s3, bucket="no-such-bucket", key="out.bin"))
     assert produced.is_set()
 
 
-def test_leaving_without_uploading_stops_the_producer_and_sends_nothing(s3: Any, bucket: str) -> None:
-    stopped = threading.Event()
-
-    def endless(pipe: Pipe) -> None:
-        try:
-            while True:
-                pipe.write(bytes(1 << 20))
-        finally:
-            stopped.set()
-
-    def leave() -> None:
-        with Producing(endless):
-            pass
-
-    _bounded(leave)
-    assert stopped.is_set()
-    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
-
-
-def test_staged_code_is_keyed_by_the_sha256_of_its_tar(s3: Any, bucket: str) -> None:
+def test_staged_code_is_keyed_by_its_listing_digest_and_reused_without_an_upload(s3: Any, bucket: str) -> None:
     project = io.BytesIO()
     with gzip.GzipFile(fileobj=project, mode="wb", mtime=0) as gz:
         gz.write(_tar({"train.py": b"print('hi')\n", "data/big.bin": random.Random(3).randbytes(3 * PART_BYTES)}))
@@ -111,7 +91,7 @@ def test_staged_code_is_keyed_by_the_sha256_of_its_tar(s3: Any, bucket: str) -> 
         bucket=bucket, key="incoming/p/code.tar.gz", version_id=None, dest_bucket=bucket, dest_prefix="code/p", s3=s3
     )
     body = s3.get_object(Bucket=bucket, Key=f"code/p/{staged.digest}/sourcedir.tar.gz")["Body"].read()
-    assert hashlib.sha256(gzip.decompress(body)).hexdigest() == staged.digest
+    assert listing_digest(body) == staged.digest
     assert (staged.code.size, staged.reused) == (len(body), False)
     again = staging.stage_object(
         bucket=bucket, key="incoming/p/code.tar.gz", version_id=None, dest_bucket=bucket, dest_prefix="code/p", s3=s3

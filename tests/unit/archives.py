@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import struct
@@ -151,3 +152,18 @@ class _Repeat(io.RawIOBase):
             self._pos = (self._pos + take) % len(self._block)
         self._left -= size
         return bytes(out)
+
+
+def listing_digest(staged: bytes) -> str:
+    """The digest sagepush documents for a sourcedir.tar.gz, computed from the archive alone (see `tree_listing`)."""
+    lines = [b"sagepush staged tree 1\n"]
+    with tarfile.open(fileobj=io.BytesIO(staged), mode="r:gz") as tar:
+        for member in tar:
+            if member.isdir():
+                lines.append(f"d {member.name}/\n".encode())
+                continue
+            body = tar.extractfile(member)
+            assert body is not None, member.name
+            flag = "x" if member.mode & stat.S_IXUSR else "f"
+            lines.append(f"{flag} {hashlib.sha256(body.read()).hexdigest()} {member.name}\n".encode())
+    return hashlib.sha256(b"".join(lines)).hexdigest()

@@ -82,8 +82,9 @@ class GzipWriter:
         pending += data
         if len(pending) >= CHUNK:
             whole = len(pending) - len(pending) % CHUNK
-            for start in range(0, whole, CHUNK):
-                self._submit(bytes(pending[start : start + CHUNK]))
+            with memoryview(pending) as view:  # one copy per chunk, made while the caller's thread holds the GIL
+                for start in range(0, whole, CHUNK):
+                    self._submit(view[start : start + CHUNK].tobytes())
             del pending[:whole]
 
     def _submit(self, chunk: bytes) -> None:

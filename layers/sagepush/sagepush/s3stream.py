@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PART_BYTES: Final = 8 * 1024 * 1024
 """Size of each multipart part; output below it goes up as one PutObject."""
 BUFFER_BYTES: Final = 16 * 1024 * 1024
-"""Output held in memory while nobody reads it yet."""
+"""Output the producer may run ahead of the upload."""
 _CONCURRENCY: Final = 4  # parts in flight: with the buffer, memory stays under (this + 3) x PART_BYTES
 
 
@@ -106,54 +106,49 @@ class Pipe:
             self._changed.notify_all()
 
 
-class Producing:
-    """Run `produce` in its own thread, writing into a bounded pipe, until `upload` sends its output or the block ends.
+def upload_stream(
+    produce: Callable[[Pipe], None],
+    *,
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    extra_args: Mapping[str, Any] | None = None,
+) -> None:
+    """Upload to `s3://bucket/key` what `produce` writes to the pipe it is given, while it writes it.
 
-    Production starts at once, so it overlaps whatever the caller does before it knows the key (up to `buffer_bytes`
-    of output wait in memory); leaving the `with` block without `upload` stops it and discards what it wrote.
+    `produce` runs in its own thread. If it fails, its own exception is raised here and nothing is stored; if the
+    upload fails, `produce` is stopped at its next write and the upload's error is raised.
     """
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferManager
 
-    def __init__(self, produce: Callable[[Pipe], None], *, buffer_bytes: int = BUFFER_BYTES) -> None:
-        self._pipe = Pipe(buffer_bytes)
-        self._failure: list[BaseException] = []
-        self._produce = produce
-        self._thread = threading.Thread(target=self._run, name="sagepush-produce", daemon=True)
+    pipe = Pipe(BUFFER_BYTES)
+    failure: list[BaseException] = []
 
-    def __enter__(self) -> Producing:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._pipe.abandon()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def run() -> None:
         try:
-            self._produce(self._pipe)
+            produce(pipe)
         except BaseException as exc:
-            self._failure.append(exc)
-            self._pipe.close(exc)
+            failure.append(exc)
+            pipe.close(exc)
         else:
-            self._pipe.close()
+            pipe.close()
 
-    def upload(self, *, s3: S3Client, bucket: str, key: str, extra_args: Mapping[str, Any] | None = None) -> None:
-        """Send everything `produce` writes to `s3://bucket/key`; raise `produce`'s own error if it failed."""
-        from boto3.s3.transfer import TransferConfig
-        from s3transfer.manager import TransferManager
-
-        config = TransferConfig(
-            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=_CONCURRENCY
-        )
-        try:
-            with TransferManager(s3, config) as manager:
-                future = manager.upload(self._pipe, bucket, key, extra_args=dict(extra_args or {}))  # type: ignore[arg-type]
-                # The transfer manager reads a stream to its end even after a part failed: stop it at once instead.
-                self._pipe.stop_reading_when(future.done)
-                future.result()
-        except BaseException:
-            self._pipe.abandon()
-            self._thread.join()
-            if self._failure and not isinstance(self._failure[0], _Stopped):
-                raise self._failure[0] from None
-            raise
-        self._thread.join()
+    producer = threading.Thread(target=run, name="sagepush-produce", daemon=True)
+    producer.start()
+    config = TransferConfig(
+        multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=_CONCURRENCY
+    )
+    try:
+        with TransferManager(s3, config) as manager:
+            future = manager.upload(pipe, bucket, key, extra_args=dict(extra_args or {}))  # type: ignore[arg-type]
+            # The transfer manager reads a stream to its end even after a part failed: stop it at once instead.
+            pipe.stop_reading_when(future.done)
+            future.result()
+    except BaseException:
+        pipe.abandon()
+        producer.join()
+        if failure and not isinstance(failure[0], _Stopped):
+            raise failure[0] from None
+        raise
+    producer.join()

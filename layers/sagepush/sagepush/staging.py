@@ -113,9 +113,10 @@ DEFAULT_LIMITS: Final = Limits()
 class StagedCode:
     """What staging wrote: the code's digest, the size of sourcedir.tar.gz, its members, what was dropped, the manifest.
 
-    `digest` is the SHA-256 of the staged tar, the uncompressed content of sourcedir.tar.gz (`gzip -dc
-    sourcedir.tar.gz | sha256sum`): the code's address in the artifact bucket, the same whichever deflate build
-    compressed it.
+    `digest` is the code's address in the artifact bucket: the SHA-256 of the staged tree's listing (see
+    `tree_listing`), which names every member and the SHA-256 of every file's data. It depends on the code alone,
+    never on how the tar was encoded or which deflate build compressed it, and it costs no pass over the data: each
+    file is hashed as it is read from the upload.
 
     `members` is in archive order (sorted by UTF-8 bytes); directories end in `/`. `dropped` names what was left out:
     a directory dropped whole appears once with a trailing `/`. `stripped_prefix` is the single top-level directory
@@ -162,9 +163,25 @@ def stage_archive(src: ReadableStream, dst: BinaryIO, *, filename: str, limits: 
         SpecError: the manifest in the upload is not valid TOML.
     """
     with _collected(src, filename, limits) as collected:
-        digest = hashlib.sha256()
-        size = collected.write(dst, sha=digest)
-        return collected.code(digest.hexdigest(), size)
+        return collected.code(collected.digest(), collected.write(dst))
+
+
+LISTING_VERSION: Final = b"sagepush staged tree 1\n"
+
+
+def tree_listing(output: list[tuple[str, _Entry | None]]) -> bytes:
+    """The text the staged code's digest hashes: a version line, then one line per member in archive order.
+
+    A directory is `d <path>/`; a file is `f <sha256> <path>`, or `x <sha256> <path>` when it is executable (the only
+    mode staging keeps). Paths are UTF-8 and hold no control characters, so one line is one member.
+    """
+    lines = [LISTING_VERSION]
+    for name, entry in output:
+        if entry is None:
+            lines.append(f"d {name}\n".encode())
+        else:
+            lines.append(f"{'x' if entry.executable else 'f'} {entry.sha256.hex()} {name}\n".encode())
+    return b"".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,18 +213,13 @@ class _Collected:
         yield bytes(2 * _BLOCK)
 
     def digest(self) -> str:
-        """The staged code's content address: the SHA-256 of the tar, whatever compressed it."""
-        sha = hashlib.sha256()
-        for piece in self.tar():
-            sha.update(piece)
-        return sha.hexdigest()
+        """The staged code's content address: the SHA-256 of its `tree_listing`."""
+        return hashlib.sha256(tree_listing(self.output)).hexdigest()
 
-    def write(self, dst: SupportsWrite, *, sha: hashlib._Hash | None = None) -> int:
-        """Write sourcedir.tar.gz to `dst` (hashing the tar into `sha` on the way); return the bytes written."""
+    def write(self, dst: SupportsWrite) -> int:
+        """Write sourcedir.tar.gz to `dst`; return the bytes written."""
         with GzipWriter(dst) as out:
             for piece in self.tar():
-                if sha is not None:
-                    sha.update(piece)
                 out.write(piece)
         return out.size
 
@@ -271,9 +283,9 @@ def stage_object(
 ) -> StagedObject:
     """Stage `s3://bucket/key` into `s3://dest_bucket/<dest_prefix>/<digest>/sourcedir.tar.gz`.
 
-    Idempotent: the destination is addressed by the staged tar's SHA-256, so code already there is reused, not
-    uploaded again. Otherwise sourcedir.tar.gz is compressed straight into a (multipart) upload, never written to
-    disk; compression starts while the digest is still being computed. Uses the upload's file name (the key's last segment) to pick its format. Needs about the
+    Idempotent: the destination is addressed by the staged code's digest, known as soon as the upload is read, so
+    code already there is reused without being compressed or uploaded again. Otherwise sourcedir.tar.gz is compressed
+    straight into a (multipart) upload, never written to disk. Uses the upload's file name (the key's last segment) to pick its format. Needs about the
     expanded size in temporary disk space.
 
     Raises:
@@ -293,16 +305,20 @@ def stage_object(
                 rule="limit",
             )
         with _collected(body, filename, limits) as collected:
-            written: list[int] = []
-            # Compression starts at once, into a bounded buffer, while the digest is computed and looked up.
-            with s3stream.Producing(lambda pipe: written.append(collected.write(pipe))) as output:
-                digest = collected.digest()
-                dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
-                size = _object_size(s3, dest_bucket, dest_key)
-                reused = size is not None
-                if size is None:
-                    output.upload(s3=s3, bucket=dest_bucket, key=dest_key, extra_args=_STAGED_OBJECT_ARGS)
-                    size = written[0]
+            digest = collected.digest()
+            dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
+            size = _object_size(s3, dest_bucket, dest_key)
+            reused = size is not None
+            if size is None:
+                written: list[int] = []
+                s3stream.upload_stream(
+                    lambda pipe: written.append(collected.write(pipe)),
+                    s3=s3,
+                    bucket=dest_bucket,
+                    key=dest_key,
+                    extra_args=_STAGED_OBJECT_ARGS,
+                )
+                size = written[0]
             code = collected.code(digest, size)
     finally:
         body.close()
@@ -333,6 +349,7 @@ class _Entry:
     executable: bool = False
     offset: int = 0
     size: int = 0
+    sha256: bytes = b""
 
 
 @dataclass(slots=True)
@@ -398,11 +415,13 @@ class _Tree:
             return
         if raw.kind == "file":
             entry.offset = self._offset
-            write = self.spool.write
+            write, sha = self.spool.write, hashlib.sha256()
             for chunk in self._count(raw):
                 write(chunk)
+                sha.update(chunk)
                 self._offset += len(chunk)
             entry.size = self._offset - entry.offset
+            entry.sha256 = sha.digest()
         else:  # refused in finish() unless .sagepushignore drops it; a link target is read, counted, discarded
             for _ in self._count(raw):
                 pass
