@@ -247,3 +247,26 @@ def test_reconciler_settles_an_execution_whose_completed_event_was_lost(
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["status"] == "Completed"
     assert [alert["status"] for alert in alerts.received()] == ["Completed"]
     assert stack.invoke("ReconcileFunction", load_event("reconcile-scheduled"))["checked"] == 0
+
+
+def test_a_state_whose_recording_answer_was_lost_is_still_alerted_once(
+    stack: LocalStack, alerts: Alerts, ledger: Callable[[str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sagepush import aws
+    from sagepush.ledger import DynamoDBLedger, Submission
+    from tests.integration.faults import EmulatedWaits, answer_lost
+
+    EmulatedWaits(monkeypatch)
+    submission = Submission(JOB, "iris", "s3://artifacts/code/iris/sourcedir.tar.gz", "3f5c", {"commit": "9fce"})
+    DynamoDBLedger(stack.resources["LedgerTable"], dynamodb=boto3.client("dynamodb")).record_submission(
+        submission, now_ms=time.time_ns() // 1_000_000
+    )
+
+    # DynamoDB records the state and its alert's claim, and the answer never comes back: botocore sends it again.
+    with answer_lost(aws.client("dynamodb"), "UpdateItem") as fault:
+        put_states(stack, load_event("status-training"))
+
+    assert len(fault.hits) == 1
+    assert [alert["status"] for alert in alerts.received()] == ["Training"]
+    entry = ledger(JOB)
+    assert entry["secondary_status"] == "Training" and entry["alerts"]["Training"]["state"] == "sent"

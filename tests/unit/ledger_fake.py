@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 
 class FakeLedger:
-    """Keeps entries in a dict; `calls` lists (method, job_name) in order."""
+    """Keeps entries in a dict; `calls` lists (method, job_name) in order.
+
+    `record_state` with an alert key records and claims as one call, as DynamoDBLedger does in one write when it can.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[str, LedgerEntry] = {}
@@ -56,8 +59,25 @@ class FakeLedger:
             self._set(submission.job_name, task_token=submission.task_token, token_state=WAITING, unsettled=True)
         return False
 
-    def record_state(self, state: TrainingStateChange, *, project: str | None, now_ms: int) -> Recorded:
+    def record_state(
+        self,
+        state: TrainingStateChange,
+        *,
+        project: str | None,
+        now_ms: int,
+        alert_key: str | None = None,
+        lease_until_ms: int | None = None,
+    ) -> Recorded:
         self.calls.append(("record_state", state.job_name))
+        recorded = self._record(state, project=project, now_ms=now_ms)
+        if alert_key is None:
+            return recorded
+        if lease_until_ms is None:
+            raise ValueError("claiming an alert needs lease_until_ms")
+        claim = self._claim(state.job_name, alert_key, now_ms=now_ms, lease_until_ms=lease_until_ms)
+        return dataclasses.replace(recorded, claim=claim)
+
+    def _record(self, state: TrainingStateChange, *, project: str | None, now_ms: int) -> Recorded:
         seq = state_seq(state.status, state.secondary_status, state.last_modified_ms)
         current = self.entries.get(state.job_name)
         if current is not None and current.event_time_ms is not None and current.seq >= seq:
@@ -79,6 +99,9 @@ class FakeLedger:
 
     def claim_alert(self, job_name: str, key: str, *, now_ms: int, lease_until_ms: int) -> Claim | None:
         self.calls.append(("claim_alert", job_name))
+        return self._claim(job_name, key, now_ms=now_ms, lease_until_ms=lease_until_ms)
+
+    def _claim(self, job_name: str, key: str, *, now_ms: int, lease_until_ms: int) -> Claim | None:
         alerts = dict(self.entries[job_name].alerts)
         held = alerts.get(key)
         if held and not (held["state"] == CLAIMED and held["lease"] < now_ms):

@@ -133,6 +133,24 @@ def test_completed_alerts_once_settles_the_token_with_the_summary_and_closes_the
     assert json.loads(message["sqs"])["source"]["commit"] == "9fceb02d0ae598e95dc970b74767f19372d61af8"
 
 
+def test_a_selected_transition_is_recorded_and_claimed_by_one_ledger_call_then_published_then_marked_sent(
+    clients: Clients,
+) -> None:
+    ledger = FakeLedger()
+    submitted(ledger)
+    ledger.calls.clear()
+    clients.sns.meta.events.register(
+        "provide-client-params.sns.Publish", lambda **_: ledger.calls.append(("publish", "iris-3f5c0f2a-6b1e9d"))
+    )
+    clients.expect_publish()
+
+    outcome = handle("status-interrupted", ledger, clients)
+
+    assert (outcome.alert, outcome.latest) == ("published", True)
+    assert [name for name, _ in ledger.calls] == ["record_state", "publish", "mark_alert_sent"]
+    assert ledger.sent == [("iris-3f5c0f2a-6b1e9d", "Interrupted@1735726500000")]
+
+
 def test_duplicate_terminal_event_neither_alerts_nor_settles_again(clients: Clients) -> None:
     ledger = FakeLedger()
     submitted(ledger)
@@ -199,7 +217,8 @@ def test_transitions_not_selected_by_alert_on_are_recorded_without_an_alert(clie
     outcome = handle("status-downloading", ledger, clients)
 
     assert (outcome.alert, outcome.latest) == ("not-selected", True)
-    assert ledger.entries["iris-3f5c0f2a-6b1e9d"].secondary_status == "Downloading"
+    entry = ledger.entries["iris-3f5c0f2a-6b1e9d"]
+    assert entry.secondary_status == "Downloading" and entry.alerts == {}
 
 
 def test_a_late_event_keeps_the_latest_state_and_still_gets_its_one_alert(clients: Clients) -> None:

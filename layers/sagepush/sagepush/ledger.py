@@ -45,6 +45,9 @@ _PRIMARY_RANK = {SUBMITTING: 0, "InProgress": 1, "Stopping": 2, "Completed": 3, 
 _SECONDARY_RANK = {name: rank for rank, name in enumerate(SECONDARY_STATUSES, start=1)}
 # Transitions that can happen more than once in one job's life: each occurrence is its own alert.
 _REPEATABLE = frozenset({"Interrupted", "Restarting"})
+# A state is written only over an older one; an alert is claimed only when no one has sent it or holds a live claim.
+_NEWER = "attribute_not_exists(#seq) OR #seq < :seq"
+_CLAIMABLE = "attribute_not_exists(#alerts.#key) OR (#alerts.#key.#state = :claimed AND #alerts.#key.#lease < :now)"
 
 
 def state_seq(status: str, secondary_status: str, last_modified_ms: int) -> int:
@@ -108,14 +111,6 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Recorded:
-    """The outcome of recording a state: the entry as it now stands, and whether this state became the latest."""
-
-    entry: LedgerEntry
-    applied: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Claim:
     """A held right to publish one transition's alert, until `lease_until_ms`."""
 
@@ -125,11 +120,30 @@ class Claim:
     lease_until_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The outcome of recording a state: the entry as it now stands, whether this state became the latest, and the
+    claim on the transition's alert when one was asked for and taken (None: not asked for, or sent or held elsewhere).
+    """
+
+    entry: LedgerEntry
+    applied: bool
+    claim: Claim | None = None
+
+
 class Ledger(Protocol):
     """The ledger port the status logic and SubmitFunction use; DynamoDBLedger implements it."""
 
     def record_submission(self, submission: Submission, *, now_ms: int) -> bool: ...
-    def record_state(self, state: TrainingStateChange, *, project: str | None, now_ms: int) -> Recorded: ...
+    def record_state(
+        self,
+        state: TrainingStateChange,
+        *,
+        project: str | None,
+        now_ms: int,
+        alert_key: str | None = None,
+        lease_until_ms: int | None = None,
+    ) -> Recorded: ...
     def claim_alert(self, job_name: str, key: str, *, now_ms: int, lease_until_ms: int) -> Claim | None: ...
     def release_alert(self, claim: Claim) -> None: ...
     def mark_alert_sent(self, claim: Claim, *, message_id: str, now_ms: int) -> None: ...
@@ -197,86 +211,88 @@ class DynamoDBLedger:
             )
         return False
 
-    def record_state(self, state: TrainingStateChange, *, project: str | None, now_ms: int) -> Recorded:
+    def record_state(
+        self,
+        state: TrainingStateChange,
+        *,
+        project: str | None,
+        now_ms: int,
+        alert_key: str | None = None,
+        lease_until_ms: int | None = None,
+    ) -> Recorded:
         """Record `state` if it is newer than what the ledger holds (see `state_seq`); create the item if absent.
 
         Returns the entry as it now stands and whether `state` became the latest. Duplicates and stale states leave the
         item unchanged.
+
+        With `alert_key`, the transition's alert is claimed as `claim_alert` does, until `lease_until_ms`, and the claim
+        returned in `Recorded.claim`. For a job the ledger holds, a newer state is recorded and its alert claimed in one
+        conditional write. When that condition fails, the item as it stood (returned with the failure) decides the one
+        follow-up, itself a conditional write: a duplicate or stale state is not recorded, but its alert is claimed if
+        no one has sent or holds it (a late transition still gets its one alert); a newer state whose alert is sent or
+        held is recorded without a claim; a job the ledger does not hold yet is created, then its alert claimed.
         """
         seq = state_seq(state.status, state.secondary_status, state.last_modified_ms)
-        values: dict[str, Any] = {
-            ":status": state.status,
-            ":secondary": state.secondary_status,
-            ":seq": seq,
-            ":event_time": state.last_modified_ms,
-            ":empty": {},
-            ":created": _iso(state.creation_ms or state.last_modified_ms),
-            ":unsettled": _UNSETTLED,
-            ":now": now_ms,
-            ":expires": now_ms // 1000 + RETENTION_SECONDS,
-        }
-        sets = [
-            "#status = :status",
-            "#secondary_status = :secondary",
-            "#seq = :seq",
-            "#event_time = :event_time",
-            "#alerts = if_not_exists(#alerts, :empty)",
-            "#created_at = if_not_exists(#created_at, :created)",
-            "#unsettled = :unsettled",
-            "#touched_at = :now",
-            "#expires_at = :expires",
-        ]
-        optional = {
-            "project": project,
-            "job_arn": state.job_arn,
-            "failure_reason": state.failure_reason,
-            "model_artifacts": state.model_artifacts,
-            "billable_seconds": state.billable_seconds,
-        }
-        for name, value in optional.items():
-            if value is not None:
-                keep = name == "project"
-                sets.append(f"#{name} = if_not_exists(#{name}, :{name})" if keep else f"#{name} = :{name}")
-                values[f":{name}"] = value
-        updated = self._update(
+        if alert_key is None:
+            return self._record(state, seq, project=project, now_ms=now_ms)
+        if lease_until_ms is None:
+            raise ValueError("claiming an alert needs lease_until_ms")
+        claim = Claim(job_name=state.job_name, key=alert_key, claim_id=uuid.uuid4().hex, lease_until_ms=lease_until_ms)
+        # The item exists (it has `alerts`), so it has `created_at` too: both are written by whoever creates an item.
+        sets, values = _state_sets(state, seq, project=project, now_ms=now_ms, creating=False)
+        sets.append("#alerts.#key = :claim")
+        values |= {":claim": _claim_value(claim), ":claimed": CLAIMED}
+        updated, old = self._update_or_old(
             state.job_name,
             "SET " + ", ".join(sets),
-            condition="attribute_not_exists(#seq) OR #seq < :seq",
+            condition=f"attribute_exists(#alerts) AND ({_NEWER}) AND ({_CLAIMABLE})",
             values=values,
-            return_new=True,
+            names={"#key": alert_key, "#state": "state", "#lease": "lease"},
         )
         if updated is not None:
-            return Recorded(entry=updated, applied=True)
-        current = self.get(state.job_name)
-        if current is None:
-            raise RuntimeError(f"ledger item {state.job_name} vanished between a failed condition and its read")
-        return Recorded(entry=current, applied=False)
+            return Recorded(entry=updated, applied=True, claim=claim)
+        if old is not None and "alerts" in old:
+            entry = self._entry(old)
+            if _holds(entry, claim):  # this write was applied, its answer lost, and botocore's retry sent it again
+                return Recorded(entry=entry, applied=True, claim=claim)
+            claimable = _claimable(entry.alerts.get(alert_key), now_ms=now_ms)
+            if entry.seq >= seq:  # a duplicate or a stale state: not recorded, alerted if its alert is still free
+                taken = (
+                    self.claim_alert(state.job_name, alert_key, now_ms=now_ms, lease_until_ms=lease_until_ms)
+                    if claimable
+                    else None
+                )
+                return Recorded(entry=entry, applied=False, claim=taken)
+            if not claimable:  # a newer state of a transition already alerted (or being alerted)
+                return self._record(state, seq, project=project, now_ms=now_ms)
+        # No item (or one without an alerts map): record it, creating it, then claim; each step is conditional.
+        recorded = self._record(state, seq, project=project, now_ms=now_ms)
+        taken = self.claim_alert(state.job_name, alert_key, now_ms=now_ms, lease_until_ms=lease_until_ms)
+        return Recorded(entry=recorded.entry, applied=recorded.applied, claim=taken)
 
     def claim_alert(self, job_name: str, key: str, *, now_ms: int, lease_until_ms: int) -> Claim | None:
         """Claim the right to publish the alert for transition `key`; None when it is sent or claimed by a live holder.
 
-        Exactly one alert per transition: a claim is taken with a lease (one conditional write), the alert published,
-        then the claim marked sent. A concurrent or duplicate delivery finds the claim and stops. If the holder dies
-        before publishing, the lease runs out (it is set past the holder's Lambda deadline) and a retry claims again;
-        if SNS refuses the publish, the holder releases the claim before raising, so the retry does not wait. The only
-        window for a second alert is a publish that succeeded followed by a lost "sent" write and an expired lease.
+        Exactly one alert per transition: a claim is taken with a lease (one conditional write: this one, or the write
+        that records the state when `record_state` is given the transition's key), the alert published, then the claim
+        marked sent. A concurrent or duplicate delivery finds the claim and stops. If the holder dies before
+        publishing, the lease runs out (it is set past the holder's Lambda deadline) and a retry claims again; if SNS
+        refuses the publish, the holder releases the claim before raising, so the retry does not wait. A claiming write
+        whose answer was lost, sent again by botocore's retry, finds its own claim and keeps it. The only window for a
+        second alert is a publish that succeeded followed by a lost "sent" write and an expired lease.
         """
         claim = Claim(job_name=job_name, key=key, claim_id=uuid.uuid4().hex, lease_until_ms=lease_until_ms)
-        done = self._update(
+        done, old = self._update_or_old(
             job_name,
             "SET #alerts.#key = :claim",
-            condition=(
-                "attribute_exists(#job_name) AND (attribute_not_exists(#alerts.#key)"
-                " OR (#alerts.#key.#state = :claimed AND #alerts.#key.#lease < :now))"
-            ),
-            values={
-                ":claim": {"state": CLAIMED, "lease": lease_until_ms, "claim": claim.claim_id},
-                ":claimed": CLAIMED,
-                ":now": now_ms,
-            },
+            condition=f"attribute_exists(#job_name) AND ({_CLAIMABLE})",
+            values={":claim": _claim_value(claim), ":claimed": CLAIMED, ":now": now_ms},
             names={"#key": key, "#state": "state", "#lease": "lease"},
+            return_new=False,
         )
-        return claim if done is not None else None
+        if done is not None or (old is not None and _holds(self._entry(old), claim)):
+            return claim
+        return None
 
     def release_alert(self, claim: Claim) -> None:
         """Give a claim back (the publish failed), so the next delivery can claim it at once."""
@@ -310,7 +326,7 @@ class DynamoDBLedger:
 
     def close(self, job_name: str, *, now_ms: int) -> bool:
         """Take an ended job with no waiting token out of the UnsettledIndex; False when it is not yet done."""
-        closed = self._update(
+        return self._update(
             job_name,
             "REMOVE #unsettled SET #touched_at = :now",
             condition=(
@@ -325,17 +341,15 @@ class DynamoDBLedger:
                 ":now": now_ms,
             },
         )
-        return closed is not None
 
     def mark_not_created(self, job_name: str, *, now_ms: int) -> bool:
         """Close a job recorded by Submit that SageMaker never created (its submission failed and was alerted)."""
-        closed = self._update(
+        return self._update(
             job_name,
             "SET #status = :not_created, #secondary_status = :not_created, #touched_at = :now REMOVE #unsettled",
             condition="#status = :submitting",
             values={":not_created": NOT_CREATED, ":submitting": SUBMITTING, ":now": now_ms},
         )
-        return closed is not None
 
     def touch(self, job_name: str, *, now_ms: int) -> None:
         """Move an unsettled job to the back of the reconciler's queue."""
@@ -392,6 +406,16 @@ class DynamoDBLedger:
         return entries[:limit]
 
     # ------------------------------------------------------------------ plumbing
+    def _record(self, state: TrainingStateChange, seq: int, *, project: str | None, now_ms: int) -> Recorded:
+        """Write `state` under the ordering condition, creating the item if absent; no alert claim."""
+        sets, values = _state_sets(state, seq, project=project, now_ms=now_ms, creating=True)
+        updated, old = self._update_or_old(state.job_name, "SET " + ", ".join(sets), condition=_NEWER, values=values)
+        if updated is not None:
+            return Recorded(entry=updated, applied=True)
+        if old is None:
+            raise RuntimeError(f"ledger item {state.job_name} failed the ordering condition but was not returned")
+        return Recorded(entry=self._entry(old), applied=False)
+
     def _put(self, item: Mapping[str, Any], *, condition: str, names: Mapping[str, str]) -> bool:
         try:
             self._dynamodb.put_item(
@@ -412,27 +436,61 @@ class DynamoDBLedger:
         condition: str,
         values: Mapping[str, Any],
         names: Mapping[str, str] | None = None,
-        return_new: bool = False,
-    ) -> LedgerEntry | None:
-        """Run one conditional UpdateItem; None when the condition failed (the write was already done or is moot)."""
-        text = f"{expression} {condition}"
-        all_names = {f"#{word}": word for word in _NAME.findall(text)} | dict(names or {})
-        used = set(_VALUE.findall(text))
-        used_values = {k: v for k, v in values.items() if k in used}
+    ) -> bool:
+        """Run one conditional UpdateItem; False when the condition failed (the write was already done or is moot)."""
         try:
-            response = self._dynamodb.update_item(
-                TableName=self.table_name,
-                Key={"job_name": {"S": job_name}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=all_names,
-                ExpressionAttributeValues={k: self._serializer.serialize(v) for k, v in used_values.items()},
-                ReturnValues="ALL_NEW" if return_new else "NONE",
+            self._dynamodb.update_item(
+                **self._update_params(job_name, expression, condition, values, names), ReturnValues="NONE"
             )
         except self._dynamodb.exceptions.ConditionalCheckFailedException:
             logger.debug("ledger write skipped", extra={"job_name": job_name, "condition": condition})
-            return None
-        return self._entry(response.get("Attributes", {"job_name": {"S": job_name}}))
+            return False
+        return True
+
+    def _update_or_old(
+        self,
+        job_name: str,
+        expression: str,
+        *,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+        return_new: bool = True,
+    ) -> tuple[LedgerEntry | None, dict[str, Any] | None]:
+        """Run one conditional UpdateItem: (the item as written, or only its key without `return_new`; None), or on a
+        failed condition (None; the item as it stood, in DynamoDB's typed form, or None when there was no item)."""
+        try:
+            response = self._dynamodb.update_item(
+                **self._update_params(job_name, expression, condition, values, names),
+                ReturnValues="ALL_NEW" if return_new else "NONE",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._dynamodb.exceptions.ConditionalCheckFailedException as failed:
+            logger.debug("ledger write skipped", extra={"job_name": job_name, "condition": condition})
+            old: dict[str, Any] | None = failed.response.get("Item")  # type: ignore[assignment]
+            return None, old
+        return self._entry(response.get("Attributes", {"job_name": {"S": job_name}})), None
+
+    def _update_params(
+        self,
+        job_name: str,
+        expression: str,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        text = f"{expression} {condition}"
+        all_names = {f"#{word}": word for word in _NAME.findall(text)} | dict(names or {})
+        used = set(_VALUE.findall(text))
+        serialize = self._serializer.serialize
+        return {
+            "TableName": self.table_name,
+            "Key": {"job_name": {"S": job_name}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": all_names,
+            "ExpressionAttributeValues": {k: serialize(v) for k, v in values.items() if k in used},
+        }
 
     def _entry(self, item: Mapping[str, Any]) -> LedgerEntry:
         data = {k: self._deserializer.deserialize(v) for k, v in item.items()}
@@ -458,3 +516,64 @@ class DynamoDBLedger:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _state_sets(
+    state: TrainingStateChange, seq: int, *, project: str | None, now_ms: int, creating: bool
+) -> tuple[list[str], dict[str, Any]]:
+    """Return the SET clauses and values that record `state`.
+
+    `creating` adds what only an item being created lacks (`alerts`, `created_at`); an item that has `alerts` has both.
+    """
+    values: dict[str, Any] = {
+        ":status": state.status,
+        ":secondary": state.secondary_status,
+        ":seq": seq,
+        ":event_time": state.last_modified_ms,
+        ":unsettled": _UNSETTLED,
+        ":now": now_ms,
+        ":expires": now_ms // 1000 + RETENTION_SECONDS,
+    }
+    sets = [
+        "#status = :status",
+        "#secondary_status = :secondary",
+        "#seq = :seq",
+        "#event_time = :event_time",
+        "#unsettled = :unsettled",
+        "#touched_at = :now",
+        "#expires_at = :expires",
+    ]
+    if creating:
+        sets += ["#alerts = if_not_exists(#alerts, :empty)", "#created_at = if_not_exists(#created_at, :created)"]
+        values |= {":empty": {}, ":created": _iso(state.creation_ms or state.last_modified_ms)}
+    optional = {
+        "project": project,
+        "job_arn": state.job_arn,
+        "failure_reason": state.failure_reason,
+        "model_artifacts": state.model_artifacts,
+        "billable_seconds": state.billable_seconds,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            keep = name == "project"
+            sets.append(f"#{name} = if_not_exists(#{name}, :{name})" if keep else f"#{name} = :{name}")
+            values[f":{name}"] = value
+    return sets, values
+
+
+def _claim_value(claim: Claim) -> dict[str, Any]:
+    return {"state": CLAIMED, "lease": claim.lease_until_ms, "claim": claim.claim_id}
+
+
+def _holds(entry: LedgerEntry, claim: Claim) -> bool:
+    """True when `entry` records `claim` itself as its transition's claim."""
+    held = entry.alerts.get(claim.key)
+    return held is not None and held.get("claim") == claim.claim_id
+
+
+def _claimable(held: Mapping[str, Any] | None, *, now_ms: int) -> bool:
+    """The `_CLAIMABLE` condition on an alert record as read: absent, or claimed with a lease that has run out."""
+    if held is None:
+        return True
+    lease = held.get("lease")
+    return held.get("state") == CLAIMED and lease is not None and lease < now_ms

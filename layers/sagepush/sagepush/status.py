@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from sagepush.config import ReconcileSettings, StatusSettings
     from sagepush.events import TrainingStateChange
-    from sagepush.ledger import Ledger, LedgerEntry
+    from sagepush.ledger import Ledger, LedgerEntry, Recorded
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +104,20 @@ def handle_state_change(
     if state.project is None and ledger.get(state.job_name) is None:
         logger.info("job neither tagged by sagepush nor in the ledger, ignored", extra={"job_name": state.job_name})
         return _outcome(state, None, False, "not-ours", "none", closed=False)
-    recorded = ledger.record_state(state, project=state.project, now_ms=clock())
+    selected = state.secondary_status in settings.alert_on
+    # A selected transition's alert is claimed by the write that records the state (see DynamoDBLedger.record_state).
+    recorded = ledger.record_state(
+        state,
+        project=state.project,
+        now_ms=clock(),
+        alert_key=transition_key(state) if selected else None,
+        lease_until_ms=deadline_ms + _MARGIN_MS,
+    )
     entry = recorded.entry
     project = entry.project or state.project
-    alert = _alert_once(
-        state,
-        entry,
-        latest=recorded.applied,
-        settings=settings,
-        ledger=ledger,
-        sns=sns,
-        logs=logs,
-        lease_until_ms=deadline_ms + _MARGIN_MS,
-        clock=clock,
-    )
+    alert: AlertOutcome = "not-selected"
+    if selected:
+        alert = _alert_once(state, recorded, settings=settings, ledger=ledger, sns=sns, logs=logs, clock=clock)
     token: TokenOutcome = "none"
     closed = False
     if state.terminal:
@@ -198,25 +198,21 @@ def failure_of(state: TrainingStateChange) -> tuple[str, str]:
 
 def _alert_once(
     state: TrainingStateChange,
-    entry: LedgerEntry,
+    recorded: Recorded,
     *,
-    latest: bool,
     settings: StatusSettings,
     ledger: Ledger,
     sns: SNSClient,
     logs: CloudWatchLogsClient,
-    lease_until_ms: int,
     clock: Callable[[], int],
 ) -> AlertOutcome:
-    if state.secondary_status not in settings.alert_on:
-        return "not-selected"
     # See DynamoDBLedger.claim_alert for why claim, publish, mark-sent gives one alert per transition.
-    claim = ledger.claim_alert(state.job_name, transition_key(state), now_ms=clock(), lease_until_ms=lease_until_ms)
+    claim = recorded.claim
     if claim is None:
         return "duplicate"
     try:
         tail = alerts.last_log_lines(state.job_name, logs=logs) if state.secondary_status in alerts.WITH_LOGS else ()
-        alert = alerts.build_alert(state, entry, latest=latest, log_tail=tail)
+        alert = alerts.build_alert(state, recorded.entry, latest=recorded.applied, log_tail=tail)
         message_id = alerts.publish_alert(alert, topic_arn=settings.alerts_topic_arn, sns=sns)
     except BaseException:
         ledger.release_alert(claim)
