@@ -404,7 +404,8 @@ def stack_rows(archive: Path, runs: int, events: int, uploads: int) -> list[Row]
     s3, status, upload = measured["s3"], measured["status"], measured["upload"]
     size = archive.stat().st_size / 2**20
     stage, copy = _median(s3["subject"]), _median(s3["reference"])
-    handled, bare = _median(status["subject"]), _median(status["reference"])
+    published, handled, bare = _median(status["subject"]), _median(status["handler"]), _median(status["reference"])
+    replayed = f"the same DynamoDB UpdateItem + SNS Publish, bare: {bare * 1000:.1f} ms"
     pushed = _median(upload["subject"])
     return [
         _row(
@@ -417,13 +418,22 @@ def stack_rows(archive: Path, runs: int, events: int, uploads: int) -> list[Row]
             note=f"median of {len(s3['subject'])}",
         ),
         _row(
-            "status event → alert, warm, per event",
-            f"bare DynamoDB UpdateItem + SNS Publish: {bare * 1000:.0f} ms",
-            f"{handled * 1000:.0f} ms",
+            "status event → alert published, warm, per event",
+            replayed,
+            f"{published * 1000:.1f} ms",
+            published / bare,
+            "at_most",
+            1.5,
+            note=f"median of {len(status['subject'])} events of submitted jobs; until the handler's Publish returned",
+        ),
+        _row(
+            "status event, whole handler (alert marked sent), warm, per event",
+            replayed,
+            f"{handled * 1000:.1f} ms",
             handled / bare,
             "at_most",
             1.5,
-            note=f"median of {len(status['subject'])} events",
+            note=f"median of {len(status['handler'])} events of submitted jobs; the whole invocation",
         ),
         _row(
             "local stack: upload → CreateTrainingJob called",

@@ -4,8 +4,9 @@
 process-wide:
 - S3 → S3 staging: `stage_object` of ARCHIVE from one bucket to another, against a transfer-manager download and
   upload of the same object, interleaved, RUNS times each;
-- status: EVENTS distinct "Training" state changes through the loaded StatusFunction (warm: its clients exist), each
-  against the bare DynamoDB UpdateItem + SNS Publish it must make;
+- status: EVENTS distinct "Training" state changes of submitted jobs through the loaded StatusFunction (warm: its
+  clients exist), timed to the alert's publish and to the handler's end, each against the bare DynamoDB UpdateItem +
+  SNS Publish it must make (the handler's own requests, replayed with a plain client for a twin submitted job);
 - upload → CreateTrainingJob: UPLOADS pushes of a small project to the ingest bucket, each timed from PutObject to the
   moment the stack's SageMaker receives CreateTrainingJob (the job itself is not run).
 """
@@ -102,37 +103,91 @@ def _s3_staging(archive: Path, runs: int) -> dict[str, list[float]]:
 
 
 def _status(stack: Any, events: int) -> dict[str, list[float]]:
+    """Time EVENTS "Training" state changes of submitted jobs through StatusFunction, each against a replay of the
+    UpdateItem that records the state and the Publish it makes, sent with a plain client for a twin submitted job.
+
+    "subject": from the invocation to the handler's Publish returning (event → alert published); "handler": the
+    whole invocation (the alert also marked sent); "reference": the replayed UpdateItem + Publish.
+    """
     import boto3
+
+    from sagepush.ledger import DynamoDBLedger, Submission
 
     template = json.loads((_EVENTS / "status-training.json").read_text())
     function = stack.function("StatusFunction")
-    table, topic = stack.resources["LedgerTable"], stack.outputs.get("AlertsTopicArn") or stack.resources["AlertsTopic"]
+    table = stack.resources["LedgerTable"]
     dynamodb, sns = boto3.client("dynamodb"), boto3.client("sns")
-    subject, reference = [], []
-    for i in range(events + 1):  # the first event creates the handler's clients: not warm
+    names = [f"iris-{i:08x}-bench" for i in range(events + 1)]
+    submit = DynamoDBLedger(table, dynamodb=dynamodb)
+    for name in names:  # as SubmitFunction records each job before creating it; the twin is the reference's item
+        for job_name in (name, f"bare-{name}"):
+            submission = Submission(
+                job_name=job_name,
+                project="iris",
+                code_uri=f"s3://bench-artifacts/code/iris/{job_name}/sourcedir.tar.gz",
+                code_digest="3f5c0f2a9b1d",
+                source={"commit": "9fceb02d0ae598e95dc970b74767f19372d61af8", "branch": "main", "repo": "acme/iris"},
+                task_token=f"bench-token-{job_name}",
+            )
+            submit.record_submission(submission, now_ms=time.time_ns() // 1_000_000)
+    calls = _HandlerCalls()
+    subject, handler, reference = [], [], []
+    for i, name in enumerate(names):  # the first event creates the handler's clients: not warm
         event = copy.deepcopy(template)
-        name = f"iris-{i:08x}-bench"
         event["detail"]["TrainingJobName"] = name
         event["detail"]["TrainingJobArn"] = event["detail"]["TrainingJobArn"].rsplit("/", 1)[0] + f"/{name}"
         event["resources"] = [event["detail"]["TrainingJobArn"]]
+        calls.clear()
         start = time.perf_counter()
         outcome = function.invoke(event)
         handled = time.perf_counter() - start
         assert outcome["alert"] == "published", outcome
+        published = calls.published_at - start
+        record, publish = calls.record_and_publish()
         start = time.perf_counter()
-        dynamodb.update_item(
-            TableName=table,
-            Key={"job_name": {"S": f"bare-{name}"}},
-            UpdateExpression="SET #s = :s, updated_ms = :t",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": "Training"}, ":t": {"N": str(time.time_ns() // 1_000_000)}},
-        )
-        sns.publish(TopicArn=topic, Subject=f"{name}: Training", Message=json.dumps(event["detail"]))
+        dynamodb.update_item(**{**record, "Key": {"job_name": {"S": f"bare-{name}"}}})
+        sns.publish(**publish)
         bare = time.perf_counter() - start
         if i:
-            subject.append(handled)
+            subject.append(published)
+            handler.append(handled)
             reference.append(bare)
-    return {"subject": subject, "reference": reference}
+    return {"subject": subject, "handler": handler, "reference": reference}
+
+
+class _HandlerCalls:
+    """Notes what StatusFunction sends through its clients (sagepush.aws's process-wide ones): the parameters of
+    each UpdateItem and Publish, and when its Publish returned."""
+
+    def __init__(self) -> None:
+        from sagepush import aws
+
+        self.updates: list[dict[str, Any]] = []
+        self.publishes: list[dict[str, Any]] = []
+        self.published_at = 0.0
+        aws.client("dynamodb").meta.events.register("provide-client-params.dynamodb.UpdateItem", self._update)
+        sns = aws.client("sns")
+        sns.meta.events.register("provide-client-params.sns.Publish", self._publish)
+        sns.meta.events.register("after-call.sns.Publish", self._published)
+
+    def clear(self) -> None:
+        self.updates.clear()
+        self.publishes.clear()
+        self.published_at = 0.0
+
+    def record_and_publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The UpdateItem that recorded the state (the invocation's first) and the Publish, as the handler sent them."""
+        assert self.updates and len(self.publishes) == 1 and self.published_at, (self.updates, self.publishes)
+        return self.updates[0], self.publishes[0]
+
+    def _update(self, params: dict[str, Any], **_: Any) -> None:
+        self.updates.append(dict(params))
+
+    def _publish(self, params: dict[str, Any], **_: Any) -> None:
+        self.publishes.append(dict(params))
+
+    def _published(self, **_: Any) -> None:
+        self.published_at = time.perf_counter()
 
 
 def _upload_to_job(stack: Any, created: _CreateTrainingJobs, uploads: int) -> dict[str, list[float]]:
