@@ -126,3 +126,29 @@ def test_pipe_raises_the_producers_error_instead_of_ending() -> None:
     with pytest.raises(s3stream.ProducerFailed) as caught:
         pipe.read()
     assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_the_producer_runs_ahead_of_the_upload_by_a_bounded_amount(s3: Any, bucket: str) -> None:
+    produced, sent, ahead = [0], [0], [0]
+    lock = threading.Lock()
+
+    def producer(pipe: Pipe) -> None:
+        block = random.Random(9).randbytes(1 << 20)
+        for _ in range(24 * PART_BYTES // len(block)):
+            pipe.write(block)
+            with lock:
+                produced[0] += len(block)
+                ahead[0] = max(ahead[0], produced[0] - sent[0])
+
+    def count_sent(**_: Any) -> None:
+        with lock:
+            sent[0] += PART_BYTES  # every part but the last is PART_BYTES; the output here is whole parts
+
+    s3.meta.events.register("after-call.s3.UploadPart", count_sent)
+    try:
+        upload_stream(producer, s3=s3, bucket=bucket, key="big.bin")
+    finally:
+        s3.meta.events.unregister("after-call.s3.UploadPart", count_sent)
+    assert s3.head_object(Bucket=bucket, Key="big.bin")["ContentLength"] == produced[0]
+    # the pipe's buffer, the parts read and waiting or on the wire, and the part being read
+    assert ahead[0] <= s3stream.BUFFER_BYTES + (s3stream._CONCURRENCY + 2) * PART_BYTES, ahead[0] / PART_BYTES

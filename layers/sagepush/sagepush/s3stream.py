@@ -21,7 +21,7 @@ PART_BYTES: Final = 8 * 1024 * 1024
 """Size of each multipart part; output below it goes up as one PutObject."""
 BUFFER_BYTES: Final = 16 * 1024 * 1024
 """Output the producer may run ahead of the upload."""
-_CONCURRENCY: Final = 4  # parts in flight: with the buffer, memory stays under (this + 3) x PART_BYTES
+_CONCURRENCY: Final = 4  # parts read and not yet sent: memory stays under this x PART_BYTES + BUFFER_BYTES
 
 
 class ProducerFailed(Exception):
@@ -119,8 +119,7 @@ def upload_stream(
     `produce` runs in its own thread. If it fails, its own exception is raised here and nothing is stored; if the
     upload fails, `produce` is stopped at its next write and the upload's error is raised.
     """
-    from boto3.s3.transfer import TransferConfig
-    from s3transfer.manager import TransferManager
+    from s3transfer.manager import TransferConfig, TransferManager
 
     pipe = Pipe(BUFFER_BYTES)
     failure: list[BaseException] = []
@@ -137,7 +136,10 @@ def upload_stream(
     producer = threading.Thread(target=run, name="sagepush-produce", daemon=True)
     producer.start()
     config = TransferConfig(
-        multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=_CONCURRENCY
+        multipart_threshold=PART_BYTES,
+        multipart_chunksize=PART_BYTES,
+        max_request_concurrency=_CONCURRENCY,
+        max_in_memory_upload_chunks=_CONCURRENCY,
     )
     try:
         with TransferManager(s3, config) as manager:
