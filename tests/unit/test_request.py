@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sagepush import request as request_module
 from sagepush.request import RequestError, build_request, deep_merge, partition_for_region
 from sagepush.spec import Defaults, Manifest, TrainingSpec, resolve_spec
 
@@ -344,3 +345,57 @@ def test_explicit_image_skips_the_lookup() -> None:
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom:1"
     request = build(spec(framework_version="0.1", image_uri=image))
     assert request["AlgorithmSpecification"]["TrainingImage"] == image
+
+
+# ---- the cut-down model validation reads
+
+
+def _reports(shape: Any, requests: list[dict[str, Any]]) -> list[str]:
+    from botocore.validate import ParamValidator
+
+    return [ParamValidator().validate(request, shape).generate_report() for request in requests]
+
+
+def test_the_cut_model_validates_exactly_as_botocores_whole_model(tmp_path: Any, monkeypatch: Any) -> None:
+    from botocore.loaders import create_loader
+    from botocore.model import ServiceModel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    whole = create_loader().load_service_model("sagemaker", "service-2")
+    cut = request_module.operation_model("sagemaker", "CreateTrainingJob")
+    assert len(cut["shapes"]) < len(whole["shapes"]) / 10
+    good = build(spec(channels={"train": "s3://my-data/train/"}, use_spot_instances=True, max_run="2h", max_wait="3h"))
+    bad = [
+        {**good, "Unknown": 1},
+        {**good, "ResourceConfig": {"InstanceCount": "two"}},
+        {k: v for k, v in good.items() if k != "RoleArn"},
+        {**good, "InputDataConfig": [{"ChannelName": "x", "DataSource": {"S3DataSource": {"S3Uri": 5}}}]},
+    ]
+    shape_of = {
+        name: ServiceModel(model, "sagemaker").operation_model("CreateTrainingJob").input_shape
+        for name, model in (("whole", whole), ("cut", cut))
+    }
+    assert _reports(shape_of["cut"], [good, *bad]) == _reports(shape_of["whole"], [good, *bad])
+    assert _reports(shape_of["cut"], [good]) == [""] and all(_reports(shape_of["cut"], bad))
+
+
+def test_the_cut_model_is_read_from_its_cache_and_rebuilt_when_the_cache_is_bad(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = request_module.operation_model("sagemaker", "CreateTrainingJob")
+    (cached,) = (tmp_path / "sagepush" / "botocore-models").iterdir()
+    monkeypatch.setattr(request_module, "_loader", lambda: pytest.fail("the cached model was not used"))
+    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == first
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached.write_text("{ half a model")
+    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == first
+    assert json.loads(cached.read_text()) == first
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path: Any, monkeypatch: Any) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert "CreateTrainingJobRequest" in request_module.operation_model("sagemaker", "CreateTrainingJob")["shapes"]

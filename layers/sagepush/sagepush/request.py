@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sagepush import images
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateTrainingJobRequestTypeDef
 
     from sagepush.spec import TrainingSpec
+
+_OPERATION = "CreateTrainingJob"
 
 # sagemaker/estimator.py: the hyperparameters script mode adds, and where a network-isolated job finds its code.
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
@@ -432,11 +436,63 @@ def _loader() -> Any:
 def _input_shape() -> Shape:
     from botocore.model import ServiceModel
 
-    model = ServiceModel(_loader().load_service_model("sagemaker", "service-2"), "sagemaker")
-    shape = model.operation_model("CreateTrainingJob").input_shape
+    model = ServiceModel(operation_model("sagemaker", _OPERATION), "sagemaker")
+    shape = model.operation_model(_OPERATION).input_shape
     if shape is None:
         raise AssertionError("botocore's sagemaker model has no CreateTrainingJob input")
     return shape
+
+
+def operation_model(service: str, operation: str) -> dict[str, Any]:
+    """botocore's model of `service` cut down to `operation` and the shapes its input reaches, cached on disk.
+
+    SageMaker's whole model is 3 200 shapes, about a tenth of `sagepush render`'s time to load; the cut one is a few
+    dozen. The cache file is named after botocore's version, so an upgrade reads its own model; it is skipped where
+    models of the service are installed under ~/.aws/models (botocore reads those first), and a cache that cannot be
+    read or written is no error: the model is then cut from botocore's own file.
+    """
+    import botocore
+
+    cache_file = _model_cache_dir() / f"{service}-{operation}-botocore-{botocore.__version__}.json"
+    custom = (Path.home() / ".aws" / "models" / service).exists()
+    if not custom:
+        try:
+            cached: dict[str, Any] = json.loads(cache_file.read_bytes())
+            return cached
+        except (OSError, ValueError):
+            pass
+    model = cut_model(_loader().load_service_model(service, "service-2"), operation)
+    if not custom:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(model))
+            partial.replace(cache_file)
+        except OSError:
+            pass
+    return model
+
+
+def cut_model(model: Mapping[str, Any], operation: str) -> dict[str, Any]:
+    """Return `model` with only `operation` (its input) and the shapes its input reaches."""
+    spec = model["operations"][operation]
+    shapes = model["shapes"]
+    kept: dict[str, Any] = {}
+    todo = [spec["input"]["shape"]]
+    while todo:
+        name = todo.pop()
+        if name in kept:
+            continue
+        shape = kept[name] = shapes[name]
+        refs = [*shape.get("members", {}).values(), shape.get("member"), shape.get("key"), shape.get("value")]
+        todo.extend(ref["shape"] for ref in refs if ref)
+    operations = {operation: {k: spec[k] for k in ("name", "http", "input") if k in spec}}
+    return {"version": model.get("version"), "metadata": model["metadata"], "operations": operations, "shapes": kept}
+
+
+def _model_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sagepush" / "botocore-models"
 
 
 def _where(path: str, spec: TrainingSpec) -> str:
