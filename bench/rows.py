@@ -364,7 +364,11 @@ def render_row(work: Path, runs: int) -> Row:
             env=env,
         ).stdout
     )
-    sagepush_s = isolated(str(ROOT), *render, runs=runs)
+    # A wheel built now: uv caches what it builds from a project directory and does not rebuild it when only the
+    # sources change, so `--with ROOT` could time an earlier build of this code.
+    subprocess.run(["uv", "build", "--quiet", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], check=True)
+    (wheel,) = (work / "dist").glob("sagepush-*.whl")
+    sagepush_s = isolated(str(wheel), *render, runs=runs)
     case = {
         "code_uri": json.loads(rendered["HyperParameters"]["sagemaker_submit_directory"]),
         "job_name": rendered["TrainingJobName"],
