@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
 
 PART_BYTES: Final = 8 * 1024 * 1024
 """Size of each multipart part; output below it goes up as one PutObject."""
@@ -107,14 +109,15 @@ class Pipe:
 
 
 def upload_stream(
-    produce: Callable[[Pipe], None],
+    produce: Callable[[Pipe], T],
     *,
     s3: S3Client,
     bucket: str,
     key: str,
     extra_args: Mapping[str, Any] | None = None,
-) -> None:
-    """Upload to `s3://bucket/key` what `produce` writes to the pipe it is given, while it writes it.
+) -> T:
+    """Upload to `s3://bucket/key` what `produce` writes to the pipe it is given, while it writes it; return what
+    `produce` returned.
 
     `produce` runs in its own thread. If it fails, its own exception is raised here and nothing is stored; if the
     upload fails, `produce` is stopped at its next write and the upload's error is raised.
@@ -123,10 +126,11 @@ def upload_stream(
 
     pipe = Pipe(BUFFER_BYTES)
     failure: list[BaseException] = []
+    produced: list[T] = []
 
     def run() -> None:
         try:
-            produce(pipe)
+            produced.append(produce(pipe))
         except BaseException as exc:
             failure.append(exc)
             pipe.close(exc)
@@ -154,3 +158,4 @@ def upload_stream(
             raise failure[0] from None
         raise
     producer.join()
+    return produced[0]

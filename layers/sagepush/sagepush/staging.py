@@ -285,8 +285,8 @@ def stage_object(
 
     Idempotent: the destination is addressed by the staged code's digest, known as soon as the upload is read, so
     code already there is reused without being compressed or uploaded again. Otherwise sourcedir.tar.gz is compressed
-    straight into a (multipart) upload, never written to disk. Uses the upload's file name (the key's last segment) to pick its format. Needs about the
-    expanded size in temporary disk space.
+    straight into a (multipart) upload, never written to disk. Uses the upload's file name (the key's last segment)
+    to pick its format. Needs about the expanded size in temporary disk space.
 
     Raises:
         StagingError: the upload breaks a rule.
@@ -310,15 +310,9 @@ def stage_object(
             size = _object_size(s3, dest_bucket, dest_key)
             reused = size is not None
             if size is None:
-                written: list[int] = []
-                s3stream.upload_stream(
-                    lambda pipe: written.append(collected.write(pipe)),
-                    s3=s3,
-                    bucket=dest_bucket,
-                    key=dest_key,
-                    extra_args=_STAGED_OBJECT_ARGS,
+                size = s3stream.upload_stream(
+                    collected.write, s3=s3, bucket=dest_bucket, key=dest_key, extra_args=_STAGED_OBJECT_ARGS
                 )
-                size = written[0]
             code = collected.code(digest, size)
     finally:
         body.close()
