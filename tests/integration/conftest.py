@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,26 @@ def sfn(stack: LocalStack) -> Any:
 @pytest.fixture
 def sagemaker(stack: LocalStack) -> Any:
     return boto3.client("sagemaker")
+
+
+Ledger = Callable[[str], dict[str, Any]]
+"""Reads one job's ledger item, deserialized (an empty dict when there is none)."""
+
+
+@pytest.fixture
+def ledger(stack: LocalStack) -> Ledger:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    client = boto3.client("dynamodb")
+    deserializer = TypeDeserializer()
+
+    def read(job_name: str) -> dict[str, Any]:
+        item = client.get_item(
+            TableName=stack.resources["LedgerTable"], Key={"job_name": {"S": job_name}}, ConsistentRead=True
+        )
+        return {k: deserializer.deserialize(v) for k, v in item.get("Item", {}).items()}
+
+    return read
 
 
 def load_event(name: str) -> dict[str, Any]:

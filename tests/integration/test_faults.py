@@ -9,22 +9,21 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from sagepush import aws
-from tests.integration.conftest import load_event
+from tests.integration.conftest import Ledger, load_event
 from tests.integration.faults import EmulatedWaits, answer_lost, refused
 from tests.integration.test_stage_submit import MANIFEST, TRAIN, executions, tar_gz
 from tests.integration.test_status import JOB, Alerts, finished, put_states, start_execution, wait_for
 
 if TYPE_CHECKING:
-    from sagepush_cli.local.stack import LocalStack
+    from collections.abc import Callable
 
-Ledger = Callable[[str], dict[str, Any]]
+    from sagepush_cli.local.stack import LocalStack
 
 
 @pytest.fixture(autouse=True)
@@ -43,22 +42,6 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> EmulatedWaits:
 @pytest.fixture
 def alerts(stack: LocalStack) -> Alerts:
     return Alerts(stack)
-
-
-@pytest.fixture
-def ledger(stack: LocalStack) -> Ledger:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    client = boto3.client("dynamodb")
-    deserializer = TypeDeserializer()
-
-    def read(job_name: str) -> dict[str, Any]:
-        item = client.get_item(
-            TableName=stack.resources["LedgerTable"], Key={"job_name": {"S": job_name}}, ConsistentRead=True
-        )
-        return {k: deserializer.deserialize(v) for k, v in item.get("Item", {}).items()}
-
-    return read
 
 
 def attempts_per_call() -> int:

@@ -72,22 +72,6 @@ def alerts(stack: LocalStack) -> Alerts:
     return Alerts(stack)
 
 
-@pytest.fixture
-def ledger(stack: LocalStack) -> Callable[[str], dict[str, Any]]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    client = boto3.client("dynamodb")
-    deserializer = TypeDeserializer()
-
-    def read(job_name: str) -> dict[str, Any]:
-        item = client.get_item(
-            TableName=stack.resources["LedgerTable"], Key={"job_name": {"S": job_name}}, ConsistentRead=True
-        )
-        return {k: deserializer.deserialize(v) for k, v in item.get("Item", {}).items()}
-
-    return read
-
-
 def put_states(stack: LocalStack, *events: dict[str, Any]) -> None:
     """Send state-change events as SageMaker does (EventBridge PutEvents) and wait for their deliveries to finish."""
     client = boto3.client("events")
