@@ -97,6 +97,19 @@ def handle(name_or_state: Any, ledger: FakeLedger, clients: Clients, **kwargs: A
     )
 
 
+def run_reconcile(ledger: FakeLedger, clients: Clients, *, deadline_ms: int = DEADLINE) -> Any:
+    return reconcile(
+        settings=SETTINGS,
+        ledger=ledger,
+        sagemaker=clients.sagemaker,
+        sns=clients.sns,
+        sfn=clients.sfn,
+        logs=clients.logs,
+        deadline_ms=deadline_ms,
+        clock=lambda: NOW,
+    )
+
+
 def submitted(ledger: FakeLedger, token: str | None = TOKEN) -> None:
     submission = Submission(
         job_name="iris-3f5c0f2a-6b1e9d",
@@ -301,16 +314,7 @@ def test_reconcile_describes_silent_jobs_and_settles_them_through_the_same_logic
     clients.expect_publish()
     clients.stubs["sfn"].add_response("send_task_success", {}, {"taskToken": TOKEN, "output": ANY})
 
-    report = reconcile(
-        settings=SETTINGS,
-        ledger=ledger,
-        sagemaker=clients.sagemaker,
-        sns=clients.sns,
-        sfn=clients.sfn,
-        logs=clients.logs,
-        deadline_ms=DEADLINE,
-        clock=lambda: NOW,
-    )
+    report = run_reconcile(ledger, clients)
 
     assert report.checked == 1 and report.outcomes[0].token == "succeeded"
     assert not ledger.entries["iris-3f5c0f2a-6b1e9d"].unsettled
@@ -324,16 +328,7 @@ def test_reconcile_leaves_recent_jobs_alone_and_closes_jobs_never_created(client
     )
     clients.stubs["sagemaker"].add_client_error("describe_training_job", "ResourceNotFound")
 
-    report = reconcile(
-        settings=SETTINGS,
-        ledger=ledger,
-        sagemaker=clients.sagemaker,
-        sns=clients.sns,
-        sfn=clients.sfn,
-        logs=clients.logs,
-        deadline_ms=DEADLINE,
-        clock=lambda: NOW,
-    )
+    report = run_reconcile(ledger, clients)
 
     assert (report.checked, report.not_created) == (1, ("iris-3f5c0f2a-6b1e9d",))
     assert ledger.entries["iris-3f5c0f2a-6b1e9d"].status == NOT_CREATED
@@ -344,16 +339,7 @@ def test_reconcile_stops_when_its_time_runs_short(clients: Clients) -> None:
     ledger = FakeLedger()
     submitted(ledger)
 
-    report = reconcile(
-        settings=SETTINGS,
-        ledger=ledger,
-        sagemaker=clients.sagemaker,
-        sns=clients.sns,
-        sfn=clients.sfn,
-        logs=clients.logs,
-        deadline_ms=NOW + 5_000,
-        clock=lambda: NOW,
-    )
+    report = run_reconcile(ledger, clients, deadline_ms=NOW + 5_000)
 
     assert (report.checked, report.stopped_early) == (0, True)
 
