@@ -66,13 +66,8 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
     archive = work / "project.tar.gz"
     staging: rows.StagingRuns | None = None
     if {"staging", "python313"} & set(steps) or ("stack" in steps and scale.stack_tree == scale.tree):
-        tree = work / "tree"
-        start = time.perf_counter()
-        inputs["tree_bytes"] = data.write_tree(tree, scale.tree)
-        data.gnu_tar_gz(tree, archive)
-        inputs["archive_bytes"] = archive.stat().st_size
+        inputs["tree_bytes"], inputs["archive_bytes"] = _archive(scale.tree, work / "tree", archive, "inputs")
         inputs["tree_files"] = scale.tree.text_files + scale.tree.binary_files
-        print(f"  inputs: {time.perf_counter() - start:.1f} s", file=sys.stderr)
         label = f"({inputs['tree_bytes'] / 2**20:.0f} MiB tree, {inputs['archive_bytes'] / 2**20:.0f} MiB tar.gz)"
         if "staging" in steps or "python313" in steps:
             staging = rows.run_staging(archive, work, scale.staging_runs)
@@ -93,7 +88,9 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         stack_archive = archive
         if scale.stack_tree != scale.tree:
             stack_archive = work / "stack-project.tar.gz"
-            inputs["stack_archive_bytes"] = _archive(scale.stack_tree, work / "stack-tree", stack_archive)
+            _, inputs["stack_archive_bytes"] = _archive(
+                scale.stack_tree, work / "stack-tree", stack_archive, "stack inputs"
+            )
         rows.timed(
             found,
             lambda: rows.stack_rows(stack_archive, scale.s3_runs, scale.status_events, scale.pushes),
@@ -102,12 +99,13 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
     return found, inputs
 
 
-def _archive(shape: data.TreeShape, tree: Path, archive: Path) -> int:
+def _archive(shape: data.TreeShape, tree: Path, archive: Path, label: str) -> tuple[int, int]:
+    """Write a tree of `shape` and its GNU tar.gz; return the tree's and the archive's bytes."""
     start = time.perf_counter()
-    data.write_tree(tree, shape)
+    tree_bytes = data.write_tree(tree, shape)
     data.gnu_tar_gz(tree, archive)
-    print(f"  stack inputs: {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return archive.stat().st_size
+    print(f"  {label}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return tree_bytes, archive.stat().st_size
 
 
 def table(found: list[rows.Row]) -> str:
