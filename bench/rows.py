@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "sagepush"
 SDK_REQUIREMENT = "sagemaker==2.257.7"
 ISOLATED_STAGING = ("isal", "pathspec", "aws-lambda-powertools", "boto3")
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+"""The uv running the benchmarks (`uv run` names itself in $UV; make installs one into .local/uv if PATH has none)."""
 SLACK = 1.25
 """A regression check fails only when a ratio is more than 25 % behind its target."""
 
@@ -245,7 +247,7 @@ def python313() -> list[str] | None:
     candidates = ["3.13", *sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))]
     for candidate in candidates:
         probe = subprocess.run(
-            ["uv", "run", "--isolated", "--no-project", "--python", candidate, "python", "-c", "print(1)"],
+            [UV, "run", "--isolated", "--no-project", "--python", candidate, "python", "-c", "print(1)"],
             capture_output=True,
             text=True,
             check=False,
@@ -264,7 +266,7 @@ def cross_python_row(archive: Path, work: Path, expected: str) -> Row:
     withs = [arg for name in ISOLATED_STAGING for arg in ("--with", name)]
     result = None
     for offline in ([], ["--offline"]):
-        command = ["uv", "run", "--isolated", "--no-project", *offline, "--python", *interpreter, *withs, "python"]
+        command = [UV, "run", "--isolated", "--no-project", *offline, "--python", *interpreter, *withs, "python"]
         try:
             result = stage_once(archive, work / "py313.tar.gz", python=command)
             break
@@ -334,7 +336,7 @@ def isolated(requirement: str, *command: str, stdin: str = "", runs: int) -> lis
     PYTHONDONTWRITEBYTECODE says in the calling shell.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
-    uv = ["uv", "run", "--isolated", "--no-project", "--python", "3.11", "--with", requirement]
+    uv = [UV, "run", "--isolated", "--no-project", "--python", "3.11", "--with", requirement]
     spawn = [*uv, "python", str(ROOT / "bench" / "spawn.py"), str(runs), *command]
     done = subprocess.run(spawn, input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
@@ -366,7 +368,7 @@ def render_row(work: Path, runs: int) -> Row:
     )
     # A wheel built now: uv caches what it builds from a project directory and does not rebuild it when only the
     # sources change, so `--with ROOT` could time an earlier build of this code.
-    subprocess.run(["uv", "build", "--quiet", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], check=True)
+    subprocess.run([UV, "build", "--quiet", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], check=True)
     (wheel,) = (work / "dist").glob("sagepush-*.whl")
     sagepush_s = isolated(str(wheel), *render, runs=runs)
     case = {

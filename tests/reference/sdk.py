@@ -18,9 +18,20 @@ SDK_REQUIREMENT = "sagemaker==2.257.7"
 HERE = Path(__file__).parent
 
 
+def _uv() -> str:
+    """The uv that runs the tests: `uv run` (every make target) names itself in $UV; else the one on PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        sys.exit(
+            "uv is needed to build the SageMaker SDK reference environment: run the tests through `make test` "
+            "(it installs uv into .local/uv when it is missing), or put uv on PATH"
+        )
+    return found
+
+
 def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
     """Run `tests/reference/<script>` with the SDK installed, feeding `payload` as JSON; return its JSON output."""
-    uv = shutil.which("uv") or sys.exit("uv is needed to build the SageMaker SDK reference environment")
+    uv = _uv()
     env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(
