@@ -58,7 +58,9 @@ def test_every_timed_row_measured_a_positive_finite_ratio(quick_rows: list[dict[
         for row in quick_rows
         if row["kind"] != "check" and not (isinstance(row["ratio"], float | int) and math.isfinite(row["ratio"]))
     ]
-    unmeasured += [str(row["what"]) for row in quick_rows if isinstance(row["ratio"], float | int) and row["ratio"] <= 0]
+    unmeasured += [
+        str(row["what"]) for row in quick_rows if isinstance(row["ratio"], float | int) and row["ratio"] <= 0
+    ]
     assert not unmeasured, f"rows without a measured ratio: {unmeasured}"
 
 
