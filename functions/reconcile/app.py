@@ -35,4 +35,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=report.checked)
     published = sum(1 for outcome in report.outcomes if outcome.alert == "published")
     metrics.add_metric(name="AlertsPublished", unit=MetricUnit.Count, value=published)
+    metrics.add_metric(name="ReconcileFailures", unit=MetricUnit.Count, value=len(report.failed))
     return report.as_dict()

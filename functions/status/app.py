@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sagepush import aws, status
+from sagepush import aws, refusals, status
 from sagepush.config import StatusSettings
 from sagepush.events import EventError, training_state_change
 from sagepush.ledger import DynamoDBLedger
@@ -28,10 +28,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         state = training_state_change(event)
     except EventError as exc:
-        # A malformed event can never succeed: drop it (logged, counted) rather than retry it into the DLQ.
-        logger.error("malformed state-change event dropped", extra={"where": exc.where, "problem": exc.message})
+        # A malformed event can never succeed: park it once with the reason (not three times through Lambda's
+        # retries); the EventsDropped alarm and the queue-depth alarm tell the operator.
+        refusals.park(
+            event,
+            exc,
+            function_arn=context.invoked_function_arn,
+            queue_url=settings.dead_letter_queue_url,
+            sqs=aws.client("sqs"),
+        )
+        logger.error("malformed state-change event parked", extra={"where": exc.where, "problem": exc.message})
         metrics.add_metric(name="EventsDropped", unit=MetricUnit.Count, value=1)
-        return {"dropped": True, "where": exc.where, "problem": exc.message}
+        return {"parked": True, "where": exc.where, "problem": exc.message}
     logger.append_keys(project=state.project, job_name=state.job_name)
     outcome = status.handle_state_change(
         state,

@@ -7,6 +7,9 @@ import json
 import tarfile
 from typing import TYPE_CHECKING, Any
 
+import boto3
+import pytest
+
 from tests.integration.conftest import load_event
 
 if TYPE_CHECKING:
@@ -161,3 +164,40 @@ def test_refused_upload_is_tagged_with_the_reason_and_starts_nothing(stack: Loca
     assert executions(stack, sfn) == []
     reason = upload_tags(stack, s3, key)["sagepush-refused"]
     assert "max_run" in reason and "sagepush.toml" in reason
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["v1+final.tar.gz", "100%.tar.gz", "ab%41.tar.gz", "with space.tar.gz", "a%2Bb+c.tar.gz"],
+    ids=["plus", "lone-percent", "percent-escape", "space", "plus-and-escape"],
+)
+def test_odd_keys_in_the_versioned_bucket_are_staged_once_and_tagged(
+    stack: LocalStack, s3: Any, sfn: Any, name: str
+) -> None:
+    # A versioned bucket answers the decoded key with a VersionId by NoSuchVersion (not NoSuchKey): the raw key must
+    # still be tried, or the upload ends in the dead-letter queue with no word to anyone.
+    key = f"incoming/mnist/{name}"
+    upload(stack, s3, key, tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}))
+
+    [execution] = executions(stack, sfn)
+    assert upload_tags(stack, s3, key) == {"sagepush-job": execution["name"]}
+    assert dead_letter_count(stack) == 0
+
+
+def test_an_upload_deleted_before_it_was_staged_is_refused_visibly(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    event = load_event("stage-object-created")
+    event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]
+    event["detail"]["object"].update(key="incoming/mnist/gone+soon.tar.gz", size=100)
+
+    result = stack.invoke("StageFunction", event)
+
+    assert result["refused"] and "gone+soon.tar.gz" in result["problem"]
+    assert executions(stack, sfn) == []
+    assert dead_letter_count(stack) == 1
+
+
+def dead_letter_count(stack: LocalStack) -> int:
+    sqs = boto3.client("sqs")
+    url = stack.outputs["StageDeadLetterQueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])

@@ -186,7 +186,7 @@ def test_a_shuffled_stream_with_duplicates_alerts_once_per_transition_and_ends_c
     assert all(record["state"] == "sent" for record in entry["alerts"].values())
 
 
-def test_a_malformed_event_is_dropped_and_the_next_one_is_handled(
+def test_a_malformed_event_is_parked_once_with_its_reason_and_the_next_one_is_handled(
     stack: LocalStack, alerts: Alerts, ledger: Callable[[str], dict[str, Any]]
 ) -> None:
     put_states(stack, load_event("status-malformed-no-status"), load_event("status-malformed-bad-time"))
@@ -195,8 +195,14 @@ def test_a_malformed_event_is_dropped_and_the_next_one_is_handled(
     assert [alert["status"] for alert in alerts.received()] == ["Starting"]
     assert ledger(JOB)["secondary_status"] == "Starting"
     sqs = boto3.client("sqs")
-    dead = sqs.receive_message(QueueUrl=stack.outputs["StatusDeadLetterQueueUrl"]).get("Messages", [])
-    assert dead == []
+    dead = sqs.receive_message(QueueUrl=stack.outputs["StatusDeadLetterQueueUrl"], MaxNumberOfMessages=10)
+    records = [json.loads(message["Body"]) for message in dead.get("Messages", [])]
+    assert sorted(record["responsePayload"]["where"] for record in records) == [
+        "$.detail.LastModifiedTime",
+        "$.detail.TrainingJobStatus",
+    ]
+    assert {record["requestContext"]["condition"] for record in records} == {"InputRefused"}
+    assert all(record["requestPayload"]["source"] == "aws.sagemaker" for record in records)
 
 
 def test_tags_as_a_list_are_routed_by_the_rule_and_foreign_untagged_jobs_are_not(

@@ -8,6 +8,7 @@ from samtranslator.yaml_helper import yaml_parse
 from sagepush.config import (
     RUNTIME_VARIABLES,
     ConfigError,
+    JobStatusSettings,
     ReconcileSettings,
     StageSettings,
     StatusSettings,
@@ -89,7 +90,7 @@ def test_alert_on_reads_secondary_statuses(value: str, expected: set[str] | None
         "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
         "ALERT_ON": value,
     }
-    alert_on = StatusSettings.from_env(env).alert_on
+    alert_on = JobStatusSettings.from_env(env).alert_on
     assert alert_on == expected if expected is not None else "Interrupted" in alert_on
 
 
@@ -101,4 +102,4 @@ def test_alert_on_with_an_unknown_status_is_named() -> None:
         "ALERT_ON": "Done",
     }
     with pytest.raises(ConfigError, match="ALERT_ON='Done' is not"):
-        StatusSettings.from_env(env)
+        JobStatusSettings.from_env(env)

@@ -349,3 +349,45 @@ def test_every_secondary_status_has_an_ordering_rank() -> None:
 
     seqs = [state_seq("InProgress", name, 1000) for name in SECONDARY_STATUSES]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_reconcile_closes_a_job_sagemaker_answers_could_not_find_for(clients: Clients) -> None:
+    # AWS and moto answer DescribeTrainingJob of a job that does not exist with ValidationException, not
+    # ResourceNotFound: a submission SageMaker refused for good must be closed, not raise on every run.
+    ledger = FakeLedger()
+    submitted(ledger)
+    clients.stubs["sagemaker"].add_client_error(
+        "describe_training_job", "ValidationException", "Could not find training job iris-3f5c0f2a-6b1e9d"
+    )
+
+    report = run_reconcile(ledger, clients)
+
+    assert report.not_created == ("iris-3f5c0f2a-6b1e9d",) and report.failed == ()
+    assert ledger.entries["iris-3f5c0f2a-6b1e9d"].status == NOT_CREATED
+    assert not ledger.entries["iris-3f5c0f2a-6b1e9d"].unsettled
+
+
+def test_one_job_that_cannot_be_reconciled_does_not_stop_the_others(clients: Clients) -> None:
+    # Given a silent job SageMaker cannot describe right now, and a silent job that completed
+    ledger = FakeLedger()
+    ledger.record_submission(
+        Submission(job_name="iris-broken-000001", project="iris", code_uri="s3://a/b", code_digest="d"),
+        now_ms=NOW - 7_200_000,
+    )
+    submitted(ledger)
+    clients.stubs["sagemaker"].add_client_error("describe_training_job", "InternalFailure", http_status_code=500)
+    clients.stubs["sagemaker"].add_response(
+        "describe_training_job", describe("status-completed"), {"TrainingJobName": "iris-3f5c0f2a-6b1e9d"}
+    )
+    clients.expect_publish()
+    clients.stubs["sfn"].add_response("send_task_success", {}, {"taskToken": TOKEN, "output": ANY})
+
+    # When one reconcile run handles both
+    report = run_reconcile(ledger, clients)
+
+    # Then the run does not raise, the completed job is settled, and the other is reported failed and moved back
+    assert report.failed == ("iris-broken-000001",)
+    assert [outcome.token for outcome in report.outcomes] == ["succeeded"]
+    assert not ledger.entries["iris-3f5c0f2a-6b1e9d"].unsettled
+    assert ledger.entries["iris-broken-000001"].unsettled
+    assert ("touch", "iris-broken-000001") in ledger.calls

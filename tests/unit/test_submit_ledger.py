@@ -5,11 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
 from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
-from sagepush.jobs import submit_job
+from sagepush.jobs import ThrottledError, UnansweredError, submit_job
+from sagepush.ledger import NOT_CREATED, DynamoDBLedger
 from tests.unit.ledger_fake import FakeLedger
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "submit-task-token.json").read_text())
@@ -71,3 +73,39 @@ def test_a_retried_submit_attaches_and_stores_the_new_token() -> None:
             submit_task({**EVENT, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
         )
     assert retried.attached and ledger.entries["iris-3f5c0f2a-6b1e9d"].task_token == "second-token"
+
+
+@pytest.mark.parametrize("code", ["InternalServerError", "ProvisionedThroughputExceededException"])
+def test_a_ledger_failing_for_a_moment_is_retried_like_a_throttle_and_nothing_is_sent(code: str) -> None:
+    # botocore's own retries are spent; the state machine retries ThrottledError with backoff, so the upload is
+    # not lost to a could-not-submit alert.
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    client = sagemaker()
+    with Stubber(dynamodb) as db, Stubber(client):
+        db.add_client_error("put_item", code, http_status_code=500 if code.startswith("Internal") else 400)
+        with pytest.raises(ThrottledError, match=code):
+            submit_job(
+                submit_task(EVENT),
+                settings=SETTINGS,
+                sagemaker=client,
+                ledger=DynamoDBLedger("ledger", dynamodb=dynamodb),
+            )
+
+
+def test_a_submission_sagemaker_refuses_for_good_is_recorded_as_not_created() -> None:
+    client, ledger = sagemaker(), FakeLedger()
+    with Stubber(client) as stub:
+        stub.add_client_error("create_training_job", "ValidationException", "Role is not valid")
+        with pytest.raises(client.exceptions.ClientError):
+            submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+    entry = ledger.entries["iris-3f5c0f2a-6b1e9d"]
+    assert entry.status == NOT_CREATED and not entry.unsettled
+
+
+def test_a_server_error_from_create_training_job_is_retried_and_keeps_the_job_open() -> None:
+    client, ledger = sagemaker(), FakeLedger()
+    with Stubber(client) as stub:
+        stub.add_client_error("create_training_job", "InternalFailure", http_status_code=500)
+        with pytest.raises(UnansweredError):
+            submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+    assert ledger.entries["iris-3f5c0f2a-6b1e9d"].status == "Submitting"

@@ -188,8 +188,8 @@ class SubmitSettings(JobDefaultSettings):
 
 
 @dataclass(frozen=True, slots=True)
-class StatusSettings(_Settings):
-    """StatusFunction: where job states are recorded, where alerts go, and which transitions alert."""
+class JobStatusSettings(_Settings):
+    """What the status logic needs: where job states are recorded, where alerts go, and which transitions alert."""
 
     aws_region: str
     ledger_table: str
@@ -198,7 +198,14 @@ class StatusSettings(_Settings):
 
 
 @dataclass(frozen=True, slots=True)
-class ReconcileSettings(StatusSettings):
+class StatusSettings(JobStatusSettings):
+    """StatusFunction: the status settings, plus the dead-letter queue a malformed state-change event is parked in."""
+
+    dead_letter_queue_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings(JobStatusSettings):
     """ReconcileFunction: the status settings, plus how long a job may stay silent and how many are checked a run."""
 
     reconcile_grace_seconds: int

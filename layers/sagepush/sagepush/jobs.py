@@ -39,6 +39,23 @@ UPLOAD_REFUSED_TAG = "sagepush-refused"
 SETTLE_GRACE_SECONDS = 3600
 # SageMaker tag values: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
 _TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
+# S3's answers for a key that is not there: a versioned bucket answers a GET with a VersionId for a wrong key with
+# NoSuchVersion, an unversioned one (or a GET without VersionId) with NoSuchKey.
+_NO_SUCH_OBJECT = frozenset({"NoSuchKey", "NoSuchVersion"})
+# Errors an AWS service answers when it could not serve a request this time; retrying later succeeds.
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+_TRANSIENT = frozenset(
+    {
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+    }
+)
 
 
 class UploadError(InputError):
@@ -46,7 +63,7 @@ class UploadError(InputError):
 
 
 class ThrottledError(SagepushError):
-    """SageMaker throttled the request; the state machine retries it with backoff and jitter."""
+    """An AWS service throttled the request or failed it transiently; the state machine retries with backoff."""
 
 
 class CapacityError(SagepushError):
@@ -146,8 +163,10 @@ def tag_upload(s3: S3Client, upload: ObjectCreated, tags: Mapping[str, str]) -> 
             # S3 keeps at most 10 tags on an object: sagepush's come first.
             tag_set: list[TagTypeDef] = [{"Key": name, "Value": value} for name, value in merged.items()]
             s3.put_object_tagging(Bucket=upload.bucket, Key=key, Tagging={"TagSet": tag_set[:10]}, **version)
-        except s3.exceptions.NoSuchKey:
-            continue
+        except s3.exceptions.ClientError as exc:
+            if _error_code(exc) in _NO_SUCH_OBJECT:
+                continue
+            logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
         except Exception:  # best effort by design: the outcome is in the logs and the ledger anyway
             logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
         return
@@ -215,11 +234,20 @@ def _stage_first_found(
                 limits=limits,
                 s3=s3,
             )
-        except s3.exceptions.NoSuchKey:
-            if index == len(keys) - 1:
+        except s3.exceptions.ClientError as exc:
+            if _error_code(exc) not in _NO_SUCH_OBJECT:
                 raise
+            if index == len(keys) - 1:
+                # Retrying cannot bring it back (deleted, or a key no encoding of the event finds): refuse it visibly.
+                tried = ", ".join(repr(k) for k in keys)
+                raise UploadError(upload.key, f"is not in s3://{upload.bucket} (tried {tried})") from exc
             logger.info("decoded key not found, trying the key as delivered", extra={"key": key})
     raise AssertionError("unreachable: candidate_keys is never empty")
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[str, Any]) -> tuple[str, bool]:
@@ -255,8 +283,8 @@ def submit_job(
         InputError: the spec or the request is wrong, naming the manifest field.
         ThrottledError, CapacityError, UnansweredError: retryable; the state machine backs off and tries again.
     """
+    from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as TransportError
-    from botocore.exceptions import HTTPClientError
 
     naming.check_project(task.project, where="project")
     resolved = spec.resolve_spec(spec.Manifest(source="spec", table=task.spec), defaults_from(settings))
@@ -277,8 +305,15 @@ def submit_job(
         source={name: task.source[name] for name in SOURCE_FIELDS if task.source.get(name)},
         task_token=task.task_token,
     )
-    if not ledger.record_submission(submission, now_ms=time.time_ns() // 1_000_000):
-        logger.info("job already in the ledger", extra={"job_name": job_name})
+    try:
+        if not ledger.record_submission(submission, now_ms=time.time_ns() // 1_000_000):
+            logger.info("job already in the ledger", extra={"job_name": job_name})
+    except ClientError as exc:
+        # Nothing was sent to SageMaker yet: a ledger that failed for a moment is retried like a throttle, rather
+        # than ending the execution with a could-not-submit alert and losing the upload.
+        if _error_code(exc) in _TRANSIENT:
+            raise ThrottledError(f"{job_name}: the ledger failed transiently ({_error_code(exc)})") from exc
+        raise
     try:
         response = sagemaker.create_training_job(**built)
     except sagemaker.exceptions.ResourceInUse:
@@ -291,9 +326,16 @@ def submit_job(
         # botocore gave up retrying the transport; the request may have reached SageMaker all the same. A retry of
         # this task finds the job (ResourceInUse) and attaches, so retrying is safe and no job is created twice.
         raise UnansweredError(f"{job_name}: CreateTrainingJob got no answer ({type(exc).__name__})") from exc
-    except sagemaker.exceptions.ClientError as exc:
-        if exc.response["Error"].get("Code") in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
             raise ThrottledError(f"{job_name}: SageMaker throttled CreateTrainingJob") from exc
+        if code in _TRANSIENT:
+            # A 5xx that outlasted botocore's retries may still have created the job: the retry attaches to it.
+            raise UnansweredError(f"{job_name}: CreateTrainingJob failed transiently ({code})") from exc
+        # SageMaker refused for good (validation, access, a missing resource): no job exists and none will, so the
+        # ledger says so now; the execution ends with a could-not-submit alert and the reconciler skips the job.
+        ledger.mark_not_created(job_name, now_ms=time.time_ns() // 1_000_000)
         raise
     logger.info("training job created", extra={"job_name": job_name})
     return SubmittedJob(job_name=job_name, job_arn=response["TrainingJobArn"], attached=False, request=built)

@@ -7,6 +7,7 @@ end the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_stepfunctions import SFNClient
 
-    from sagepush.config import ReconcileSettings, StatusSettings
+    from sagepush.config import JobStatusSettings, ReconcileSettings
     from sagepush.events import TrainingStateChange
     from sagepush.ledger import Ledger, LedgerEntry, Recorded
 
@@ -69,6 +70,7 @@ class ReconcileReport:
     outcomes: tuple[StatusOutcome, ...]
     not_created: tuple[str, ...]
     stopped_early: bool
+    failed: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -76,6 +78,7 @@ class ReconcileReport:
             "checked": self.checked,
             "outcomes": [o.as_dict() for o in self.outcomes],
             "not_created": list(self.not_created),
+            "failed": list(self.failed),
             "stopped_early": self.stopped_early,
         }
 
@@ -87,7 +90,7 @@ def _now_ms() -> int:
 def handle_state_change(
     state: TrainingStateChange,
     *,
-    settings: StatusSettings,
+    settings: JobStatusSettings,
     ledger: Ledger,
     sns: SNSClient,
     sfn: SFNClient,
@@ -153,26 +156,71 @@ def reconcile(
     )
     outcomes: list[StatusOutcome] = []
     not_created: list[str] = []
+    failed: list[str] = []
     for index, entry in enumerate(entries):
         if clock() > deadline_ms - _MARGIN_MS:
             logger.info("reconcile run out of time", extra={"checked": index, "found": len(entries)})
-            return ReconcileReport(index, tuple(outcomes), tuple(not_created), stopped_early=True)
+            return ReconcileReport(index, tuple(outcomes), tuple(not_created), True, tuple(failed))
+        # Each job in its own try: one job that cannot be handled now (an AWS outage, a bad answer) must not keep
+        # the run from the others. It is touched, so the next run starts with the rest, and counted as failed.
         try:
-            description = sagemaker.describe_training_job(TrainingJobName=entry.job_name)
-        except sagemaker.exceptions.ResourceNotFound:
-            if entry.status == SUBMITTING and ledger.mark_not_created(entry.job_name, now_ms=clock()):
-                not_created.append(entry.job_name)
-                logger.info("job was never created", extra={"job_name": entry.job_name})
+            outcome = _reconcile_one(
+                entry,
+                settings=settings,
+                ledger=ledger,
+                sagemaker=sagemaker,
+                sns=sns,
+                sfn=sfn,
+                logs=logs,
+                deadline_ms=deadline_ms,
+                clock=clock,
+            )
+        except Exception:  # every failure is logged with its job and counted in the report (ReconcileFailures)
+            logger.exception("reconcile could not handle a job", extra={"job_name": entry.job_name})
+            failed.append(entry.job_name)
+            with contextlib.suppress(Exception):  # best effort: a ledger that is down is logged above already
+                ledger.touch(entry.job_name, now_ms=clock())
             continue
-        tags = {PROJECT_TAG: entry.project} if entry.project else {}
-        state = described_training_job(dict(description), region=settings.aws_region, tags=tags)
-        outcome = handle_state_change(
-            state, settings=settings, ledger=ledger, sns=sns, sfn=sfn, logs=logs, deadline_ms=deadline_ms, clock=clock
-        )
-        outcomes.append(outcome)
-        if not outcome.closed:
-            ledger.touch(entry.job_name, now_ms=clock())
-    return ReconcileReport(len(entries), tuple(outcomes), tuple(not_created), stopped_early=False)
+        if outcome is None:
+            not_created.append(entry.job_name)
+        else:
+            outcomes.append(outcome)
+    return ReconcileReport(len(entries), tuple(outcomes), tuple(not_created), False, tuple(failed))
+
+
+def _reconcile_one(
+    entry: LedgerEntry,
+    *,
+    settings: ReconcileSettings,
+    ledger: Ledger,
+    sagemaker: SageMakerClient,
+    sns: SNSClient,
+    sfn: SFNClient,
+    logs: CloudWatchLogsClient,
+    deadline_ms: int,
+    clock: Callable[[], int],
+) -> StatusOutcome | None:
+    """Describe one silent job and handle its state; None when SageMaker never created it (closed in the ledger)."""
+    try:
+        description = sagemaker.describe_training_job(TrainingJobName=entry.job_name)
+    except sagemaker.exceptions.ClientError as exc:
+        # A job that does not exist is answered ValidationException ("Could not find training job"), on AWS as on
+        # moto; ResourceNotFound is kept for safety. The name is sagepush's own and valid, so either means: not there.
+        if exc.response.get("Error", {}).get("Code") not in {"ValidationException", "ResourceNotFound"}:
+            raise
+        if entry.status != SUBMITTING:
+            raise
+        ledger.mark_not_created(entry.job_name, now_ms=clock())
+        logger.info("job was never created", extra={"job_name": entry.job_name})
+        return None
+    tags = {PROJECT_TAG: entry.project} if entry.project else {}
+    state = described_training_job(dict(description), region=settings.aws_region, tags=tags)
+    outcome = handle_state_change(
+        state, settings=settings, ledger=ledger, sns=sns, sfn=sfn, logs=logs, deadline_ms=deadline_ms, clock=clock
+    )
+    if not outcome.closed:
+        ledger.touch(entry.job_name, now_ms=clock())
+    return outcome
 
 
 def summary(state: TrainingStateChange) -> dict[str, Any]:
@@ -200,7 +248,7 @@ def _alert_once(
     state: TrainingStateChange,
     recorded: Recorded,
     *,
-    settings: StatusSettings,
+    settings: JobStatusSettings,
     ledger: Ledger,
     sns: SNSClient,
     logs: CloudWatchLogsClient,
