@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+BURST_FIGURES: list[str] = []
+"""What each burst did, printed in pytest's terminal summary (so `make burst` shows the figures without -s)."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BURST_FIGURES:
+        terminalreporter.section("burst figures")
+        for line in BURST_FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
