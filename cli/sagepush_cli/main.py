@@ -38,6 +38,15 @@ StackOption = Annotated[
     str | None,
     typer.Option("--stack", help="The deployed sagepush stack (default: samconfig.toml's stack_name)."),
 ]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy",
+        exists=True,
+        dir_okay=False,
+        help="A job policy file (TOML or JSON, sagepush.policy fields) to check the job against.",
+    ),
+]
 PollOption = Annotated[float, typer.Option("--poll-seconds", hidden=True, help="Seconds between polls.")]
 JobArgument = Annotated[str, typer.Argument(help="The training job name, as `sagepush push` printed it.")]
 
@@ -118,6 +127,7 @@ def push(
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up (exit 1) after this many seconds; default: no limit.")
     ] = None,
+    policy: PolicyOption = None,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -126,16 +136,19 @@ def push(
     """Archive PATH (git HEAD, or the directory), check it as staging will, and upload it to the ingest bucket.
 
     In a git repository the commit at HEAD is pushed, honouring export-ignore; uncommitted changes need --worktree.
-    Secrets, links and bad manifests are refused here, before anything is uploaded.
+    Secrets, links, bad manifests and jobs beyond the deployment's policy (--policy FILE, else the stack's JobPolicy
+    output, else template.yaml's defaults) are refused here, before anything is uploaded.
     Exit codes: 0 uploaded (with --wait: the job completed); 1 AWS refused, or the job failed, stopped or timed
     out; 2 the input is wrong (with --wait: also when staging refused the upload).
     """
+    from sagepush_cli import project as projects
     from sagepush_cli import push as pushing
 
     session = _session(region, profile)
     with _readable_errors():
         pushed = pushing.push(
             path,
+            job_policy=projects.policy_file(policy) if policy else None,
             session=session,
             project=project,
             bucket=bucket,
@@ -224,14 +237,21 @@ def render(
     project: Annotated[str | None, typer.Option(help="Project name (default: the directory or file name).")] = None,
     role: Annotated[str | None, typer.Option(help="Execution role ARN (default: a placeholder).")] = None,
     output_path: Annotated[str, typer.Option(help="Deployment output path.")] = "s3://sagepush-artifacts/output/",
+    policy: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call)."""
+    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call).
+
+    The job is checked against the deployment's job policy: --policy FILE, else template.yaml's defaults.
+    """
     from sagepush.errors import InputError
     from sagepush_cli import project as projects
 
     try:
-        rendered = projects.render(path, region=region, project=project, role=role, output_path=output_path)
+        job_policy = projects.policy_file(policy) if policy else None
+        rendered = projects.render(
+            path, region=region, project=project, role=role, output_path=output_path, job_policy=job_policy
+        )
     except InputError as exc:
         _fail(str(exc))
     if json_output:
@@ -723,6 +743,87 @@ def local_stop(
     except ClientError as exc:
         _fail(exc.response["Error"]["Message"], EXIT_FAILED)
     typer.echo(f"stopping {job_name}")
+
+
+@local_app.command("prune")
+def local_prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Remove what was last used longer ago than this: 7d, 12h, 1d12h, 90m or seconds "
+            "(default: $SAGEPUSH_LOCAL_PRUNE_AFTER, else 14d).",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove local job directories, job environments and kept staged code not used lately (never one in use).
+
+    A starting local stack does the same with $SAGEPUSH_LOCAL_PRUNE_AFTER (default 14d; `never` turns it off).
+    """
+    import os
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from sagepush.errors import InputError
+    from sagepush_cli.local import cache
+
+    configured = os.environ.get(cache.PRUNE_AFTER_ENV) or cache.DEFAULT_PRUNE_AFTER
+    text = older_than or (configured if configured.strip().lower() != cache.NEVER else cache.DEFAULT_PRUNE_AFTER)
+    try:
+        seconds = cache.parse_age(text, "--older-than" if older_than else cache.PRUNE_AFTER_ENV)
+    except InputError as exc:
+        _fail(str(exc))
+    if seconds is None:
+        _fail("--older-than: 'never' prunes nothing (give an age such as 7d)")
+    pruned = cache.prune(older_than=seconds, dry_run=dry_run)
+    if json_output:
+        _print_json(
+            {
+                "root": str(pruned.root),
+                "older_than_seconds": seconds,
+                "dry_run": dry_run,
+                "removed": [
+                    {"kind": e.kind, "path": str(e.path), "last_used": e.last_used, "bytes": e.size}
+                    for e in pruned.removed
+                ],
+                "bytes_freed": pruned.bytes_freed,
+                "in_use": [str(path) for path in pruned.in_use],
+                "failed": [{"path": str(path), "error": error} for path, error in pruned.failed],
+            }
+        )
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        verb = "would remove" if dry_run else "removed"
+        if pruned.removed:
+            table = Table("kind", "path", "last used", "size", title=f"{verb} (unused for over {text})")
+            for entry in pruned.removed:
+                used = datetime.fromtimestamp(entry.last_used, UTC).strftime("%Y-%m-%d %H:%M")
+                table.add_row(entry.kind, str(entry.path.relative_to(pruned.root)), used, _size(entry.size))
+            out.print(table)
+        freed = "would free" if dry_run else "freed"
+        out.print(f"{verb} {len(pruned.removed)} from {pruned.root}; {freed} {_size(pruned.bytes_freed)}")
+        for path in pruned.in_use:
+            out.print(f"  kept {path.relative_to(pruned.root)}: in use")
+    for path, error in pruned.failed:
+        typer.echo(f"error: could not remove {path}: {error}", err=True)
+    if pruned.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _size(count: int) -> str:
+    """Bytes as people read them: 812 bytes, 3.4 MiB."""
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def main() -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 import tempfile
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagepush import jobs, naming, request, spec, staging
+from sagepush import images, jobs, naming, policy, request, spec, staging
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 PLACEHOLDER_ROLE = "arn:{partition}:iam::111122223333:role/sagepush-sagemaker-execution"
+DEFAULT_ARTIFACT_BUCKET = "sagepush-artifacts"
+"""The artifact bucket a render assumes when no deployment is named."""
 RENDER_UPLOAD_ID = "0" * 64
 """A render has no upload: the job name's upload part is zeros, so it is stable and visibly not a real job."""
 
@@ -53,31 +60,97 @@ def render(
     project: str | None = None,
     role: str | None = None,
     output_path: str = "s3://sagepush-artifacts/output/",
-    artifact_bucket: str = "sagepush-artifacts",
+    artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
     defaults: spec.Defaults | None = None,
+    job_policy: policy.Policy | None = None,
 ) -> dict[str, Any]:
-    """Return the CreateTrainingJob request a push of `path` would send, validated, without calling AWS."""
+    """Return the CreateTrainingJob request a push of `path` would send, validated and checked against the job
+    policy, without calling AWS (see `render_staged`).
+    """
     name = naming.check_project(project or project_name(path), where="--project")
-    partition = request.partition_for_region(region)
     with tempfile.TemporaryDirectory(prefix="sagepush-render-") as workdir:
         staged, _ = stage_path(path, Path(workdir))
+    return render_staged(
+        staged,
+        project=name,
+        region=region,
+        role=role,
+        output_path=output_path,
+        artifact_bucket=artifact_bucket,
+        defaults=defaults,
+        job_policy=job_policy,
+    )
+
+
+def render_staged(
+    staged: staging.StagedCode,
+    *,
+    project: str,
+    region: str,
+    role: str | None = None,
+    output_path: str = "s3://sagepush-artifacts/output/",
+    artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
+    defaults: spec.Defaults | None = None,
+    job_policy: policy.Policy | None = None,
+) -> dict[str, Any]:
+    """Return the request for staged code: resolved against `defaults` (or the deployment's `role` and
+    `output_path`), checked against `job_policy` (else the template's defaults for `artifact_bucket`).
+
+    Raises:
+        InputError: the manifest or request is wrong, or the job goes beyond the policy (PolicyError).
+    """
+    partition = request.partition_for_region(region)
+    role = role or PLACEHOLDER_ROLE.format(partition=partition)
     resolved = spec.resolve_spec(
         staged.manifest,
         defaults
         or spec.Defaults(
-            role=role or PLACEHOLDER_ROLE.format(partition=partition),
+            role=role,
             instance_type="ml.m5.xlarge",
-            output_path=output_path,
+            output_path=policy.project_output_path(output_path, project),
         ),
     )
-    job_name = naming.job_name(name, staged.digest, RENDER_UPLOAD_ID)
-    code_uri = f"s3://{artifact_bucket}/code/{name}/{staged.digest}/sourcedir.tar.gz"
-    return dict(
-        request.build_request(
-            resolved,
-            job_name=job_name,
-            code_uri=code_uri,
-            region=region,
-            tags=jobs.job_tags(name, staged.digest, {}),
-        )
+    code_uri = f"s3://{artifact_bucket}/code/{project}/{staged.digest}/sourcedir.tar.gz"
+    deployment = policy.Deployment(
+        project=project,
+        region=region,
+        role=defaults.role or role if defaults else role,
+        output_path=output_path,
+        code_uri=code_uri,
+        framework_accounts=images.framework_accounts(region),
     )
+    return jobs.build_job_request(
+        resolved,
+        job_policy=job_policy or template_policy(artifact_bucket),
+        deployment=deployment,
+        job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID),
+        tags=jobs.job_tags(project, staged.digest, {}),
+    )
+
+
+def template_policy(artifact_bucket: str, template: Mapping[str, Any] | None = None) -> policy.Policy:
+    """Return the job policy a deployment of template.yaml with default parameters would have."""
+    from sagepush_cli import template as templates
+
+    document = template or templates.load()
+    rendered = document["Resources"]["StageFunction"]["Properties"]["Environment"]["Variables"]["JOB_POLICY"]["Fn::Sub"]
+    values = {**templates.parameter_defaults(document), "ArtifactBucket": artifact_bucket}
+    text = re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda match: values[match.group(1)], rendered)
+    return policy.Policy.from_json(text, source="template.yaml JOB_POLICY")
+
+
+def policy_file(path: Path) -> policy.Policy:
+    """Read a job policy from a TOML or JSON file of `sagepush.policy.Policy` fields (`[policy]` table or top level).
+
+    Raises:
+        PolicyError: the file cannot be read or parsed, or names an unknown field or a bad value.
+    """
+    try:
+        text = path.read_text()
+        document = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise policy.PolicyError(str(path), f"cannot be read as a policy ({exc})") from exc
+    table = document.get("policy", document)
+    if not isinstance(table, dict):
+        raise policy.PolicyError(f"{path}: policy", "is not a table")
+    return policy.Policy.from_document(table, source=str(path))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
-from sagepush import naming, staging
+from sagepush import naming, policy, staging
 from sagepush.errors import InputError, SagepushError, shorten
 from sagepush_cli.project import project_name
 
@@ -141,11 +141,13 @@ def push(
     samconfig: Path = Path("samconfig.toml"),
     progress: bool = False,
     now: dt.datetime | None = None,
+    job_policy: policy.Policy | None = None,
 ) -> Pushed:
     """Archive `path`, stage it locally under the stage function's rules, then upload the archive.
 
     Everything that can be checked on this machine is checked before any AWS call that writes: a dirty tree, a
-    bad `--set`, secrets, links and bad manifests stop the push with nothing uploaded. With `progress`, an upload of
+    bad `--set`, secrets, links, bad manifests and jobs beyond the deployment's policy stop the push with nothing
+    uploaded. With `progress`, an upload of
     `PROGRESS_THRESHOLD` bytes or more shows a progress bar on stderr.
 
     Raises:
@@ -163,6 +165,15 @@ def push(
         with archive.open("rb") as src, (Path(work) / staging.OUTPUT_NAME).open("wb") as dst:
             staged = staging.stage_archive(src, dst, filename=key.rsplit("/", 1)[-1])
         target = resolve_bucket(session, bucket=bucket, stack=stack, samconfig=samconfig)
+        check_policy(
+            staged,
+            project=name,
+            session=session,
+            stack=stack,
+            bucket=bucket,
+            samconfig=samconfig,
+            job_policy=job_policy,
+        )
         metadata = source.metadata()
         size = archive.stat().st_size
         s3 = session.client("s3")
@@ -630,6 +641,19 @@ def deployed_output(session: boto3.Session, output: str, *, stack: str | None, s
     Raises:
         PushError: no stack is named anywhere, the stack does not exist, or it has no such output.
     """
+    where, stack, outputs = deployed_outputs(session, stack=stack, samconfig=samconfig)
+    found = outputs.get(output)
+    if not found:
+        raise PushError(where, f"stack {stack!r} has no {output} output; is it a sagepush stack?")
+    return found
+
+
+def deployed_outputs(session: boto3.Session, *, stack: str | None, samconfig: Path) -> tuple[str, str, dict[str, str]]:
+    """Return where the stack was named (`--stack` or samconfig's stack_name), its name, and its outputs.
+
+    Raises:
+        PushError: no stack is named anywhere, or the stack does not exist.
+    """
     from botocore.exceptions import ClientError
 
     where = "--stack"
@@ -649,11 +673,52 @@ def deployed_output(session: boto3.Session, output: str, *, stack: str | None, s
             raise PushError(
                 where, f"stack {stack!r} is not in {session.region_name or 'this region'} ({message})"
             ) from exc
-    outputs = {o.get("OutputKey"): o.get("OutputValue") for s in stacks for o in s.get("Outputs", [])}
-    found = outputs.get(output)
-    if not found:
-        raise PushError(where, f"stack {stack!r} has no {output} output; is it a sagepush stack?")
-    return found
+    outputs = {
+        str(o["OutputKey"]): str(o["OutputValue"])
+        for s in stacks
+        for o in s.get("Outputs", [])
+        if o.get("OutputKey") and o.get("OutputValue")
+    }
+    return where, stack, outputs
+
+
+def check_policy(
+    staged: staging.StagedCode,
+    *,
+    project: str,
+    session: boto3.Session,
+    stack: str | None,
+    bucket: str | None,
+    samconfig: Path,
+    job_policy: policy.Policy | None,
+) -> None:
+    """Check the job a push would start against the deployment's policy, before anything is uploaded.
+
+    The policy is `job_policy` (--policy), else the stack's JobPolicy output, else the template's defaults; the
+    role and buckets are the stack's when it is known.
+
+    Raises:
+        InputError: the manifest or request is wrong, or goes beyond the policy (PolicyError names each field).
+    """
+    from sagepush_cli import project as projects
+
+    role, artifacts = None, projects.DEFAULT_ARTIFACT_BUCKET
+    if bucket is None:
+        _, _, outputs = deployed_outputs(session, stack=stack, samconfig=samconfig)
+        role, artifacts = outputs.get("SageMakerRoleArn"), outputs.get("ArtifactBucketName", artifacts)
+        if job_policy is None and "JobPolicy" in outputs:
+            job_policy = policy.Policy.from_json(
+                outputs["JobPolicy"], source=f"stack {stack or 'samconfig'}: JobPolicy"
+            )
+    projects.render_staged(
+        staged,
+        project=project,
+        region=session.region_name or "us-east-1",
+        role=role,
+        output_path=f"s3://{artifacts}/output/",
+        artifact_bucket=artifacts,
+        job_policy=job_policy,
+    )
 
 
 def samconfig_stack_name(samconfig: Path) -> str | None:

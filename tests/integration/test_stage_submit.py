@@ -201,3 +201,19 @@ def dead_letter_count(stack: LocalStack) -> int:
     url = stack.outputs["StageDeadLetterQueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_a_manifest_beyond_the_policy_is_refused_with_nothing_staged(stack: LocalStack, s3: Any, sfn: Any) -> None:
+    from tests.integration.test_status import Alerts
+
+    alerts = Alerts(stack)
+    key = "incoming/mnist/main.tar.gz"
+    greedy = MANIFEST + b'instance_count = 64\nchannels = { train = "s3://another-team/private/" }\n'
+    upload(stack, s3, key, tar_gz({"train.py": TRAIN, "sagepush.toml": greedy}))
+
+    assert executions(stack, sfn) == [] and staged_objects(stack, s3) == []
+    reason = upload_tags(stack, s3, key)["sagepush-refused"]
+    assert "instance_count" in reason and "channels.train" in reason
+    [alert] = alerts.received()
+    assert alert["kind"] == "upload-refused" and "instance_count" in alert["failure_reason"]
+    assert dead_letter_count(stack) == 1

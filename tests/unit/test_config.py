@@ -31,6 +31,7 @@ VALID = {
     "DEFAULT_VOLUME_SIZE": "30",
     "DEFAULT_MAX_RUN": "3600",
     "DEFAULT_TAGS": '{"team": "ml"}',
+    "JOB_POLICY": '{"instance_types": "ml.m5.*", "max_run": "3600"}',
     "ARTIFACT_BUCKET": "artifacts",
     "INGEST_PREFIX": "incoming/",
     "CODE_PREFIX": "code/",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import io
     from pathlib import Path
 
-MANIFEST = 'framework = "pytorch"\nframework_version = "2.5"\nentry_point = "train.py"\n\n[hyperparameters]\nlr = 0.1\n'
+MANIFEST = 'framework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\nentry_point = "train.py"\n\n[hyperparameters]\nlr = 0.1\n'
 COMMITTER = ("-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-c", "commit.gpgsign=false")
 
 

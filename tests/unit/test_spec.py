@@ -177,6 +177,16 @@ def test_message_quotes_the_value_and_names_file_and_field() -> None:
             id="hp-reserved",
         ),
         pytest.param(
+            {"hyperparameters": {"sagemaker_mpi_enabled": True}},
+            "hyperparameters.sagemaker_mpi_enabled: is reserved",
+            id="hp-reserved-distribution",
+        ),
+        pytest.param(
+            {"hyperparameters": {"sagemaker_anything": 1}},
+            "hyperparameters.sagemaker_anything: is reserved",
+            id="hp-reserved-prefix",
+        ),
+        pytest.param(
             {"hyperparameters": {"lr": float("nan")}}, "hyperparameters.lr: nan has no JSON form", id="hp-nan"
         ),
         pytest.param(
@@ -225,6 +235,11 @@ def test_message_quotes_the_value_and_names_file_and_field() -> None:
             {"enable_network_isolation": True, "channels": {"code": "s3://bkt/c"}},
             "channels.code: is reserved",
             id="code-channel",
+        ),
+        pytest.param(
+            {"model_uri": "s3://bkt/model.tar.gz", "channels": {"model": "s3://bkt/m/"}},
+            "channels.model: is reserved",
+            id="model-channel-with-model-uri",
         ),
         pytest.param(
             {"framework": "sklearn", "framework_version": "1.2-1", "py_version": "py3", "instance_count": 2},
@@ -328,6 +343,11 @@ def test_bad_manifests_name_the_field(table: dict[str, Any], message: str) -> No
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith("sagepush.toml: ")
+
+
+def test_a_model_channel_and_a_code_channel_are_the_users_own_when_sagepush_delivers_neither() -> None:
+    resolved = resolve({"channels": {"model": "s3://bkt/m/", "code": "s3://bkt/c/"}})
+    assert [channel.name for channel in resolved.channels] == ["model", "code"]
 
 
 def test_missing_required_field_says_where_to_set_it() -> None:

@@ -12,6 +12,7 @@ from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
 from sagepush.jobs import ThrottledError, UnansweredError, submit_job
 from sagepush.ledger import NOT_CREATED, DynamoDBLedger
+from sagepush.policy import Policy
 from tests.unit.ledger_fake import FakeLedger
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "submit-task-token.json").read_text())
@@ -25,6 +26,7 @@ SETTINGS = SubmitSettings(
     default_max_run=3600,
     default_tags={},
     ledger_table="ledger",
+    job_policy=Policy(),
 )
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:training-job/iris-3f5c0f2a-6b1e9d"
 
@@ -73,6 +75,46 @@ def test_a_retried_submit_attaches_and_stores_the_new_token() -> None:
             submit_task({**EVENT, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
         )
     assert retried.attached and ledger.entries["iris-3f5c0f2a-6b1e9d"].task_token == "second-token"
+
+
+def test_a_retried_submit_without_a_job_name_names_the_same_job_and_attaches() -> None:
+    # Given a Submit task that leaves the job name to sagepush (a direct invoke, or a state machine of the user's)
+    client, ledger = sagemaker(), FakeLedger()
+    task = {key: value for key, value in EVENT.items() if key != "job_name"}
+    created: list[str] = []
+    client.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob",
+        lambda params, **_: created.append(params["TrainingJobName"]),
+    )
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": ARN})
+        stub.add_client_error("create_training_job", "ResourceInUse")
+        stub.add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": "named-by-sagepush",
+                "TrainingJobArn": ARN,
+                "ModelArtifacts": {"S3ModelArtifacts": ""},
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Starting",
+                "AlgorithmSpecification": {"TrainingInputMode": "File"},
+                "ResourceConfig": {"VolumeSizeInGB": 30},
+                "StoppingCondition": {},
+                "CreationTime": 0,
+            },
+        )
+
+        # When the state machine retries it, which gives the retry a new task token
+        first = submit_job(submit_task(task), settings=SETTINGS, sagemaker=client, ledger=ledger)
+        retried = submit_job(
+            submit_task({**task, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
+        )
+
+    # Then the retry names the same job, attaches to it, and the one ledger entry waits on the new token
+    assert created == [first.job_name, first.job_name] and first.job_name.startswith("iris-")
+    assert (first.attached, retried.job_name, retried.attached) == (False, first.job_name, True)
+    assert list(ledger.entries) == [first.job_name]
+    assert ledger.entries[first.job_name].waiting_token == "second-token"
 
 
 @pytest.mark.parametrize("code", ["InternalServerError", "ProvisionedThroughputExceededException"])

@@ -62,8 +62,26 @@ def test_malformed_events_name_the_json_path(name: str, where: str) -> None:
         (lambda e: e["detail"].update(Tags=[{"Value": "x"}]), "$.detail.Tags[0]"),
         (lambda e: e.update(detail=[]), "$.detail"),
         (lambda e: e["detail"].update(FinalMetricDataList=[{"MetricName": "a"}]), "$.detail.FinalMetricDataList[0]"),
+        (lambda e: e["detail"].update(SecondaryStatus=7), "$.detail.SecondaryStatus"),
+        (lambda e: e["detail"].update(SecondaryStatus=0), "$.detail.SecondaryStatus"),
+        (lambda e: e["detail"].update(SecondaryStatus=["Completed"]), "$.detail.SecondaryStatus"),
+        (lambda e: e["detail"].update(SecondaryStatus=[]), "$.detail.SecondaryStatus"),
+        (lambda e: e["detail"].update(SecondaryStatus=None), "$.detail.SecondaryStatus"),
+        (lambda e: e["detail"].update(SecondaryStatus=""), "$.detail.SecondaryStatus"),
     ],
-    ids=["wrong-source", "tags-string", "tag-without-key", "detail-list", "metric-without-value"],
+    ids=[
+        "wrong-source",
+        "tags-string",
+        "tag-without-key",
+        "detail-list",
+        "metric-without-value",
+        "secondary-number",
+        "secondary-zero",
+        "secondary-list",
+        "secondary-empty-list",
+        "secondary-null",
+        "secondary-empty",
+    ],
 )
 def test_wrong_shapes_name_the_json_path(change: Any, where: str) -> None:
     event = load("status-completed")
@@ -71,6 +89,20 @@ def test_wrong_shapes_name_the_json_path(change: Any, where: str) -> None:
     with pytest.raises(EventError) as caught:
         training_state_change(event)
     assert caught.value.where == where
+
+
+def test_a_state_without_a_secondary_status_takes_its_primary_status() -> None:
+    event = load("status-completed")
+    del event["detail"]["SecondaryStatus"]
+    assert training_state_change(event).secondary_status == "Completed"
+
+
+def test_a_wrong_secondary_status_in_a_describe_answer_names_the_field() -> None:
+    detail = load("status-training")["detail"]
+    detail["SecondaryStatus"] = None
+    with pytest.raises(EventError) as caught:
+        described_training_job(detail, region="us-east-1", tags={})
+    assert caught.value.where == "DescribeTrainingJob.SecondaryStatus"
 
 
 def test_a_describe_answer_reads_like_an_event_with_the_known_tags() -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sagepush.errors import InputError
 from sagepush.events import SECONDARY_STATUSES
+from sagepush.policy import Policy, PolicyError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -51,6 +52,13 @@ def _prefix(value: str) -> str:
     if not value.endswith("/") or value.startswith("/"):
         raise ValueError("a key prefix ending in '/', such as incoming/")
     return value
+
+
+def _policy(value: str) -> Policy:
+    try:
+        return Policy.from_json(value)
+    except PolicyError as exc:
+        raise ValueError(f"a JSON job policy ({exc})") from exc
 
 
 def _tags(value: str) -> dict[str, str]:
@@ -99,6 +107,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "DEFAULT_VOLUME_SIZE": _positive_int,
     "DEFAULT_MAX_RUN": _positive_int,
     "DEFAULT_TAGS": _tags,
+    "JOB_POLICY": _policy,
     "MAX_UPLOAD_BYTES": _positive_int,
     "MAX_EXPANDED_BYTES": _positive_int,
     "MAX_MEMBERS": _positive_int,
@@ -158,6 +167,7 @@ class JobDefaultSettings(_Settings):
     default_volume_size: int
     default_max_run: int
     default_tags: dict[str, str]
+    job_policy: Policy
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"OUTPUT_KMS_KEY"})
 

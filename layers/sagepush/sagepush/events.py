@@ -294,9 +294,11 @@ def _metrics_of(value: Any, where: str) -> dict[str, float]:
 def _training_state(detail: Mapping[str, Any], *, where: str, region: str, event_id: str | None) -> TrainingStateChange:
     job_name = _get(detail, "TrainingJobName")
     status = _get(detail, "TrainingJobStatus")
-    secondary = detail.get("SecondaryStatus") or status
-    if not isinstance(secondary, str):
-        raise EventError(f"{where}.SecondaryStatus", f"is {shorten(secondary)}, expected a string")
+    # Absent, it is the primary status; present, it must be a status name: a null, number or list is a bad event,
+    # not a cue to alert and order the job by its primary status instead.
+    secondary = detail.get("SecondaryStatus", status)
+    if not isinstance(secondary, str) or not secondary:
+        raise EventError(f"{where}.SecondaryStatus", f"is {shorten(secondary)}, expected a secondary status name")
     last_modified = detail.get("LastModifiedTime")
     if last_modified is None:
         raise EventError(f"{where}.LastModifiedTime", "is missing")

@@ -133,6 +133,11 @@ def _release_of_base(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
+def framework_accounts(region: str) -> frozenset[str]:
+    """Return the accounts whose ECR registries in `region` hold SageMaker framework images (any framework)."""
+    return frozenset(registries[region] for registries in _table()["registries"] if region in registries)
+
+
 @functools.cache
 def _table() -> dict[str, Any]:
     table: dict[str, Any] = json.loads(DATA_FILE.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagepush import naming, request, spec, staging
+from sagepush import images, naming, policy, request, spec, staging
 from sagepush.errors import InputError, SagepushError
 from sagepush.ledger import Submission
 
@@ -106,17 +106,58 @@ class SubmittedJob:
         return {"job_name": self.job_name, "job_arn": self.job_arn, "attached": self.attached, "request": self.request}
 
 
-def defaults_from(settings: JobDefaultSettings) -> spec.Defaults:
-    """Return the deployment defaults a manifest is resolved against."""
+def defaults_from(settings: JobDefaultSettings, project: str) -> spec.Defaults:
+    """Return the deployment defaults a manifest of `project` is resolved against (output under the project's prefix)."""
     return spec.Defaults(
         role=settings.sagemaker_role_arn,
         instance_type=settings.default_instance_type,
         volume_size=settings.default_volume_size,
         max_run=settings.default_max_run,
-        output_path=settings.output_path,
+        output_path=policy.project_output_path(settings.output_path, project),
         output_kms_key=settings.output_kms_key,
         tags=settings.default_tags,
     )
+
+
+def deployment_of(settings: JobDefaultSettings, *, project: str, code_uri: str) -> policy.Deployment:
+    """Return what the deployment owns for a job of `project`, which its request is checked against."""
+    return policy.Deployment(
+        project=project,
+        region=settings.aws_region,
+        role=settings.sagemaker_role_arn,
+        output_path=settings.output_path,
+        code_uri=code_uri,
+        output_kms_key=settings.output_kms_key,
+        framework_accounts=images.framework_accounts(settings.aws_region),
+    )
+
+
+def build_job_request(
+    resolved: spec.TrainingSpec,
+    *,
+    job_policy: policy.Policy,
+    deployment: policy.Deployment,
+    job_name: str,
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
+    """Build the job's CreateTrainingJob request and check it against the deployment's policy.
+
+    Raises:
+        InputError: the spec or request is wrong (RequestError), or goes beyond the policy (PolicyError, listing every
+            field with its value and limit).
+    """
+    built = request.build_request(
+        resolved, job_name=job_name, code_uri=deployment.code_uri, region=deployment.region, tags=tags
+    )
+    policy.check(
+        built,
+        job_policy,
+        deployment,
+        overrides=resolved.request_overrides,
+        manifest_tags=resolved.tags,
+        where=lambda path: request.field_of(path, resolved),
+    )
+    return dict(built)
 
 
 def job_tags(project: str, code_digest: str, source: Mapping[str, str]) -> dict[str, str]:
@@ -182,19 +223,26 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise UploadError(upload.key, f"is {upload.size} bytes, over the {settings.max_upload_bytes}-byte upload limit")
     limits = staging.Limits(max_members=settings.max_members, max_total_bytes=settings.max_expanded_bytes)
-    staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3)
+    planned: dict[str, Any] = {}
+
+    def plan(manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str]) -> None:
+        # The request is built, and checked against the job policy, before the code is staged: a bad manifest, or
+        # one beyond the policy, is refused at the upload with nothing staged, not half-way through an execution.
+        source = {name: metadata.get(f"sagepush-{name}", "") for name in SOURCE_FIELDS}
+        job_name = naming.job_name(project, digest, upload.identity.upload_id())
+        resolved = spec.resolve_spec(manifest, defaults_from(settings, project))
+        build_job_request(
+            resolved,
+            job_policy=settings.job_policy,
+            deployment=deployment_of(settings, project=project, code_uri=uri),
+            job_name=job_name,
+            tags=job_tags(project, digest, source),
+        )
+        planned.update(job_name=job_name, resolved=resolved, source=source)
+
+    staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3, before_upload=plan)
     code = staged.code
-    source = {name: staged.metadata.get(f"sagepush-{name}", "") for name in SOURCE_FIELDS}
-    job_name = naming.job_name(project, code.digest, upload.identity.upload_id())
-    resolved = spec.resolve_spec(code.manifest, defaults_from(settings))
-    # Build the request now so a bad manifest is refused at the upload, not half-way through an execution.
-    request.build_request(
-        resolved,
-        job_name=job_name,
-        code_uri=staged.uri,
-        region=settings.aws_region,
-        tags=job_tags(project, code.digest, source),
-    )
+    job_name, resolved, source = planned["job_name"], planned["resolved"], planned["source"]
     execution_input = {
         "job_name": job_name,
         "project": project,
@@ -220,7 +268,13 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
 
 
 def _stage_first_found(
-    upload: ObjectCreated, *, project: str, settings: StageSettings, limits: staging.Limits, s3: S3Client
+    upload: ObjectCreated,
+    *,
+    project: str,
+    settings: StageSettings,
+    limits: staging.Limits,
+    s3: S3Client,
+    before_upload: staging.BeforeUpload,
 ) -> staging.StagedObject:
     keys = upload.candidate_keys
     for index, key in enumerate(keys):
@@ -233,6 +287,7 @@ def _stage_first_found(
                 dest_prefix=f"{settings.code_prefix}{project}",
                 limits=limits,
                 s3=s3,
+                before_upload=before_upload,
             )
         except s3.exceptions.ClientError as exc:
             if _error_code(exc) not in _NO_SUCH_OBJECT:
@@ -287,14 +342,14 @@ def submit_job(
     from botocore.exceptions import ConnectionError as TransportError
 
     naming.check_project(task.project, where="project")
-    resolved = spec.resolve_spec(spec.Manifest(source="spec", table=task.spec), defaults_from(settings))
+    resolved = spec.resolve_spec(spec.Manifest(source="spec", table=task.spec), defaults_from(settings, task.project))
     digest = task.code_digest or hashlib.sha256(task.code_uri.encode()).hexdigest()
     job_name = task.job_name or naming.job_name(task.project, digest, _task_fingerprint(task))
-    built = request.build_request(
+    built = build_job_request(
         resolved,
+        job_policy=settings.job_policy,
+        deployment=deployment_of(settings, project=task.project, code_uri=task.code_uri),
         job_name=job_name,
-        code_uri=task.code_uri,
-        region=settings.aws_region,
         tags=job_tags(task.project, digest, task.source),
     )
     submission = Submission(

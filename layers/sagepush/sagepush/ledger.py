@@ -343,11 +343,14 @@ class DynamoDBLedger:
         )
 
     def mark_not_created(self, job_name: str, *, now_ms: int) -> bool:
-        """Close a job recorded by Submit that SageMaker never created (its submission failed and was alerted)."""
+        """Close a job recorded by Submit that SageMaker never created (its submission failed and was alerted).
+
+        A job already marked not created but reopened by a retried Submit (a new token) is closed again.
+        """
         return self._update(
             job_name,
             "SET #status = :not_created, #secondary_status = :not_created, #touched_at = :now REMOVE #unsettled",
-            condition="#status = :submitting",
+            condition="#status IN (:submitting, :not_created)",
             values={":not_created": NOT_CREATED, ":submitting": SUBMITTING, ":now": now_ms},
         )
 

@@ -495,6 +495,11 @@ def _model_cache_dir() -> Path:
     return Path(base) / "sagepush" / "botocore-models"
 
 
+def field_of(path: str, spec: TrainingSpec) -> str:
+    """Return the file-and-field label of the manifest field that sets request `path` (for errors about it)."""
+    return _where(path, spec)
+
+
 def _where(path: str, spec: TrainingSpec) -> str:
     """Map a request path (`ResourceConfig.VolumeSizeInGB`, `InputDataConfig[1].InputMode`) to its manifest field."""
     if _set_by_overrides(path, spec.request_overrides):

@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, Protocol, cast
 
 from isal import igzip_threaded, isal_zlib
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from mypy_boto3_s3 import S3Client
+
+    BeforeUpload = Callable[[Manifest | None, str, str, Mapping[str, str]], None]
+    """Called with the manifest, the code digest, the staged URI and the upload's metadata, before staging writes."""
 
 OUTPUT_NAME: Final = "sourcedir.tar.gz"
 """File name of the staged code, as the SageMaker SDK names it."""
@@ -280,8 +283,13 @@ def stage_object(
     dest_prefix: str,
     limits: Limits = DEFAULT_LIMITS,
     s3: S3Client,
+    before_upload: BeforeUpload | None = None,
 ) -> StagedObject:
     """Stage `s3://bucket/key` into `s3://dest_bucket/<dest_prefix>/<digest>/sourcedir.tar.gz`.
+
+    `before_upload(manifest, digest, uri, metadata)` runs once the upload has been read and checked, before anything
+    is written: whatever it raises stops the staging with nothing staged (a manifest refused by the job policy
+    leaves no code behind).
 
     Idempotent: the destination is addressed by the staged code's digest, known as soon as the upload is read, so
     code already there is reused without being compressed or uploaded again. Otherwise sourcedir.tar.gz is compressed
@@ -307,6 +315,8 @@ def stage_object(
         with _collected(body, filename, limits) as collected:
             digest = collected.digest()
             dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
+            if before_upload is not None:
+                before_upload(collected.manifest, digest, f"s3://{dest_bucket}/{dest_key}", _metadata(response))
             size = _object_size(s3, dest_bucket, dest_key)
             reused = size is not None
             if size is None:
@@ -316,9 +326,12 @@ def stage_object(
             code = collected.code(digest, size)
     finally:
         body.close()
+    return StagedObject(uri=f"s3://{dest_bucket}/{dest_key}", reused=reused, code=code, metadata=_metadata(response))
+
+
+def _metadata(response: Mapping[str, Any]) -> dict[str, str]:
     user = response.get("Metadata", {})
-    metadata: dict[str, str] = {k: user[k] for k in _METADATA_KEYS if k in user}
-    return StagedObject(uri=f"s3://{dest_bucket}/{dest_key}", reused=reused, code=code, metadata=metadata)
+    return {k: user[k] for k in _METADATA_KEYS if k in user}
 
 
 def _object_size(s3: S3Client, bucket: str, key: str) -> int | None:
