@@ -77,6 +77,7 @@ def test_every_block_is_checked_by_a_test_here() -> None:
     checked = {
         ("Two commands", "bash"),
         ("Deploy", "bash"),
+        ("The job policy", "bash"),
         ("Push from CI", "bash"),
         ("The CLI", "bash"),
         ("The manifest", "toml"),
@@ -123,7 +124,7 @@ class _CloudFormationLoader(yaml.SafeLoader):
 _CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-@pytest.mark.parametrize("heading", ["Two commands", "Deploy", "Push from CI"])
+@pytest.mark.parametrize("heading", ["Two commands", "Deploy", "The job policy", "Push from CI"])
 def test_commands_that_need_an_aws_account_name_real_targets_and_options(heading: str) -> None:
     [text] = of(heading)
     for line in commands(text):
