@@ -6,20 +6,25 @@ One SNS publish with `MessageStructure=json` carries every format (see docs/aler
 - `https`: an AWS Chatbot custom notification. Chatbot subscribes to a topic over HTTPS, and SNS hands each
   subscriber the message under its own protocol's key, so the chat format lives there. An HTTPS webhook that wants
   the JSON document reads it from the notification's `metadata.additionalContext.alert` or subscribes over SQS.
+
+The same `Alert` also renders an upload StageFunction refused (`kind` upload-refused, see `sagepush.refusals`).
+Each protocol's value is its own string in the publish, so the document travels five times and the text twice:
+`fit` measures the whole publish as SNS counts it and cuts the log tail, then the free text, until it fits.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from sagepush.events import PROJECT_TAG
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sns import SNSClient
@@ -33,15 +38,34 @@ SCHEMA = "sagepush.alert.v1"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_LINES = 20
 MAX_SUBJECT = 100
+MAX_PUBLISH_BYTES = 262_144
+"""SNS's limit on one publish: the UTF-8 bytes of `Message` plus every attribute's name, type and value.
+
+https://docs.aws.amazon.com/sns/latest/api/API_Publish.html and API_MessageAttributeValue.html
+"""
+PUBLISH_BUDGET = MAX_PUBLISH_BYTES - 16_384
+"""What `fit` lets one alert take; the margin covers the Subject (100 bytes at most) and any accounting SNS does not
+document."""
 _MAX_LOG_LINE = 500
 _MAX_TEXT = 2000
+_MINIMAL_REASON = 200
+# SNS's codes for a publish it refuses as invalid ("Message too long", a bad attribute): InvalidParameterException,
+# InvalidParameterValueException (code ParameterValueInvalid), and the query protocol's common InvalidParameterValue.
+_INVALID = frozenset({"InvalidParameter", "ParameterValueInvalid", "InvalidParameterValue"})
+_STRING = "String"
+# Code points that are not valid in UTF-8 (lone surrogates) or that SQS refuses in a raw-delivered body.
+_UNENCODABLE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Severity = Literal["info", "warning", "error"]
+Kind = Literal["training-state", "upload-refused"]
 SEVERITY: dict[str, Severity] = {
     "Failed": "error",
     "MaxRuntimeExceeded": "error",
     "MaxWaitTimeExceeded": "error",
     "SubmitFailed": "error",
+    "UploadRefused": "error",
     "Interrupted": "warning",
     "Stopping": "warning",
     "Stopped": "warning",
@@ -66,6 +90,7 @@ HEADLINES = {
     "Stopped": "stopped",
     "MaxRuntimeExceeded": "stopped: maximum runtime exceeded",
     "MaxWaitTimeExceeded": "stopped: maximum spot wait exceeded",
+    "UploadRefused": "upload refused",
 }
 _CONSOLE = {
     "aws": "console.aws.amazon.com",
@@ -75,13 +100,34 @@ _CONSOLE = {
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    """Everything an alert says about one transition, independent of how it is rendered."""
+class Publication:
+    """One SNS publish as sagepush sends it: the subject, the `MessageStructure=json` message, string attributes."""
 
-    job_name: str
+    subject: str
+    message: str
+    attributes: Mapping[str, str]
+
+    @property
+    def size(self) -> int:
+        """Return the bytes SNS counts: the message's, and each attribute's name, type and value."""
+        counted = sum(
+            len(name.encode()) + len(_STRING) + len(value.encode()) for name, value in self.attributes.items()
+        )
+        return len(self.message.encode()) + counted
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Everything an alert says about one transition (or one refused upload), independent of how it is rendered.
+
+    A refused upload has no job: `job_name` and `job_status` are None and `upload` names the refused object.
+    `log_lines_cut` counts the earlier lines of the log tail left out; `abridged` marks the minimal alert.
+    """
+
+    job_name: str | None
     project: str
     status: str
-    job_status: str
+    job_status: str | None
     severity: Severity
     time: str
     region: str
@@ -97,6 +143,12 @@ class Alert:
     log_tail: tuple[str, ...] = ()
     console_url: str = ""
     logs_url: str = ""
+    kind: Kind = "training-state"
+    error: str | None = None
+    cause: str | None = None
+    upload: Mapping[str, str] | None = None
+    log_lines_cut: int = 0
+    abridged: bool = False
 
     @property
     def headline(self) -> str:
@@ -106,13 +158,25 @@ class Alert:
     @property
     def subject(self) -> str:
         """The SNS subject: printable ASCII, one line, at most 100 characters (SNS's rules)."""
+        if self.job_name is None:
+            name = (self.upload or {}).get("key", "").rpartition("/")[2]
+            return _ascii_line(f"[sagepush] {self.project}: {self.headline}: {name}", MAX_SUBJECT)
         return _ascii_line(f"[sagepush] {self.project}: {self.job_name} {self.headline}", MAX_SUBJECT)
+
+    @property
+    def _title(self) -> str:
+        return (
+            f"{self.project}: {self.job_name} {self.headline}" if self.job_name else f"{self.project}: {self.headline}"
+        )
 
     def document(self) -> dict[str, Any]:
         """Return the `sagepush.alert.v1` JSON document."""
+        refused = (
+            {"error": self.error, "cause": self.cause, "upload": dict(self.upload)} if self.upload is not None else {}
+        )
         return {
             "schema": SCHEMA,
-            "kind": "training-state",
+            "kind": self.kind,
             "job_name": self.job_name,
             "project": self.project,
             "status": self.status,
@@ -124,6 +188,7 @@ class Alert:
             "latest": self.latest,
             "failure_reason": self.failure_reason,
             "status_message": self.status_message,
+            **refused,
             "source": dict(self.source),
             "code_uri": self.code_uri,
             "duration_seconds": self.duration_seconds,
@@ -131,16 +196,25 @@ class Alert:
             "model_artifacts": self.model_artifacts,
             "final_metrics": dict(self.final_metrics),
             "log_tail": list(self.log_tail),
+            "log_lines_cut": self.log_lines_cut,
             "links": {"console": self.console_url, "logs": self.logs_url},
         }
 
     def text(self) -> str:
         """Return the readable text for email and the `default` key."""
-        lines = [f"sagepush training job {self.job_name} (project {self.project}): {self.headline}.", ""]
+        if self.upload is not None:
+            opening = f"sagepush refused an upload to project {self.project}: nothing was staged and no job started."
+        else:
+            opening = f"sagepush training job {self.job_name} (project {self.project}): {self.headline}."
+        lines = [opening, ""]
         if not self.latest:
             lines += ["This transition was reported late; a later state has already been recorded.", ""]
+        if self.abridged:
+            lines += ["This alert was cut short to what SNS accepts; the console has the details.", ""]
+        upload = f"s3://{self.upload.get('bucket', '')}/{self.upload.get('key', '')}" if self.upload else None
         facts = [
-            ("Status", f"{self.job_status} / {self.status}"),
+            ("Upload", upload),
+            ("Status", f"{self.job_status} / {self.status}" if self.job_status else None),
             ("Time", self.time),
             ("Reason", self.failure_reason),
             ("Message", self.status_message),
@@ -155,22 +229,34 @@ class Alert:
         ]
         lines += [f"{label}: {value}" for label, value in facts if value]
         lines += [f"Metric {name}: {value:g}" for name, value in sorted(self.final_metrics.items())]
-        if self.log_tail:
-            lines += ["", f"Last {len(self.log_tail)} log lines:", *(f"  {line}" for line in self.log_tail)]
-        lines += ["", f"Console: {self.console_url}", f"Logs: {self.logs_url}"]
+        if self.log_tail or self.log_lines_cut:
+            lines += ["", f"Last {len(self.log_tail)} log lines:"]
+            if self.log_lines_cut:
+                lines.append(f"  … {self.log_lines_cut} earlier lines cut")
+            lines += [f"  {line}" for line in self.log_tail]
+        lines.append("")
+        if self.upload is not None:
+            lines.append("Fix the upload and push again.")
+        lines.append(f"Console: {self.console_url}")
+        if self.logs_url:
+            lines.append(f"Logs: {self.logs_url}")
         return "\n".join(lines)
 
     def sms(self) -> str:
         """Return a short text for SMS."""
         reason = f": {self.failure_reason}" if self.failure_reason else ""
-        return _ascii_line(f"sagepush {self.job_name} {self.headline}{reason}", 140)
+        return _ascii_line(f"sagepush {self.job_name or self.project} {self.headline}{reason}", 140)
 
-    def chat(self) -> dict[str, Any]:
-        """Return an AWS Chatbot custom notification (https://docs.aws.amazon.com/chatbot/latest/adminguide/custom-notifs.html)."""
+    def chat(self, document: str | None = None) -> dict[str, Any]:
+        """Return an AWS Chatbot custom notification (https://docs.aws.amazon.com/chatbot/latest/adminguide/custom-notifs.html).
+
+        `document` is the compact JSON document to carry in `metadata.additionalContext.alert`, when already rendered.
+        """
         icon = {"error": ":x:", "warning": ":warning:", "info": ":white_check_mark:"}[self.severity]
         commit = self.source.get("commit")
         facts = {
-            "Status": f"{self.job_status} / {self.status}",
+            "Upload": f"`{self.upload.get('key', '')}`" if self.upload else None,
+            "Status": f"{self.job_status} / {self.status}" if self.job_status else None,
             "Reason": self.failure_reason,
             "Commit": f"`{commit[:12]}`" if commit else None,
             "Duration": _duration(self.duration_seconds),
@@ -179,29 +265,35 @@ class Alert:
         details = [f"*{label}:* {value}" for label, value in facts.items() if value]
         if self.log_tail:
             details.append("```\n" + "\n".join(self.log_tail[-10:]) + "\n```")
+        steps = [f"<{self.console_url}|Open the {'upload' if self.upload is not None else 'job'}>"]
+        if self.logs_url:
+            steps.append(f"<{self.logs_url}|Open the logs>")
+        job = {"id": f"{self.job_name}:{self.status}"} if self.job_name else {}
+        thread = {"threadId": self.job_name} if self.job_name else {}
+        related = {"relatedResources": [self.job_name]} if self.job_name else {}
         return {
             "version": "1.0",
             "source": "custom",
-            "id": f"{self.job_name}:{self.status}",
+            **job,
             "content": {
                 "textType": "client-markdown",
-                "title": f"{icon} {self.project}: {self.job_name} {self.headline}",
+                "title": f"{icon} {self._title}",
                 "description": _cut("\n".join(details), _MAX_TEXT),
-                "nextSteps": [f"<{self.console_url}|Open the job>", f"<{self.logs_url}|Open the logs>"],
+                "nextSteps": steps,
                 "keywords": [self.project, self.status, self.severity],
             },
             "metadata": {
-                "threadId": self.job_name,
-                "summary": f"{self.project}: {self.job_name} {self.headline}",
+                **thread,
+                "summary": self._title,
                 "eventType": self.status,
-                "relatedResources": [self.job_name],
-                "additionalContext": {"alert": json.dumps(self.document(), separators=(",", ":"))},
+                **related,
+                "additionalContext": {"alert": document if document is not None else _compact(self.document())},
             },
         }
 
     def messages(self) -> dict[str, str]:
         """Return the per-protocol messages of one `MessageStructure=json` publish."""
-        document = json.dumps(self.document(), separators=(",", ":"))
+        document = _compact(self.document())
         text = self.text()
         return {
             "default": text,
@@ -211,12 +303,79 @@ class Alert:
             "lambda": document,
             "http": document,
             "firehose": document,
-            "https": json.dumps(self.chat(), separators=(",", ":")),
+            "https": _compact(self.chat(document)),
         }
 
     def attributes(self) -> dict[str, str]:
         """Return the message attributes subscribers filter on."""
         return {"project": self.project, "status": self.status, "severity": self.severity}
+
+    def publication(self) -> Publication:
+        """Return this alert as one publish, exactly as it is sent (see `fit` for one that fits SNS's limit)."""
+        attributes = {name: _encodable(value) for name, value in self.attributes().items() if value}
+        return Publication(self.subject, _encodable(_compact(self.messages())), attributes)
+
+    def minimal(self) -> Alert:
+        """Return the alert cut to job, project, status, links and the reason cut short: no log, no other text."""
+        return replace(
+            self,
+            failure_reason=_cut_optional(self.failure_reason, _MINIMAL_REASON),
+            cause=_cut_optional(self.cause, _MINIMAL_REASON),
+            status_message=None,
+            source={},
+            code_uri=None,
+            model_artifacts=None,
+            final_metrics={},
+            log_tail=(),
+            log_lines_cut=self.log_lines_cut + len(self.log_tail),
+            abridged=True,
+        )
+
+
+def fit(alert: Alert, *, budget: int = PUBLISH_BUDGET) -> Publication:
+    """Return `alert` as one publish whose size, as SNS counts it, is at most `budget` bytes.
+
+    Whatever the log holds, the alert is cut in this order, each step only as far as it must: the tail to its newest
+    `LOG_LINES` lines of at most 500 characters; then its oldest lines; then the newest line's length (cut at a
+    character, never inside one); then the tail altogether; then the failure reason, status message and cause; and
+    last `Alert.minimal`. The text says how many earlier lines were cut (the document's `log_lines_cut`).
+    """
+    lines = tuple(_cut(line, _MAX_LOG_LINE) for line in alert.log_tail[-LOG_LINES:])
+    cut = alert.log_lines_cut + len(alert.log_tail) - len(lines)
+    alert = replace(alert, log_tail=lines, log_lines_cut=cut)
+    whole = alert.publication()
+    if whole.size <= budget:
+        return whole
+
+    def keeping(count: int, newest: str | None = None) -> Alert:
+        kept = lines[len(lines) - count :] if count else ()
+        if newest is not None:
+            kept = (*kept[:-1], newest)
+        return replace(alert, log_tail=kept, log_lines_cut=cut + len(lines) - count)
+
+    def shortened(limit: int) -> Alert:
+        return replace(
+            keeping(0),
+            failure_reason=_cut_optional(alert.failure_reason, limit),
+            status_message=_cut_optional(alert.status_message, limit),
+            cause=_cut_optional(alert.cause, limit),
+        )
+
+    bare = keeping(0).publication()
+    if bare.size <= budget:
+        found = _largest_fitting(1, len(lines) - 1, lambda n: keeping(n).publication(), budget)
+        if found is None and lines:
+            newest = lines[-1]
+            found = _largest_fitting(1, len(newest) - 1, lambda n: keeping(1, _cut(newest, n)).publication(), budget)
+        return found or bare
+    # Without its log the alert is still too big: the free text is. Each character of it costs a byte or more in
+    # each of several copies, so no cut longer than a quarter of the budget can fit.
+    longest = max(len(alert.failure_reason or ""), len(alert.status_message or ""), len(alert.cause or ""))
+    found = _largest_fitting(1, min(longest - 1, budget // 4), lambda n: shortened(n).publication(), budget)
+    if found is not None:
+        return found
+    logger.warning("alert cut to its minimal form to fit sns", extra={"job_name": alert.job_name})
+    return alert.minimal().publication()
 
 
 def build_alert(
@@ -251,20 +410,31 @@ def build_alert(
 
 
 def publish_alert(alert: Alert, *, topic_arn: str, sns: SNSClient) -> str:
-    """Publish `alert` in every format at once; return the SNS message id."""
-    return publish_messages(alert.subject, alert.messages(), alert.attributes(), topic_arn=topic_arn, sns=sns)
+    """Publish `alert` in every format at once, fitted to SNS's size limit; return the SNS message id.
+
+    When SNS still refuses the publish as invalid, publishing it again cannot help: the minimal alert goes out
+    instead. Other errors (throttling, SNS unavailable) propagate, so the invocation is retried.
+    """
+    try:
+        return _publish(fit(alert), topic_arn=topic_arn, sns=sns)
+    except sns.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code not in _INVALID:
+            raise
+        logger.warning(
+            "sns refused the alert, publishing the minimal one",
+            extra={"job_name": alert.job_name, "status": alert.status, "code": code, "error": str(exc)},
+        )
+    return _publish(fit(alert.minimal()), topic_arn=topic_arn, sns=sns)
 
 
-def publish_messages(
-    subject: str, messages: Mapping[str, str], attributes: Mapping[str, str], *, topic_arn: str, sns: SNSClient
-) -> str:
-    """Publish per-protocol `messages` with string message `attributes`; return the SNS message id."""
+def _publish(publication: Publication, *, topic_arn: str, sns: SNSClient) -> str:
     response = sns.publish(
         TopicArn=topic_arn,
-        Subject=subject,
-        Message=json.dumps(messages),
+        Subject=publication.subject,
+        Message=publication.message,
         MessageStructure="json",
-        MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+        MessageAttributes={k: {"DataType": _STRING, "StringValue": v} for k, v in publication.attributes.items()},
     )
     return response["MessageId"]
 
@@ -272,8 +442,9 @@ def publish_messages(
 def last_log_lines(job_name: str, *, logs: CloudWatchLogsClient, limit: int = LOG_LINES) -> tuple[str, ...]:
     """Return the last `limit` lines of the job's first host's log stream (`<job>/algo-1-<epoch>`), if it exists.
 
-    A job that failed before its container started has no stream (and a new account may lack the log group): that
-    is an empty tail, not an error.
+    Each line is shown as a terminal would show it (see `_as_shown`), at most 500 characters. A job that failed
+    before its container started has no stream (and a new account may lack the log group): that is an empty tail,
+    not an error.
     """
     try:
         streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job_name}/algo-1-")
@@ -283,7 +454,7 @@ def last_log_lines(job_name: str, *, logs: CloudWatchLogsClient, limit: int = LO
         events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=names[-1], startFromHead=False, limit=limit)
     except logs.exceptions.ResourceNotFoundException:
         return ()
-    lines = [_cut(e.get("message", "").rstrip("\n"), _MAX_LOG_LINE) for e in events.get("events", [])]
+    lines = [_cut(_as_shown(e.get("message", "")), _MAX_LOG_LINE) for e in events.get("events", [])]
     return tuple(lines[-limit:])
 
 
@@ -296,11 +467,15 @@ def partition_of(region: str) -> str:
     return "aws"
 
 
+def console_host(region: str) -> str:
+    """Return the console's host name for `region`, on its partition's console domain."""
+    partition = partition_of(region)
+    return f"{region}.{_CONSOLE[partition]}" if partition == "aws" else _CONSOLE[partition]
+
+
 def links(region: str, job_name: str) -> tuple[str, str]:
     """Return the console links to the job and to its log streams, on the console domain of the region's partition."""
-    partition = partition_of(region)
-    domain = _CONSOLE[partition]
-    host = f"{region}.{domain}" if partition == "aws" else domain
+    host = console_host(region)
     console = f"https://{host}/sagemaker/home?region={region}#/jobs/{job_name}"
     # The CloudWatch console escapes '/' in the fragment as $252F and '?'/'=' as $3F/$3D.
     group = LOG_GROUP.replace("/", "$252F")
@@ -311,6 +486,34 @@ def links(region: str, job_name: str) -> tuple[str, str]:
 def iso_time(epoch_ms: int) -> str:
     """Return epoch milliseconds as ISO 8601 UTC text."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _largest_fitting(low: int, high: int, render: Callable[[int], Publication], budget: int) -> Publication | None:
+    """Return `render(n)` for the largest n in [low, high] that fits `budget`, or None; its size grows with n."""
+    best = None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = render(middle)
+        if candidate.size <= budget:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def _compact(value: Any) -> str:
+    # Compact, and UTF-8 rather than \u escapes: an emoji costs 4 bytes instead of 12, and 14 once escaped again.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encodable(text: str) -> str:
+    return _UNENCODABLE.sub("\ufffd", text)
+
+
+def _as_shown(message: str) -> str:
+    # As a terminal shows it: a progress bar's last state (after each row's last carriage return), no colour codes.
+    rows = (row.rstrip("\r").rpartition("\r")[2] for row in message.rstrip("\r\n").split("\n"))
+    return _CONTROL.sub("\ufffd", _ANSI.sub("", "\n".join(rows)))
 
 
 def _source_from_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -326,10 +529,16 @@ def _duration(seconds: int | None) -> str | None:
 
 
 def _ascii_line(text: str, limit: int) -> str:
-    line = " ".join(text.split())
+    # Only the head can show: folding whitespace in a whole 100 KB reason for 140 characters would cost milliseconds.
+    head = text[: 4 * limit]
+    line = " ".join(head.split()) + (" ..." if len(head) < len(text) else "")
     line = "".join(c if 32 <= ord(c) < 127 else "?" for c in line)
     return _cut(line, limit, ellipsis="...")
 
 
 def _cut(text: str, limit: int, *, ellipsis: str = "…") -> str:
-    return text if len(text) <= limit else text[: limit - len(ellipsis)] + ellipsis
+    return text if len(text) <= limit else text[: max(limit - len(ellipsis), 0)] + ellipsis
+
+
+def _cut_optional(text: str | None, limit: int) -> str | None:
+    return None if text is None else _cut(text, limit)

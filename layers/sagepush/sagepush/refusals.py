@@ -4,7 +4,8 @@ Lambda retries a failed asynchronous invocation whatever the error, so a handler
 stage it three times and then park it with no word to anyone who pushed it. Instead the handler catches the
 `InputError`, calls `refuse`, and returns: the event lands in the dead-letter queue once, in the record shape of a
 Lambda on-failure destination (`requestContext.condition` is `InputRefused`), and when the event names a project, one
-`upload-refused` alert goes to the alerts topic in the formats of docs/alerts.md.
+`upload-refused` alert goes to the alerts topic in the formats of docs/alerts.md, built and published by
+`sagepush.alerts` as a job's alert is.
 """
 
 from __future__ import annotations
@@ -31,111 +32,28 @@ logger = logging.getLogger(__name__)
 CONDITION = "InputRefused"
 """`requestContext.condition` of a parked record: retrying cannot help, the input must change."""
 STATUS = "UploadRefused"
-_CONSOLE = {
-    "aws": "console.aws.amazon.com",
-    "aws-cn": "console.amazonaws.cn",
-    "aws-us-gov": "console.amazonaws-us-gov.com",
-}
 _MAX_PAYLOAD = 200_000  # SQS takes 256 KiB a message; an event bigger than this is parked cut, with a note
 
 
-@dataclass(frozen=True, slots=True)
-class RefusedUpload:
-    """An upload StageFunction will not stage, and why; rendered for every SNS protocol like a job's alert."""
-
-    project: str
-    bucket: str
-    key: str
-    where: str
-    problem: str
-    error: str
-    region: str
-    time: str
-
-    @property
-    def reason(self) -> str:
-        return f"{self.where}: {self.problem}"
-
-    @property
-    def subject(self) -> str:
-        return _ascii_line(
-            f"[sagepush] {self.project}: upload refused: {self.key.rpartition('/')[2]}", alerts.MAX_SUBJECT
-        )
-
-    def console_url(self) -> str:
-        partition = alerts.partition_of(self.region)
-        host = f"{self.region}.{_CONSOLE[partition]}" if partition == "aws" else _CONSOLE[partition]
-        prefix = quote(self.key.rpartition("/")[0] + "/")
-        return f"https://{host}/s3/buckets/{self.bucket}?region={self.region}&prefix={prefix}"
-
-    def document(self) -> dict[str, Any]:
-        """Return the `sagepush.alert.v1` document, kind `upload-refused` (no job exists, so `job_name` is null)."""
-        return {
-            "schema": alerts.SCHEMA,
-            "kind": "upload-refused",
-            "job_name": None,
-            "project": self.project,
-            "status": STATUS,
-            "job_status": None,
-            "severity": "error",
-            "headline": "upload refused",
-            "time": self.time,
-            "region": self.region,
-            "latest": True,
-            "failure_reason": self.reason,
-            "status_message": None,
-            "error": self.error,
-            "cause": self.reason,
-            "upload": {"bucket": self.bucket, "key": self.key},
-            "source": {},
-            "code_uri": None,
-            "duration_seconds": None,
-            "billable_seconds": None,
-            "model_artifacts": None,
-            "final_metrics": {},
-            "log_tail": [],
-            "links": {"console": self.console_url(), "logs": ""},
-        }
-
-    def messages(self) -> dict[str, str]:
-        """Return the per-protocol messages of one `MessageStructure=json` publish."""
-        document = json.dumps(self.document(), separators=(",", ":"))
-        text = "\n".join(
-            [
-                f"sagepush refused an upload to project {self.project}: nothing was staged and no job started.",
-                "",
-                f"Upload: s3://{self.bucket}/{self.key}",
-                f"Reason: {self.reason}",
-                "",
-                "Fix the upload and push again.",
-                f"Console: {self.console_url()}",
-            ]
-        )
-        chat = {
-            "version": "1.0",
-            "source": "custom",
-            "content": {
-                "textType": "client-markdown",
-                "title": f":x: {self.project}: upload refused",
-                "description": _cut(f"*Upload:* `{self.key}`\n*Reason:* {self.reason}", 2000),
-                "nextSteps": [f"<{self.console_url()}|Open the upload>"],
-                "keywords": [self.project, STATUS, "error"],
-            },
-            "metadata": {"summary": f"{self.project}: upload refused", "eventType": STATUS},
-        }
-        return {
-            "default": text,
-            "email": text,
-            "sms": _ascii_line(f"sagepush {self.project} upload refused: {self.reason}", 140),
-            "sqs": document,
-            "lambda": document,
-            "http": document,
-            "firehose": document,
-            "https": json.dumps(chat, separators=(",", ":")),
-        }
-
-    def attributes(self) -> dict[str, str]:
-        return {"project": self.project, "status": STATUS, "severity": "error"}
+def refused_alert(*, project: str, bucket: str, key: str, error: InputError, region: str, time: str) -> alerts.Alert:
+    """Return the `upload-refused` alert for an upload StageFunction will not stage (no job exists, so no job name)."""
+    reason = f"{error.where}: {error.message}"
+    prefix = quote(key.rpartition("/")[0] + "/")
+    return alerts.Alert(
+        job_name=None,
+        project=project,
+        status=STATUS,
+        job_status=None,
+        severity="error",
+        time=time,
+        region=region,
+        failure_reason=reason,
+        console_url=f"https://{alerts.console_host(region)}/s3/buckets/{bucket}?region={region}&prefix={prefix}",
+        kind="upload-refused",
+        error=type(error).__name__,
+        cause=reason,
+        upload={"bucket": bucket, "key": key},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +110,15 @@ def refuse(
     alert_id = None
     if project is not None:
         detail = event["detail"]
-        refused = RefusedUpload(
+        refused = refused_alert(
             project=project,
             bucket=str(detail.get("bucket", {}).get("name", "")),
             key=str(detail["object"]["key"]),
-            where=error.where,
-            problem=error.message,
-            error=type(error).__name__,
+            error=error,
             region=region,
             time=event.get("time") if isinstance(event.get("time"), str) else _now(),
         )
-        alert_id = alerts.publish_messages(
-            refused.subject, refused.messages(), refused.attributes(), topic_arn=topic_arn, sns=sns
-        )
+        alert_id = alerts.publish_alert(refused, topic_arn=topic_arn, sns=sns)
     logger.warning(
         "input refused and parked",
         extra={"where": error.where, "problem": error.message, "project": project, "alerted": alert_id is not None},
@@ -227,15 +141,6 @@ def park(event: Any, error: InputError, *, function_arn: str, queue_url: str, sq
     }
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, default=str))
     return response["MessageId"]
-
-
-def _ascii_line(text: str, limit: int) -> str:
-    line = "".join(c if 32 <= ord(c) < 127 else "?" for c in " ".join(text.split()))
-    return _cut(line, limit, ellipsis="...")
-
-
-def _cut(text: str, limit: int, *, ellipsis: str = "…") -> str:
-    return text if len(text) <= limit else text[: limit - len(ellipsis)] + ellipsis
 
 
 def _now() -> str:

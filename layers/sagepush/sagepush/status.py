@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sagepush import alerts
 from sagepush.events import PROJECT_TAG, described_training_job
-from sagepush.ledger import SUBMITTING, transition_key
+from sagepush.ledger import NOT_CREATED, SUBMITTING, transition_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,7 +102,8 @@ def handle_state_change(
 
     Idempotent: a duplicate finds its transition recorded and its alert sent; a stale state is recorded nowhere but
     still gets its own (late) alert once. `deadline_ms` (epoch ms) is when this invocation's time runs out: an alert
-    claim's lease ends just after it.
+    claim's lease ends just after it. An end state's task token is settled even when alerting fails (which then
+    raises, so the retry alerts).
     """
     if state.project is None and ledger.get(state.job_name) is None:
         logger.info("job neither tagged by sagepush nor in the ledger, ignored", extra={"job_name": state.job_name})
@@ -120,7 +121,14 @@ def handle_state_change(
     project = entry.project or state.project
     alert: AlertOutcome = "not-selected"
     if selected:
-        alert = _alert_once(state, recorded, settings=settings, ledger=ledger, sns=sns, logs=logs, clock=clock)
+        try:
+            alert = _alert_once(state, recorded, settings=settings, ledger=ledger, sns=sns, logs=logs, clock=clock)
+        except Exception:
+            # The execution never waits on the alert: settle and record the token, then fail so Lambda retries. The
+            # retry finds the token settled in the ledger (not settled twice) and the claim released, so it alerts.
+            if state.terminal:
+                _settle(state, entry, ledger=ledger, sfn=sfn, clock=clock)
+            raise
     token: TokenOutcome = "none"
     closed = False
     if state.terminal:
@@ -208,7 +216,7 @@ def _reconcile_one(
         # moto; ResourceNotFound is kept for safety. The name is sagepush's own and valid, so either means: not there.
         if exc.response.get("Error", {}).get("Code") not in {"ValidationException", "ResourceNotFound"}:
             raise
-        if entry.status != SUBMITTING:
+        if entry.status not in (SUBMITTING, NOT_CREATED):
             raise
         ledger.mark_not_created(entry.job_name, now_ms=clock())
         logger.info("job was never created", extra={"job_name": entry.job_name})
