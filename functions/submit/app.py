@@ -30,6 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings=settings,
         sagemaker=aws.client("sagemaker"),
         ledger=DynamoDBLedger(settings.ledger_table, dynamodb=aws.client("dynamodb")),
+        sns=aws.client("sns"),
     )
     logger.append_keys(job_name=submitted.job_name)
     metrics.add_metric(name="JobsAttached" if submitted.attached else "JobsSubmitted", unit=MetricUnit.Count, value=1)

@@ -10,7 +10,14 @@ from botocore.stub import Stubber
 
 from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
-from sagepush.jobs import ThrottledError, UnansweredError, submit_job
+from sagepush.jobs import (
+    CAPACITY_TRANSITION,
+    CapacityError,
+    CapacityExhaustedError,
+    ThrottledError,
+    UnansweredError,
+    submit_job,
+)
 from sagepush.ledger import NOT_CREATED, DynamoDBLedger
 from sagepush.policy import Policy
 from tests.unit.ledger_fake import FakeLedger
@@ -27,8 +34,19 @@ SETTINGS = SubmitSettings(
     default_tags={},
     ledger_table="ledger",
     job_policy=Policy(),
+    alerts_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
+    capacity_wait_seconds=3600,
 )
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:training-job/iris-3f5c0f2a-6b1e9d"
+
+
+def submit(task: Any, client: Any, ledger: Any, sns: Any = None) -> Any:
+    """Submit `task` with SETTINGS; an SNS client that has no stubbed answers unless a test gives one."""
+    return submit_job(task, settings=SETTINGS, sagemaker=client, ledger=ledger, sns=sns or sns_client())
+
+
+def sns_client() -> Any:
+    return boto3.client("sns", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="t")
 
 
 def sagemaker() -> Any:
@@ -44,7 +62,7 @@ def test_the_job_and_its_token_are_recorded_before_create_training_job() -> None
     )
     with Stubber(client) as stub:
         stub.add_response("create_training_job", {"TrainingJobArn": ARN})
-        submitted = submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+        submitted = submit(submit_task(EVENT), client, ledger)
     [entry] = seen_at_create
     assert entry.task_token == EVENT["task_token"] and entry.token_state == "waiting" and entry.unsettled
     assert entry.source["commit"] == EVENT["source"]["commit"] and not submitted.attached
@@ -70,10 +88,8 @@ def test_a_retried_submit_attaches_and_stores_the_new_token() -> None:
             },
             {"TrainingJobName": "iris-3f5c0f2a-6b1e9d"},
         )
-        submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
-        retried = submit_job(
-            submit_task({**EVENT, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
-        )
+        submit(submit_task(EVENT), client, ledger)
+        retried = submit(submit_task({**EVENT, "task_token": "second-token"}), client, ledger)
     assert retried.attached and ledger.entries["iris-3f5c0f2a-6b1e9d"].task_token == "second-token"
 
 
@@ -105,10 +121,8 @@ def test_a_retried_submit_without_a_job_name_names_the_same_job_and_attaches() -
         )
 
         # When the state machine retries it, which gives the retry a new task token
-        first = submit_job(submit_task(task), settings=SETTINGS, sagemaker=client, ledger=ledger)
-        retried = submit_job(
-            submit_task({**task, "task_token": "second-token"}), settings=SETTINGS, sagemaker=client, ledger=ledger
-        )
+        first = submit(submit_task(task), client, ledger)
+        retried = submit(submit_task({**task, "task_token": "second-token"}), client, ledger)
 
     # Then the retry names the same job, attaches to it, and the one ledger entry waits on the new token
     assert created == [first.job_name, first.job_name] and first.job_name.startswith("iris-")
@@ -126,12 +140,7 @@ def test_a_ledger_failing_for_a_moment_is_retried_like_a_throttle_and_nothing_is
     with Stubber(dynamodb) as db, Stubber(client):
         db.add_client_error("put_item", code, http_status_code=500 if code.startswith("Internal") else 400)
         with pytest.raises(ThrottledError, match=code):
-            submit_job(
-                submit_task(EVENT),
-                settings=SETTINGS,
-                sagemaker=client,
-                ledger=DynamoDBLedger("ledger", dynamodb=dynamodb),
-            )
+            submit(submit_task(EVENT), client, DynamoDBLedger("ledger", dynamodb=dynamodb))
 
 
 def test_a_submission_sagemaker_refuses_for_good_is_recorded_as_not_created() -> None:
@@ -139,7 +148,7 @@ def test_a_submission_sagemaker_refuses_for_good_is_recorded_as_not_created() ->
     with Stubber(client) as stub:
         stub.add_client_error("create_training_job", "ValidationException", "Role is not valid")
         with pytest.raises(client.exceptions.ClientError):
-            submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+            submit(submit_task(EVENT), client, ledger)
     entry = ledger.entries["iris-3f5c0f2a-6b1e9d"]
     assert entry.status == NOT_CREATED and not entry.unsettled
 
@@ -149,5 +158,46 @@ def test_a_server_error_from_create_training_job_is_retried_and_keeps_the_job_op
     with Stubber(client) as stub:
         stub.add_client_error("create_training_job", "InternalFailure", http_status_code=500)
         with pytest.raises(UnansweredError):
-            submit_job(submit_task(EVENT), settings=SETTINGS, sagemaker=client, ledger=ledger)
+            submit(submit_task(EVENT), client, ledger)
     assert ledger.entries["iris-3f5c0f2a-6b1e9d"].status == "Submitting"
+
+
+def test_a_job_without_capacity_waits_with_one_alert_then_gives_up_after_the_deployments_wait() -> None:
+    client, ledger, sns = sagemaker(), FakeLedger(), sns_client()
+    published: list[dict[str, Any]] = []
+    sns.meta.events.register("provide-client-params.sns.Publish", lambda params, **_: published.append(params))
+    with Stubber(client) as stub, Stubber(sns) as topic:
+        for _ in range(3):
+            stub.add_client_error("create_training_job", "ResourceLimitExceeded", "ml.g5.xlarge quota in use")
+        topic.add_response("publish", {"MessageId": "m-1"})
+        # The first refusal alerts once and waits; the second waits silently.
+        for _ in range(2):
+            with pytest.raises(CapacityError, match="quota in use"):
+                submit(submit_task(EVENT), client, ledger, sns)
+        # The wait began longer ago than the deployment allows: the submission fails.
+        record = dict(ledger.entries["iris-3f5c0f2a-6b1e9d"].alerts[CAPACITY_TRANSITION])
+        record["at"] -= (SETTINGS.capacity_wait_seconds + 1) * 1000
+        ledger._set("iris-3f5c0f2a-6b1e9d", alerts={CAPACITY_TRANSITION: record})
+        with pytest.raises(CapacityExhaustedError, match="no capacity freed up in 1 h"):
+            submit(submit_task(EVENT), client, ledger, sns)
+    [alert] = [json.loads(json.loads(p["Message"])["sqs"]) for p in published]
+    assert (alert["kind"], alert["status"], alert["severity"]) == (
+        "waiting-for-capacity",
+        "WaitingForCapacity",
+        "warning",
+    )
+    assert "quota in use" in alert["status_message"] and alert["job_name"] == "iris-3f5c0f2a-6b1e9d"
+    assert ledger.entries["iris-3f5c0f2a-6b1e9d"].status == "Submitting"
+
+
+def test_a_waiting_alert_sns_refuses_is_sent_by_the_next_attempt() -> None:
+    client, ledger, sns = sagemaker(), FakeLedger(), sns_client()
+    with Stubber(client) as stub, Stubber(sns) as topic:
+        stub.add_client_error("create_training_job", "ResourceLimitExceeded")
+        stub.add_client_error("create_training_job", "ResourceLimitExceeded")
+        topic.add_client_error("publish", "InternalError", http_status_code=500)
+        topic.add_response("publish", {"MessageId": "m-2"})
+        for _ in range(2):
+            with pytest.raises(CapacityError):
+                submit(submit_task(EVENT), client, ledger, sns)
+    assert ledger.entries["iris-3f5c0f2a-6b1e9d"].alerts[CAPACITY_TRANSITION]["state"] == "sent"

@@ -59,7 +59,7 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Severity = Literal["info", "warning", "error"]
-Kind = Literal["training-state", "upload-refused"]
+Kind = Literal["training-state", "upload-refused", "waiting-for-capacity"]
 SEVERITY: dict[str, Severity] = {
     "Failed": "error",
     "MaxRuntimeExceeded": "error",
@@ -67,6 +67,7 @@ SEVERITY: dict[str, Severity] = {
     "SubmitFailed": "error",
     "UploadRefused": "error",
     "Interrupted": "warning",
+    "WaitingForCapacity": "warning",
     "Stopping": "warning",
     "Stopped": "warning",
 }
@@ -91,6 +92,7 @@ HEADLINES = {
     "MaxRuntimeExceeded": "stopped: maximum runtime exceeded",
     "MaxWaitTimeExceeded": "stopped: maximum spot wait exceeded",
     "UploadRefused": "upload refused",
+    "WaitingForCapacity": "waiting for capacity",
 }
 _CONSOLE = {
     "aws": "console.aws.amazon.com",
@@ -376,6 +378,40 @@ def fit(alert: Alert, *, budget: int = PUBLISH_BUDGET) -> Publication:
         return found
     logger.warning("alert cut to its minimal form to fit sns", extra={"job_name": alert.job_name})
     return alert.minimal().publication()
+
+
+def waiting_for_capacity_alert(
+    *,
+    job_name: str,
+    project: str,
+    region: str,
+    reason: str,
+    give_up_after_seconds: int,
+    source: Mapping[str, str],
+    code_uri: str,
+    time: str,
+) -> Alert:
+    """Return the one `waiting-for-capacity` alert of a job SageMaker has no capacity for yet (ResourceLimitExceeded).
+
+    The job is not failed: Submit is retried with backoff until capacity frees up, for at most `give_up_after_seconds`.
+    """
+    hours = give_up_after_seconds / 3600
+    console, logs = links(region, job_name)
+    return Alert(
+        job_name=job_name,
+        project=project,
+        status="WaitingForCapacity",
+        job_status=None,
+        severity="warning",
+        time=time,
+        region=region,
+        status_message=f"{reason}; retrying with backoff for up to {hours:g} h before giving up",
+        source=source,
+        code_uri=code_uri,
+        console_url=console,
+        logs_url=logs,
+        kind="waiting-for-capacity",
+    )
 
 
 def build_alert(

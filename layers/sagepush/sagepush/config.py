@@ -117,6 +117,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "ALERT_ON": _alert_on,
     "RECONCILE_GRACE_SECONDS": _positive_int,
     "RECONCILE_MAX_JOBS": _positive_int,
+    "CAPACITY_WAIT_SECONDS": _positive_int,
     "OUTPUT_KMS_KEY": _optional(_text),
 }
 """How each variable any function reads is parsed; the value's form is named when parsing fails."""
@@ -192,9 +193,11 @@ class StageSettings(JobDefaultSettings):
 
 @dataclass(frozen=True, slots=True)
 class SubmitSettings(JobDefaultSettings):
-    """SubmitFunction: the defaults a request is built from."""
+    """SubmitFunction: the defaults a request is built from, and how long a job waits for capacity (one alert)."""
 
     ledger_table: str
+    alerts_topic_arn: str
+    capacity_wait_seconds: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagepush import images, naming, policy, request, spec, staging
+from sagepush import alerts, images, naming, policy, request, spec, staging
 from sagepush.errors import InputError, SagepushError
 from sagepush.ledger import Submission
 
@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import TagTypeDef
     from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_stepfunctions import SFNClient
 
-    from sagepush.config import JobDefaultSettings, StageSettings
+    from sagepush.config import JobDefaultSettings, StageSettings, SubmitSettings
     from sagepush.events import ObjectCreated, SubmitTask
     from sagepush.ledger import Ledger
 
@@ -35,6 +36,9 @@ UPLOAD_JOB_TAG = "sagepush-job"
 """Tag StageFunction puts on an uploaded object: the training job it became."""
 UPLOAD_REFUSED_TAG = "sagepush-refused"
 """Tag StageFunction puts on an uploaded object it refused: why, as a tag value allows."""
+CAPACITY_TRANSITION = "WaitingForCapacity"
+"""The ledger's alert key for a job's wait for capacity: its one alert, and when the wait began."""
+_CAPACITY_LEASE_MS = 120_000
 # A job's own start-up, queueing and upload time beyond MaxRuntime + MaxWait before its execution gives up.
 SETTLE_GRACE_SECONDS = 3600
 # SageMaker tag values: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
@@ -67,7 +71,11 @@ class ThrottledError(SagepushError):
 
 
 class CapacityError(SagepushError):
-    """The account has no capacity left for this job (ResourceLimitExceeded); retried with backoff."""
+    """The account has no capacity left for this job yet (ResourceLimitExceeded); retried with backoff for hours."""
+
+
+class CapacityExhaustedError(SagepushError):
+    """No capacity freed up within the deployment's CAPACITY_WAIT_SECONDS: the submission fails, with its alert."""
 
 
 class UnansweredError(SagepushError):
@@ -327,16 +335,21 @@ def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[
 
 
 def submit_job(
-    task: SubmitTask, *, settings: JobDefaultSettings, sagemaker: SageMakerClient, ledger: Ledger
+    task: SubmitTask, *, settings: SubmitSettings, sagemaker: SageMakerClient, ledger: Ledger, sns: SNSClient
 ) -> SubmittedJob:
     """Build, validate and send CreateTrainingJob for `task`; a job that already exists is attached to, not an error.
 
     The job and its task token are recorded in the ledger first, so that whatever happens after CreateTrainingJob is
     sent (a crash, a lost event), the status logic and the reconciler know the job and can settle its execution.
 
+    A job SageMaker has no capacity for yet (ResourceLimitExceeded) waits: one `waiting-for-capacity` alert, then
+    CapacityError, which the state machine retries with backoff, until `capacity_wait_seconds` after the first
+    refusal (then CapacityExhaustedError, which fails the submission).
+
     Raises:
         InputError: the spec or the request is wrong, naming the manifest field.
         ThrottledError, CapacityError, UnansweredError: retryable; the state machine backs off and tries again.
+        CapacityExhaustedError: still no capacity after the deployment's wait.
     """
     from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as TransportError
@@ -376,7 +389,8 @@ def submit_job(
         logger.info("training job already exists, attaching", extra={"job_name": job_name})
         return SubmittedJob(job_name=job_name, job_arn=arn, attached=True, request=built)
     except sagemaker.exceptions.ResourceLimitExceeded as exc:
-        raise CapacityError(f"{job_name}: {exc.response['Error'].get('Message', 'resource limit exceeded')}") from exc
+        reason = f"{job_name}: {exc.response['Error'].get('Message', 'resource limit exceeded')}"
+        raise _waiting_for_capacity(task, job_name, reason, settings=settings, ledger=ledger, sns=sns) from exc
     except (TransportError, HTTPClientError) as exc:
         # botocore gave up retrying the transport; the request may have reached SageMaker all the same. A retry of
         # this task finds the job (ResourceInUse) and attaches, so retrying is safe and no job is created twice.
@@ -394,6 +408,48 @@ def submit_job(
         raise
     logger.info("training job created", extra={"job_name": job_name})
     return SubmittedJob(job_name=job_name, job_arn=response["TrainingJobArn"], attached=False, request=built)
+
+
+def _waiting_for_capacity(
+    task: SubmitTask, job_name: str, reason: str, *, settings: SubmitSettings, ledger: Ledger, sns: SNSClient
+) -> SagepushError:
+    """Return the error a capacity refusal ends this attempt with, alerting the first refusal once.
+
+    The first refusal claims the `WaitingForCapacity` transition in the ledger and publishes its alert; the time it
+    was sent is when the wait began. An alert that cannot be sent now is released and tried again on the next attempt.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    now = time.time_ns() // 1_000_000
+    since = now
+    claim = ledger.claim_alert(job_name, CAPACITY_TRANSITION, now_ms=now, lease_until_ms=now + _CAPACITY_LEASE_MS)
+    if claim is not None:
+        alert = alerts.waiting_for_capacity_alert(
+            job_name=job_name,
+            project=task.project,
+            region=settings.aws_region,
+            reason=reason,
+            give_up_after_seconds=settings.capacity_wait_seconds,
+            source={name: task.source[name] for name in SOURCE_FIELDS if task.source.get(name)},
+            code_uri=task.code_uri,
+            time=alerts.iso_time(now),
+        )
+        try:
+            message_id = alerts.publish_alert(alert, topic_arn=settings.alerts_topic_arn, sns=sns)
+        except (BotoCoreError, ClientError):
+            logger.warning("waiting-for-capacity alert not sent; the next attempt sends it", exc_info=True)
+            ledger.release_alert(claim)
+        else:
+            ledger.mark_alert_sent(claim, message_id=message_id, now_ms=now)
+    else:
+        entry = ledger.get(job_name)
+        record = entry.alerts.get(CAPACITY_TRANSITION, {}) if entry is not None else {}
+        since = int(record.get("at", now))
+    if now - since > settings.capacity_wait_seconds * 1000:
+        hours = settings.capacity_wait_seconds / 3600
+        return CapacityExhaustedError(f"{reason}; no capacity freed up in {hours:g} h of waiting")
+    logger.info("waiting for capacity", extra={"job_name": job_name, "waited_ms": now - since})
+    return CapacityError(reason)
 
 
 def _task_fingerprint(task: SubmitTask) -> str:
