@@ -22,6 +22,9 @@ endif
 UV_RUN := $(UV) run --frozen
 # Tests and scripts that start uv themselves use this one (uv run also names itself in $UV).
 export UV
+# Installs compile bytecode, so no tool, test subprocess or CLI start compiles its dependencies again (this machine
+# sets PYTHONDONTWRITEBYTECODE=1, and uv compiles nothing by default).
+export UV_COMPILE_BYTECODE := 1
 
 # Region for the offline template checks only (nothing is deployed by them).
 TEMPLATE_REGION ?= us-east-1
