@@ -360,7 +360,6 @@ def test_the_cut_model_validates_exactly_as_botocores_whole_model(tmp_path: Any,
     from botocore.loaders import create_loader
     from botocore.model import ServiceModel
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     whole = create_loader().load_service_model("sagemaker", "service-2")
     cut = request_module.operation_model("sagemaker", "CreateTrainingJob")
     assert len(cut["shapes"]) < len(whole["shapes"]) / 10
@@ -379,23 +378,28 @@ def test_the_cut_model_validates_exactly_as_botocores_whole_model(tmp_path: Any,
     assert _reports(shape_of["cut"], [good]) == [""] and all(_reports(shape_of["cut"], bad))
 
 
-def test_the_cut_model_is_read_from_its_cache_and_rebuilt_when_the_cache_is_bad(
-    tmp_path: Any, monkeypatch: Any
-) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    first = request_module.operation_model("sagemaker", "CreateTrainingJob")
-    (cached,) = (tmp_path / "sagepush" / "botocore-models").iterdir()
-    monkeypatch.setattr(request_module, "_loader", lambda: pytest.fail("the cached model was not used"))
-    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == first
-    monkeypatch.undo()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    cached.write_text("{ half a model")
-    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == first
-    assert json.loads(cached.read_text()) == first
+def test_the_packaged_cut_model_is_the_locked_botocores(monkeypatch: Any) -> None:
+    # scripts/cut_botocore_model.py writes it; after a botocore upgrade this fails until it is run again.
+    import botocore
+    from botocore.loaders import create_loader
+
+    shipped = json.loads((request_module.PACKAGED_MODELS / "sagemaker-CreateTrainingJob.json").read_text())
+    assert shipped["botocore"] == botocore.__version__
+    whole = create_loader().load_service_model("sagemaker", "service-2")
+    assert shipped["model"] == request_module.cut_model(whole, "CreateTrainingJob")
+    monkeypatch.setattr(request_module, "_loader", lambda: pytest.fail("the packaged model was not used"))
+    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == shipped["model"]
 
 
-def test_an_unwritable_cache_is_no_error(tmp_path: Any, monkeypatch: Any) -> None:
-    blocked = tmp_path / "file"
-    blocked.write_text("not a directory")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
-    assert "CreateTrainingJobRequest" in request_module.operation_model("sagemaker", "CreateTrainingJob")["shapes"]
+def test_another_botocore_cuts_its_own_model(monkeypatch: Any) -> None:
+    import botocore
+
+    packaged = request_module.operation_model("sagemaker", "CreateTrainingJob")
+    request_module._cut_from_botocore.cache_clear()
+    monkeypatch.setattr(botocore, "__version__", "0.0.1")
+    loads: list[int] = []
+    real = request_module._loader
+    monkeypatch.setattr(request_module, "_loader", lambda: loads.append(1) or real())
+    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == packaged
+    assert request_module.operation_model("sagemaker", "CreateTrainingJob") == packaged
+    assert loads == [1]  # cut once per process

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -68,6 +67,8 @@ _FIELDS = {
     "InfraCheckConfig": "enable_infra_check",
 }
 _IMAGE_ARGUMENTS = {"version": "framework_version"}
+PACKAGED_MODELS = Path(__file__).with_name("data")
+"""Where the cut botocore models of the locked botocore ship (scripts/cut_botocore_model.py writes them)."""
 
 
 class RequestError(InputError):
@@ -444,33 +445,29 @@ def _input_shape() -> Shape:
 
 
 def operation_model(service: str, operation: str) -> dict[str, Any]:
-    """botocore's model of `service` cut down to `operation` and the shapes its input reaches, cached on disk.
+    """botocore's model of `service` cut down to `operation` and the shapes its input reaches.
 
     SageMaker's whole model is 3 200 shapes, about a tenth of `sagepush render`'s time to load; the cut one is a few
-    dozen. The cache file is named after botocore's version, so an upgrade reads its own model; it is skipped where
-    models of the service are installed under ~/.aws/models (botocore reads those first), and a cache that cannot be
-    read or written is no error: the model is then cut from botocore's own file.
+    dozen. The cut model of the locked botocore ships in `data/` (`scripts/cut_botocore_model.py` writes it; a unit
+    test keeps it in step with uv.lock), so neither a Lambda cold start nor a CLI start loads the whole model. Where
+    botocore is another version, or models of the service are installed under ~/.aws/models (botocore reads those
+    first), the model is cut from botocore's own, once per process.
     """
     import botocore
 
-    cache_file = _model_cache_dir() / f"{service}-{operation}-botocore-{botocore.__version__}.json"
     custom = (Path.home() / ".aws" / "models" / service).exists()
-    if not custom:
-        try:
-            cached: dict[str, Any] = json.loads(cache_file.read_bytes())
-            return cached
-        except (OSError, ValueError):
-            pass
-    model = cut_model(_loader().load_service_model(service, "service-2"), operation)
-    if not custom:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps(model))
-            partial.replace(cache_file)
-        except OSError:
-            pass
-    return model
+    packaged = PACKAGED_MODELS / f"{service}-{operation}.json"
+    if not custom and packaged.exists():
+        shipped: dict[str, Any] = json.loads(packaged.read_bytes())
+        if shipped.get("botocore") == botocore.__version__:
+            model: dict[str, Any] = shipped["model"]
+            return model
+    return _cut_from_botocore(service, operation)
+
+
+@cache
+def _cut_from_botocore(service: str, operation: str) -> dict[str, Any]:
+    return cut_model(_loader().load_service_model(service, "service-2"), operation)
 
 
 def cut_model(model: Mapping[str, Any], operation: str) -> dict[str, Any]:
@@ -488,11 +485,6 @@ def cut_model(model: Mapping[str, Any], operation: str) -> dict[str, Any]:
         todo.extend(ref["shape"] for ref in refs if ref)
     operations = {operation: {k: spec[k] for k in ("name", "http", "input") if k in spec}}
     return {"version": model.get("version"), "metadata": model["metadata"], "operations": operations, "shapes": kept}
-
-
-def _model_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sagepush" / "botocore-models"
 
 
 def field_of(path: str, spec: TrainingSpec) -> str:
