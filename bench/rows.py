@@ -43,6 +43,7 @@ FUNCTION_ENV = {
     "DEFAULT_VOLUME_SIZE": "30",
     "DEFAULT_MAX_RUN": "86400",
     "DEFAULT_TAGS": '{"team": "ml"}',
+    "CAPACITY_WAIT_SECONDS": "43200",
     "JOB_POLICY": '{"instance_types": "ml.m5.*,ml.g5.xlarge", "input_locations": "s3://sagepush-artifacts-123456789012/data/{project}/"}',
     "ARTIFACT_BUCKET": "sagepush-artifacts-123456789012",
     "INGEST_PREFIX": "incoming/",

@@ -561,13 +561,29 @@ def init(
     workflow: Annotated[
         bool, typer.Option(help="Also write .github/workflows/sagepush.yml at the repository root.")
     ] = True,
+    cli_source: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SAGEPUSH_CLI_SOURCE",
+            help="The git repository (https) the workflow installs the sagepush CLI from "
+            "(default: the one this sagepush was installed from).",
+        ),
+    ] = None,
+    cli_commit: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SAGEPUSH_CLI_COMMIT",
+            help="The full 40-hex commit of that repository the workflow installs (default: this sagepush's).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files that exist.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Write a commented sagepush.toml (the framework read from requirements.txt or pyproject.toml) and a GitHub
-    Actions workflow that pushes every commit on main.
+    Actions workflow that pushes every commit on main, installing the CLI from a git repository at a pinned commit.
 
-    Exit codes: 0 written; 2 a file exists (nothing is written) or the project is not understood.
+    Exit codes: 0 written; 2 a file exists (nothing is written), the project is not understood, or the CLI's
+    source for the workflow is not known (pass --cli-source and --cli-commit).
     """
     from sagepush import naming
     from sagepush_cli import init as initialising
@@ -581,15 +597,20 @@ def init(
         name = naming.check_project(project or project_name(directory), where="--project")
         chosen = initialising.plan(directory, project=name, framework=framework)
         root = None  # where the workflow goes: the repository's root, else the project directory
+        pinned = None  # where the workflow installs the CLI from
         if workflow:
+            pinned = initialising.cli_source(cli_source, cli_commit, origin=initialising.installed_origin())
             git = read_git_state(directory)
             root = git.root if git else directory
-        written = initialising.write(directory, chosen=chosen, workflow_root=root, force=force)
+        written = initialising.write(directory, chosen=chosen, workflow_root=root, source=pinned, force=force)
     if json_output:
-        _print_json({"written": [str(p) for p in written], "framework": chosen.framework, "project": name})
+        document = {"written": [str(p) for p in written], "framework": chosen.framework, "project": name}
+        _print_json({**document, "cli_source": pinned.requirement if pinned else None})
         return
     for written_path in written:
         typer.echo(f"wrote {written_path}")
+    if pinned:
+        typer.echo(f"the workflow installs the CLI from {pinned.requirement}")
     source = f" (from {chosen.detected_from})" if chosen.detected_from else " (no framework found: edit it)"
     typer.echo(
         f"framework {chosen.framework} {chosen.framework_version}{source}; check it with `sagepush render {path}`"
@@ -761,6 +782,7 @@ def local_prune(
     """Remove local job directories, job environments and kept staged code not used lately (never one in use).
 
     A starting local stack does the same with $SAGEPUSH_LOCAL_PRUNE_AFTER (default 14d; `never` turns it off).
+    Exit codes: 0 pruned (or nothing to prune); 1 an entry could not be removed; 2 the age is not a duration.
     """
     import os
     from datetime import UTC, datetime
@@ -799,7 +821,11 @@ def local_prune(
         out = Console(highlight=False, soft_wrap=True)
         verb = "would remove" if dry_run else "removed"
         if pruned.removed:
-            table = Table("kind", "path", "last used", "size", title=f"{verb} (unused for over {text})")
+            table = Table(title=f"{verb} (unused for over {text})")
+            table.add_column("kind", no_wrap=True)
+            table.add_column("path", overflow="fold")
+            table.add_column("last used (UTC)", no_wrap=True)
+            table.add_column("size", justify="right", no_wrap=True)
             for entry in pruned.removed:
                 used = datetime.fromtimestamp(entry.last_used, UTC).strftime("%Y-%m-%d %H:%M")
                 table.add_row(entry.kind, str(entry.path.relative_to(pruned.root)), used, _size(entry.size))

@@ -10,6 +10,8 @@ What moto cannot do is added here, in one place:
 - EventBridge rules do not deliver to Lambda targets: a rule's own pattern (moto's matcher, fed the pattern written
   in the template) selects the events, and the target handler runs as an asynchronous invocation would, with the
   retries and on-failure destination of the template's EventInvokeConfig (which moto's CloudFormation skips).
+- DynamoDB requests on one item do not run one at a time, so two conditional writes can both pass their condition:
+  `local/dynamodb.py` serialises them per item, as DynamoDB does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
-from sagepush_cli.local import patterns
+from sagepush_cli.local import cache, patterns
+from sagepush_cli.local.dynamodb import serialise_item_requests
 from sagepush_cli.local.trainer import install_trainer
 
 if TYPE_CHECKING:
@@ -60,6 +63,11 @@ class LocalStack:
     keep_staged_code: bool = False
     """Keep the artifact bucket's staged code (code/) on disk from one stack to the next, as a deployed bucket
     keeps it: a later push of the same code reuses it. `local up` and `local demo` keep it; tests start empty."""
+    prune_after: float | None = field(default_factory=cache.configured_prune_after)
+    """On start, remove the job directories, environments and kept staged code (`local/cache.py`) unused for this
+    many seconds, never one in use: $SAGEPUSH_LOCAL_PRUNE_AFTER, 14 days by default; None never prunes."""
+    pruned: cache.Pruned | None = None
+    """What pruning on start removed."""
     endpoint: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
@@ -68,6 +76,7 @@ class LocalStack:
     _server: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _patches: list[Callable[[], None]] = field(default_factory=list)
+    _restored_code: set[str] = field(default_factory=set)
     _async: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="lambda-async"))
     _pending: set[Future[None]] = field(default_factory=set)
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,6 +92,13 @@ class LocalStack:
         """Start the server, point this process's AWS clients at it, deploy the template and route invocations."""
         from moto.server import ThreadedMotoServer
 
+        if self.prune_after is not None:
+            self.pruned = cache.prune(older_than=self.prune_after)
+            if self.pruned.removed:
+                logger.info(
+                    "pruned the local cache",
+                    extra={"entries": len(self.pruned.removed), "bytes": self.pruned.bytes_freed},
+                )
         _quiet_moto()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
@@ -102,6 +118,8 @@ class LocalStack:
             }
         )
         self._clear_client_caches()
+        # Conditional writes to one item must not both succeed (the ledger's alert claim relies on it).
+        self._patches.append(serialise_item_requests())
         # moto keeps its backends per process, not per server: start from nothing whatever ran here before.
         self.post("/moto-api/reset", {})
         self._configure_moto()
@@ -210,24 +228,27 @@ class LocalStack:
         self._mirror_state_machines(translated)
 
     def _staged_code_store(self) -> Path:
-        from sagepush_cli.local.trainer import home
-
-        return home() / "staged-code" / self.stack_name
+        return cache.home() / "staged-code" / self.stack_name
 
     def _save_staged_code(self) -> None:
-        """Copy the artifact bucket's code/ objects the store does not hold yet (they are content-addressed)."""
+        """Copy the artifact bucket's code/ objects the store does not hold yet (they are content-addressed), and
+        record a use of those a job ran. Code restored from the store and not run is left to age (and be pruned)."""
         import boto3
 
         s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
         prefix = self.function("StageFunction").environment["CODE_PREFIX"]
+        run = self._code_run_by_jobs(bucket)
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                target = store / item["Key"]
+                key, target = item["Key"], store / item["Key"]
+                if key in self._restored_code and key not in run:
+                    continue
                 if target.is_file() and target.stat().st_size == item["Size"]:
+                    cache.touch(target)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(target.name + ".partial")
-                s3.download_file(bucket, item["Key"], str(partial))
+                s3.download_file(bucket, key, str(partial))
                 partial.replace(target)
 
     def _restore_staged_code(self) -> None:
@@ -235,9 +256,28 @@ class LocalStack:
         import boto3
 
         s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
+        self._restored_code.clear()
         for path in sorted(store.rglob("*")) if store.is_dir() else []:
             if path.is_file() and not path.name.endswith(".partial"):
-                s3.upload_file(str(path), bucket, path.relative_to(store).as_posix())
+                key = path.relative_to(store).as_posix()
+                try:
+                    with cache.in_use(path):  # a prune in another process must not take it while it is read
+                        if path.is_file():
+                            s3.upload_file(str(path), bucket, key)
+                            self._restored_code.add(key)
+                except FileNotFoundError:
+                    continue  # pruned meanwhile
+
+    def _code_run_by_jobs(self, bucket: str) -> set[str]:
+        """The keys in `bucket` of the staged code the stack's training jobs ran (`sagemaker_submit_directory`)."""
+        from moto.sagemaker.models import sagemaker_backends
+
+        keys = set()
+        for job in list(sagemaker_backends[ACCOUNT_ID][self.region].training_jobs.values()):
+            uri = str((job.hyper_parameters or {}).get("sagemaker_submit_directory") or "").strip('"')
+            if uri.startswith(f"s3://{bucket}/"):
+                keys.add(uri[len(f"s3://{bucket}/") :])
+        return keys
 
     def _complete_buckets(self, translated: Mapping[str, Any]) -> None:
         """Apply the bucket properties moto's CloudFormation ignores, as the template declares them."""

@@ -36,20 +36,21 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagepush_cli.follow import LOG_GROUP
+from sagepush_cli.local.cache import home as home  # where jobs and environments live; named here by the CLI and tests
+from sagepush_cli.local.cache import in_use, touch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from sagepush_cli.local.stack import LocalStack
 
 logger = logging.getLogger(__name__)
 
 GRACE_ENV = "SAGEPUSH_LOCAL_STOP_GRACE_SECONDS"
-HOME_ENV = "SAGEPUSH_LOCAL_HOME"
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
 HOST = "localhost"
@@ -77,15 +78,6 @@ _MESSAGES = {
     "Stopped": "Training job stopped",
     "MaxRuntimeExceeded": "Training job stopped: it exceeded MaxRuntimeInSeconds",
 }
-
-
-def home() -> Path:
-    """Where job directories and cached environments live: $SAGEPUSH_LOCAL_HOME or ~/.cache/sagepush/local."""
-    configured = os.environ.get(HOME_ENV)
-    if configured:
-        return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "sagepush" / "local"
 
 
 def base_packages() -> tuple[str, ...]:
@@ -121,6 +113,8 @@ class _Run:
     stop_reason: str = "Stopped"
     done: threading.Event = field(default_factory=threading.Event)
     log_file: Path | None = None
+    holds: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """What the run holds in use while it lasts (its job directory, its environment): pruning leaves them alone."""
 
 
 class LocalTrainer:
@@ -210,6 +204,7 @@ class LocalTrainer:
         try:
             self._transition(run, clients["events"], "Starting")
             layout = _lay_out(run)
+            run.holds.enter_context(in_use(layout))
             sink = _LogSink(
                 run.directory / "training.log",
                 clients["logs"],
@@ -224,7 +219,7 @@ class LocalTrainer:
             if run.stop_requested.is_set():
                 self._finish_stopped(run, clients, layout, sink)
                 return
-            python = self._environment(layout / "code" / "requirements.txt", sink)
+            python = self._environment(layout / "code" / "requirements.txt", sink, run.holds)
             self._transition(run, clients["events"], "Training")
             code = self._train(run, python, layout, sink, clients["events"])
             if run.stop_requested.is_set():
@@ -246,6 +241,7 @@ class LocalTrainer:
         finally:
             if sink is not None:
                 sink.close()
+            run.holds.close()
             run.done.set()
 
     def _finish_stopped(self, run: _Run, clients: Mapping[str, Any], layout: Path, sink: _LogSink) -> None:
@@ -299,24 +295,25 @@ class LocalTrainer:
             reader.join(timeout=1)
         return code
 
-    def _environment(self, requirements: Path, sink: _LogSink) -> Path:
-        """Return the python of the env for these requirements, building and caching it on first use."""
+    def _environment(self, requirements: Path, sink: _LogSink, holds: contextlib.ExitStack) -> Path:
+        """Return the python of the env for these requirements, building and caching it on first use; `holds` keeps
+        the env in use (safe from pruning) until the run ends."""
         text = requirements.read_text() if requirements.is_file() else ""
         packages = base_packages()
-        key = hashlib.sha256(
-            json.dumps([sys.version_info[:2], packages, text.strip()]).encode(),
-        ).hexdigest()[:16]
+        key = environment_key(text)
         envs = self.root / "envs"
         final = envs / key
         with self._lock:
             lock = self._env_locks.setdefault(key, threading.Lock())
         with lock:
-            if (final / ".ready").is_file():
+            if _hold_ready(final, holds):
                 sink.write(f"sagepush local: using the cached environment {final}")
                 return final / "bin" / "python"
             sink.write(f"sagepush local: building the environment {final} ({', '.join(packages)} + requirements.txt)")
             building = envs / f".{key}.{uuid.uuid4().hex[:8]}"
-            envs.mkdir(parents=True, exist_ok=True)
+            building.mkdir(parents=True)
+            # Held from the start (pruning must not take a half-built env), and still held once renamed to `final`.
+            holds.enter_context(in_use(building))
             try:
                 uv = _uv()
                 _run_logged([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable, str(building)], sink)
@@ -325,8 +322,11 @@ class LocalTrainer:
                     install += ["-r", str(requirements)]
                 _run_logged(install, sink)
                 (building / ".ready").write_text(json.dumps({"packages": packages, "requirements": text}))
-                with contextlib.suppress(OSError):  # another process built the same env first: use theirs
+                try:
                     building.rename(final)
+                except OSError:  # another process built the same env first: use theirs
+                    if not _hold_ready(final, holds):
+                        raise
             finally:
                 if building.exists():
                     shutil.rmtree(building, ignore_errors=True)
@@ -435,6 +435,27 @@ def trainer_of(stack: LocalStack) -> LocalTrainer:
         if isinstance(patch, LocalTrainer):
             return patch
     raise LookupError("the local stack has no trainer installed")
+
+
+def environment_key(requirements: str) -> str:
+    """The name of the cached env for this requirements.txt: a hash of it, the base packages and this Python."""
+    document = json.dumps([sys.version_info[:2], base_packages(), requirements.strip()])
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+def _hold_ready(env: Path, holds: contextlib.ExitStack) -> bool:
+    """Hold a built env as in use and record the use (pruning goes by it); False when there is none, or a prune
+    removed it while this waited."""
+    if not (env / ".ready").is_file():
+        return False
+    try:
+        holds.enter_context(in_use(env))
+    except FileNotFoundError:
+        return False
+    if not (env / ".ready").is_file():
+        return False
+    touch(env / ".ready")
+    return True
 
 
 # ---------------------------------------------------------------------- the job directory
