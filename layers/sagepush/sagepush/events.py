@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+from urllib.parse import unquote_plus
 
 from sagepush.errors import InputError, shorten
 from sagepush.naming import UploadIdentity
@@ -98,12 +97,12 @@ def object_created(event: Mapping[str, Any]) -> ObjectCreated:
     size = _get(event, "detail.object.size", int) if "size" in event["detail"]["object"] else None
     if isinstance(size, bool) or (size is not None and size < 0):
         raise EventError("$.detail.object.size", f"is {shorten(size)}, expected a byte count (a whole number >= 0)")
-    notification = S3EventBridgeNotificationEvent(event)
     return ObjectCreated(
         event_id=_get(event, "id"),
         time=str(_get(event, "time", (str, int, float))),
         bucket=_get(event, "detail.bucket.name"),
-        key=notification.detail.object.key,
+        # S3 form-encodes keys in its notifications (a space arrives as '+'), as Powertools' S3 data classes decode.
+        key=unquote_plus(raw_key),
         raw_key=raw_key,
         size=size,
         # AWS spells it "etag"; some emitters (moto) send "eTag".
