@@ -93,17 +93,12 @@ lint-template: uv ## sam validate --lint, cfn-lint with the serverless rules, ch
 	$(UV) tool run --from 'checkov==$(CHECKOV_VERSION)' checkov --file template.yaml --framework cloudformation \
 	  --skip-download --compact --quiet
 
-lint-deps: uv ## uv.lock matches pyproject.toml; the layer's pins match uv.lock; pip-audit on every pin in uv.lock
+lint-deps: uv ## uv.lock matches pyproject.toml; the layer's requirements.txt is uv.lock's, hashes included; pip-audit
 	$(UV) lock --check
+	@# The layer's requirements.txt is generated from uv.lock (every package with its hashes): any difference fails.
+	$(UV_RUN) python scripts/layer_requirements.py --check --uv "$(UV)"
 	@# Says "NOT audited" (and fails under SAGEPUSH_REQUIRE_AUDIT=1) when no advisory source answers; see the script.
 	$(UV_RUN) python scripts/audit_lock.py --uv "$(UV)" --pip-audit $(PIP_AUDIT_VERSION)
-	@lock=$$(mktemp); trap 'rm -f "$$lock"' EXIT; \
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header --no-annotate >"$$lock"; \
-	bad=0; \
-	for pin in $$(grep -Eo '^[A-Za-z0-9_.-]+==[^ ;#]+' layers/sagepush/requirements.txt); do \
-	  if ! grep -qiE "^$${pin//./\\.}( |;|$$)" "$$lock"; then echo "error: layers/sagepush/requirements.txt pins $$pin, uv.lock does not" >&2; bad=1; fi; \
-	done; \
-	[ "$$bad" -eq 0 ] && echo "layer requirements match uv.lock"
 
 unit: dev ## pytest tests/unit
 	$(call pytest,tests/unit)

@@ -3,16 +3,24 @@ workflow that pushes every commit on main through GitHub's OIDC role."""
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlsplit
 
-from sagepush.errors import InputError
+from sagepush.errors import InputError, shorten
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MANIFEST: Final = "sagepush.toml"
 WORKFLOW: Final = Path(".github/workflows/sagepush.yml")
+SOURCE_OPTION: Final = "--cli-source"
+COMMIT_OPTION: Final = "--cli-commit"
 
 # Requirement name → (framework, the SDK's version argument style). First match wins, so the more specific
 # frameworks (transformers runs on a PyTorch image) come before the general ones.
@@ -32,6 +40,121 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^]]*\])?\s*
 
 class InitError(InputError):
     """`sagepush init` cannot write what it was asked to."""
+
+
+# The workflow's job holds the AWS push role, so the CLI it runs must be exactly the code chosen here: a git
+# repository at a full commit id (a branch or tag can be moved, a short id can collide), never a name on an index
+# (sagepush is not published: whoever registered the name would run code with the role). Only characters that need
+# no quoting in YAML or the shell, and no credentials: the URL is written into a committed file.
+_SOURCE_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9._~/-]+")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SUBDIRECTORY = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+# GitHub Actions the workflow uses, each pinned to the full commit its release tag names (GitHub's security
+# hardening guide: a tag can be moved to other code, a commit cannot).
+_ACTIONS: Final = {
+    "checkout": "actions/checkout@11d5960a326750d5838078e36cf38b85af677262 # v4.4.0",
+    "credentials": "aws-actions/configure-aws-credentials@7474bc4690e29a8392af63c5b98e7449536d5c3a # v4.3.1",
+    "uv": "astral-sh/setup-uv@d0cc045d04ccac9d8b7881df0226f9e82c39688e # v6.8.0",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CliSource:
+    """Where the workflow installs the sagepush CLI from: a git repository over https, at one full commit."""
+
+    url: str
+    commit: str
+    subdirectory: str | None = None  # where the package's pyproject.toml is, when not at the repository's root
+
+    @property
+    def requirement(self) -> str:
+        """The pinned requirement `uvx --from` takes: git+URL@COMMIT."""
+        suffix = f"#subdirectory={self.subdirectory}" if self.subdirectory else ""
+        return f"git+{self.url}@{self.commit}{suffix}"
+
+
+def installed_origin() -> dict[str, Any] | None:
+    """Return the installed sagepush's PEP 610 `direct_url.json`: None when it has none (installed from an index)."""
+    try:
+        text = metadata.distribution("sagepush").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    if not text:
+        return None
+    try:
+        origin = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return origin if isinstance(origin, dict) else None
+
+
+def cli_source(url: str | None, commit: str | None, *, origin: Mapping[str, Any] | None) -> CliSource:
+    """Decide where the workflow installs the CLI from: `url` and `commit` (--cli-source, --cli-commit), each
+    defaulting to the git repository and commit `origin` (the installed sagepush's direct_url.json) records.
+
+    Raises:
+        InitError: either cannot be determined, the URL is not https without credentials, or the commit is not a
+            full 40-hex commit id.
+    """
+    detected = _git_origin(origin)
+    chosen_url = url.removeprefix("git+") if url is not None else detected.url if detected else None
+    chosen_commit = commit.strip().lower() if commit is not None else detected.commit if detected else None
+    if chosen_url is None:
+        raise InitError(
+            SOURCE_OPTION,
+            "the workflow installs the sagepush CLI from a git repository at a pinned commit, and this sagepush "
+            f"was {_installed_from(origin)}, not from git: pass {SOURCE_OPTION} https://github.com/<owner>/<repo> "
+            f"and {COMMIT_OPTION} <its full 40-hex commit>",
+        )
+    if chosen_commit is None:
+        raise InitError(
+            COMMIT_OPTION,
+            f"is needed with {SOURCE_OPTION} (this sagepush was {_installed_from(origin)}): pass the full 40-hex "
+            "commit the workflow installs",
+        )
+    if not _SOURCE_URL.fullmatch(chosen_url):
+        where = SOURCE_OPTION if url is not None else f"{SOURCE_OPTION} (from the installed sagepush)"
+        raise InitError(
+            where,
+            f"{shorten(chosen_url)} is not an https URL of a git repository without credentials, query or "
+            "revision (https://github.com/<owner>/<repo>)",
+        )
+    if not _COMMIT.fullmatch(chosen_commit):
+        raise InitError(
+            COMMIT_OPTION,
+            f"{shorten(chosen_commit)} is not a full 40-hex commit id (a branch, tag or short id can move or collide)",
+        )
+    subdirectory = detected.subdirectory if detected is not None and url is None else None
+    if subdirectory is not None and (not _SUBDIRECTORY.fullmatch(subdirectory) or ".." in subdirectory.split("/")):
+        raise InitError(
+            f"{SOURCE_OPTION} (from the installed sagepush)",
+            f"subdirectory {shorten(subdirectory)} is not a plain relative path: pass {SOURCE_OPTION} and "
+            f"{COMMIT_OPTION}",
+        )
+    return CliSource(url=chosen_url, commit=chosen_commit, subdirectory=subdirectory)
+
+
+def _git_origin(origin: Mapping[str, Any] | None) -> CliSource | None:
+    """The git URL, commit and subdirectory a PEP 610 record names (not yet checked), None for no git install."""
+    if not origin or not isinstance(vcs := origin.get("vcs_info"), dict) or vcs.get("vcs") != "git":
+        return None
+    url, commit, subdirectory = origin.get("url"), vcs.get("commit_id"), origin.get("subdirectory")
+    if not isinstance(url, str) or not isinstance(commit, str):
+        return None
+    return CliSource(url=url, commit=commit.lower(), subdirectory=str(subdirectory) if subdirectory else None)
+
+
+def _installed_from(origin: Mapping[str, Any] | None) -> str:
+    if not origin:
+        return "installed from a package index or by hand"
+    url = str(origin.get("url", ""))
+    if isinstance(origin.get("dir_info"), dict):
+        kind = "an editable checkout" if origin["dir_info"].get("editable") else "a directory"
+        where = unquote(urlsplit(url).path) if url.startswith("file:") else shorten(url)
+        return f"installed from {kind} ({where})"
+    if isinstance(vcs := origin.get("vcs_info"), dict):
+        return f"installed from {vcs.get('vcs', 'a version control system')}"
+    return "installed from an archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +270,9 @@ max_run = "1h"
 """
 
 
-def workflow_text(project: str | None = None) -> str:
-    """Return the GitHub Actions workflow that pushes every commit on main and follows its job.
+def workflow_text(source: CliSource, project: str | None = None) -> str:
+    """Return the GitHub Actions workflow that installs the CLI from `source`, pushes every commit on main and
+    follows its job.
 
     `project` fixes the project name; None leaves the `SAGEPUSH_PROJECT` repository variable to name it.
     """
@@ -156,6 +280,10 @@ def workflow_text(project: str | None = None) -> str:
     return f"""\
 # Train on SageMaker on every push to main: `sagepush push --wait` uploads the commit and follows its training
 # job, and the step fails unless the job completes.
+#
+# The sagepush CLI is installed from a git repository at one full commit (the `uvx --from` line), never from a
+# package name, branch or tag: this job holds the AWS push role. To change it, edit that line or run
+# `sagepush init --force --cli-source URL --cli-commit COMMIT`.
 #
 # Credentials come from GitHub's OIDC provider: deploy the sagepush stack with GitHubRepository=<owner>/<repo>
 # and GitHubProject=<project>, then set these repository variables (Settings → Secrets and variables → Actions):
@@ -182,26 +310,40 @@ jobs:
     runs-on: ubuntu-latest
     timeout-minutes: 360
     steps:
-      - uses: actions/checkout@v4
-      - uses: aws-actions/configure-aws-credentials@v4
+      - uses: {_ACTIONS["checkout"]}
+        with:
+          persist-credentials: false # the push only reads the checkout: keep the token out of .git/config
+      - uses: {_ACTIONS["credentials"]}
         with:
           role-to-assume: ${{{{ vars.SAGEPUSH_ROLE_ARN }}}}
           aws-region: ${{{{ vars.AWS_REGION }}}}
-      - uses: astral-sh/setup-uv@v6
+      - uses: {_ACTIONS["uv"]}
       - name: Push this commit and follow its training job
-        run: uvx sagepush push . --project "{name}" --bucket "${{{{ vars.SAGEPUSH_BUCKET }}}}" --wait
+        run: >-
+          uvx --from "{source.requirement}" sagepush push .
+          --project "{name}" --bucket "${{{{ vars.SAGEPUSH_BUCKET }}}}" --wait
 """
 
 
-def write(directory: Path, *, chosen: Plan, workflow_root: Path | None, force: bool = False) -> list[Path]:
-    """Write sagepush.toml into `directory` and, with `workflow_root`, the workflow under it; return what was written.
+def write(
+    directory: Path,
+    *,
+    chosen: Plan,
+    workflow_root: Path | None,
+    source: CliSource | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write sagepush.toml into `directory` and, with `workflow_root`, the workflow (installing the CLI from
+    `source`) under it; return what was written.
 
     Raises:
         InitError: a file exists and `force` is not set (nothing is written then).
     """
     targets = {directory / MANIFEST: manifest_text(chosen)}
     if workflow_root is not None:
-        targets[workflow_root / WORKFLOW] = workflow_text(chosen.project)
+        if source is None:
+            raise ValueError("a workflow needs the source of the CLI it installs")
+        targets[workflow_root / WORKFLOW] = workflow_text(source, chosen.project)
     if not force:
         for path in targets:
             if path.exists():

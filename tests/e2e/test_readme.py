@@ -169,10 +169,15 @@ def test_starting_a_project_writes_a_manifest_that_renders(tmp_path: Path) -> No
     project.mkdir()
     (project / "train.py").write_text("print('training')\n")
     (project / "requirements.txt").write_text("scikit-learn>=1.3\n")
+    # The tests run sagepush from this checkout (an editable install), which is no source a workflow could install:
+    # the repository and commit are given as "Push from CI" says.
+    commit = "3f1c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39"
+    pinned = environment(SAGEPUSH_CLI_SOURCE="https://github.com/acme/sagepush", SAGEPUSH_CLI_COMMIT=commit)
 
-    output = run_script(text, cwd=project, env=environment())
+    output = run_script(text, cwd=project, env=pinned)
 
-    assert (project / "sagepush.toml").is_file() and (project / ".github/workflows/sagepush.yml").is_file()
+    assert (project / "sagepush.toml").is_file()
+    assert f"git+https://github.com/acme/sagepush@{commit}" in (project / ".github/workflows/sagepush.yml").read_text()
     assert "framework sklearn 1.4-2 (from requirements.txt)" in output
     assert re.search(r"^churn-[0-9a-f]{8}-0{6}  \(code", output, re.MULTILINE), output
 
