@@ -130,6 +130,30 @@ def answer_lost(client: Any, operation: str, *, times: int = 1) -> Iterator[Inje
 
 
 @contextmanager
+def dies_after(client: Any, operation: str, error_type: str, *, times: int = 1) -> Iterator[Injection]:
+    """Let the next `times` `operation` calls of `client` succeed, then kill the invocation that made them.
+
+    The invocation ends with an exception whose class name is `error_type`, which is what the local stack (and
+    Lambda) reports as the function's error type, so `Sandbox.Timedout` is a function killed at its timeout right
+    after the call did its work.
+    """
+    injection = Injection(operation, times)
+    died = type(error_type, (Exception,), {})
+
+    def handler(http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300 and injection.take(b"", None):
+            raise died(f"{operation} succeeded, then the invocation died ({error_type})")
+
+    service = client.meta.service_model.service_id.hyphenize()
+    event = f"after-call.{service}.{operation}"
+    client.meta.events.register_first(event, handler)
+    try:
+        yield injection
+    finally:
+        client.meta.events.unregister(event, handler)
+
+
+@contextmanager
 def _registered(client: Any, operation: str, handler: Callable[..., Any]) -> Iterator[None]:
     service = client.meta.service_model.service_id.hyphenize()
     event = f"before-send.{service}" if operation == "*" else f"before-send.{service}.{operation}"

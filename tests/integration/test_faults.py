@@ -16,7 +16,7 @@ import pytest
 
 from sagepush import aws
 from tests.integration.conftest import Ledger, load_event
-from tests.integration.faults import EmulatedWaits, answer_lost, refused
+from tests.integration.faults import EmulatedWaits, answer_lost, dies_after, refused
 from tests.integration.test_stage_submit import MANIFEST, TRAIN, executions, tar_gz
 from tests.integration.test_status import JOB, Alerts, finished, put_states, start_execution, wait_for
 
@@ -140,6 +140,62 @@ def test_a_submit_that_never_hears_back_from_create_training_job_attaches_on_ret
     execution, received = complete_and_collect(stack, sfn, alerts, arn)
     assert execution["status"] == "SUCCEEDED" and received == ["Completed"]
     assert dead_letters(stack) == []
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        pytest.param("Sandbox.Timedout", id="timed-out"),
+        pytest.param("Lambda.Unknown", id="died-without-an-error-type"),
+        pytest.param("Runtime.ExitError", id="runtime-crashed"),
+    ],
+)
+def test_a_submit_that_dies_after_create_training_job_is_retried_and_attaches_to_its_job(
+    stack: LocalStack,
+    sfn: Any,
+    sagemaker: Any,
+    alerts: Alerts,
+    ledger: Ledger,
+    waits: EmulatedWaits,
+    error_type: str,
+) -> None:
+    # SageMaker created the job, then Lambda killed Submit before it returned (its timeout, memory, a crash).
+    with dies_after(aws.client("sagemaker"), "CreateTrainingJob", error_type) as fault:
+        arn = start_execution(stack, sfn)
+        waiting_for_its_job(stack, sfn, ledger, arn)
+
+    assert len(fault.hits) == 1
+    assert job_names(sagemaker) == [JOB]
+    failed = [e for e in sfn.get_execution_history(executionArn=arn)["events"] if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failed] == [error_type]
+    # The retrier for a function that died: IntervalSeconds 5, full jitter.
+    assert len(waits.state_machine) == 1 and 0 <= waits.state_machine[0] <= 5
+    assert ledger(JOB)["token_state"] == "waiting"
+    execution, received = complete_and_collect(stack, sfn, alerts, arn)
+    assert execution["status"] == "SUCCEEDED" and received == ["Completed"]  # no could-not-submit alert
+    assert dead_letters(stack) == []
+
+
+def test_a_submit_invoked_asynchronously_that_keeps_failing_is_parked_in_its_dead_letter_queue(
+    stack: LocalStack, sagemaker: Any
+) -> None:
+    task = load_event("submit-task-token")
+    del task["code_uri"]  # a task that can never succeed
+
+    boto3.client("lambda").invoke(
+        FunctionName=stack.outputs["SubmitFunctionArn"], InvocationType="Event", Payload=json.dumps(task).encode()
+    )
+    stack.drain()
+
+    url = stack.outputs["SubmitDeadLetterQueueUrl"]
+    [parked] = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    record = json.loads(parked["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["functionArn"] == stack.outputs["SubmitFunctionArn"]
+    assert record["requestContext"]["approximateInvokeCount"] == 3  # the invocation and Lambda's two retries
+    assert record["requestPayload"] == task
+    assert job_names(sagemaker) == []
+    assert dead_letters(stack) == []  # parked once, in Submit's own queue
 
 
 @pytest.mark.parametrize(

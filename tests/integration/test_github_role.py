@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -78,5 +79,10 @@ def test_github_role_trusts_one_branch_and_writes_only_its_prefix(github_stack: 
     writes = {a for a in allowed if a.split(":")[1].startswith(("Put", "Create", "Delete", "Stop", "Update"))}
     assert writes == {"s3:PutObject"}
     assert allowed["s3:PutObject"] == f"arn:aws:s3:::{bucket}/incoming/churn/*"
-    assert allowed["sagemaker:DescribeTrainingJob"].endswith(":training-job/churn-*")
-    assert allowed["logs:GetLogEvents"].endswith(":log-group:/aws/sagemaker/TrainingJobs:log-stream:churn-*")
+    # Only this project's jobs (<project>-<8>-<6>), not those of a project whose name merely starts the same way.
+    assert allowed["sagemaker:DescribeTrainingJob"].endswith(":training-job/churn-????????-??????")
+    assert allowed["logs:GetLogEvents"].endswith(":log-stream:churn-????????-??????/*")
+    assert not fnmatch.fnmatchcase(
+        "churn-prod-3f5c0f2a-6b1e9d", allowed["sagemaker:DescribeTrainingJob"].split("/")[-1]
+    )
+    assert fnmatch.fnmatchcase("churn-3f5c0f2a-6b1e9d", allowed["sagemaker:DescribeTrainingJob"].split("/")[-1])

@@ -9,8 +9,25 @@ import sagepush
 from sagepush import jobs
 
 ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "training.asl.json").read_text())
-# Error names Step Functions and Lambda define themselves, and the codes StatusFunction settles a token with.
-FOREIGN_PREFIXES = ("States.", "Lambda.", "sagepush.")
+# Error names Step Functions defines (https://states-language.net/spec.html#appendix-a), and the codes StatusFunction
+# settles a token with (sagepush.status.TRAINING_FAILED, TRAINING_STOPPED).
+FOREIGN_PREFIXES = ("States.", "sagepush.")
+# Errors of a Lambda task that a retry can fix, as Step Functions names them: Lambda's service errors
+# (https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html) ...
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+}
+# ... and the function dying mid-invocation: its timeout (Sandbox.Timedout, or Lambda.Unknown when Lambda reports no
+# error type), running out of memory, a crash of the runtime (Runtime.ExitError). Submit may have died after
+# CreateTrainingJob; the retry finds the job (ResourceInUse) and attaches to it.
+LAMBDA_DIED_ERRORS = {"Lambda.Unknown", "Sandbox.Timedout", "Runtime.ExitError"}
+# Errors a retry of Submit must not see: the wait for the job timed out (a retry would wait again for the same job),
+# and the catch-alls, which would retry a bad spec.
+NEVER_RETRIED = {"States.Timeout", "States.ALL", "States.TaskFailed", "States.HeartbeatTimeout"}
 
 
 def _error_names(document: Any) -> set[str]:
@@ -34,7 +51,11 @@ def test_every_retried_or_caught_lambda_error_is_an_exception_class_in_the_core(
         for name, value in inspect.getmembers(module, inspect.isclass)
         if issubclass(value, sagepush.errors.SagepushError)
     }
-    ours = {name for name in _error_names(ASL) if not name.startswith(FOREIGN_PREFIXES)}
+    ours = {
+        name
+        for name in _error_names(ASL)
+        if not name.startswith(FOREIGN_PREFIXES) and name not in LAMBDA_SERVICE_ERRORS | LAMBDA_DIED_ERRORS
+    }
     assert ours, "the state machine retries no error of its own"
     assert ours <= classes
 
@@ -49,3 +70,28 @@ def test_throttling_and_capacity_retries_back_off_with_jitter() -> None:
     retry = ASL["States"]["Submit"]["Retry"][0]
     assert {"ThrottledError", "CapacityError"} <= set(retry["ErrorEquals"])
     assert retry["BackoffRate"] > 1 and retry["JitterStrategy"] == "FULL"
+
+
+def _submit_retriers() -> list[dict[str, Any]]:
+    retriers: list[dict[str, Any]] = ASL["States"]["Submit"]["Retry"]
+    return retriers
+
+
+def test_submit_retries_every_lambda_failure_a_retry_can_fix_with_backoff_and_jitter() -> None:
+    retried = {name for retrier in _submit_retriers() for name in retrier["ErrorEquals"]}
+    assert retried >= LAMBDA_SERVICE_ERRORS | LAMBDA_DIED_ERRORS
+    for retrier in _submit_retriers():
+        assert retrier["BackoffRate"] > 1 and retrier["JitterStrategy"] == "FULL"
+        assert 1 <= retrier["MaxAttempts"] <= 8, "retries are bounded: the could-not-submit alert follows"
+
+
+def test_a_submit_that_died_is_retried_only_a_few_times() -> None:
+    # A function that died may die the same way again (a deterministic crash): a few tries, then the alert.
+    [died] = [r for r in _submit_retriers() if LAMBDA_DIED_ERRORS & set(r["ErrorEquals"])]
+    assert set(died["ErrorEquals"]) == LAMBDA_DIED_ERRORS
+    assert died["MaxAttempts"] <= 3 and died["IntervalSeconds"] >= 1
+
+
+def test_submit_never_retries_the_wait_for_its_job_or_a_catch_all() -> None:
+    retried = {name for retrier in _submit_retriers() for name in retrier["ErrorEquals"]}
+    assert not retried & NEVER_RETRIED

@@ -1,4 +1,4 @@
-"""Lazy, cached AWS clients that share one botocore Config and honour AWS_ENDPOINT_URL."""
+"""Lazy, cached AWS clients that share one retry policy and explicit timeouts, and honour AWS_ENDPOINT_URL."""
 
 from __future__ import annotations
 
@@ -16,13 +16,28 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
+# Seconds one attempt waits for each read of its answer, where botocore's 60 s does not fit. SageMaker's and
+# DynamoDB's calls (CreateTrainingJob, DescribeTrainingJob, one-item writes) answer in well under a second, so 10 s is
+# still far above their slow tail, and it bounds botocore's whole retry sequence for one such call at 6 attempts (the
+# first and 5 retries) x (5 s connect + 10 s read) + at most 56 s of backoff (1 + 2 + 4 + 8 + 16 s, each up to 5 s
+# more when the answer asks for it) = 146 s. SubmitFunction makes at most four such calls (584 s), so its 660 s
+# timeout outlasts them: a CreateTrainingJob whose answer is lost is resent (the resend attaches to the job) or given
+# up on as UnansweredError inside the invocation. With 60 s, one lost answer took Submit's whole 60 s timeout.
+# tests/unit/test_template_reliability.py holds template.yaml's timeouts to these figures.
+_READ_TIMEOUTS = {"sagemaker": 10, "dynamodb": 10}
+
+
 @functools.cache
-def _config() -> Config:
+def _config(service: str) -> Config:
     from botocore.config import Config
 
     # Standard retry mode backs off on throttling with jitter; explicit timeouts keep a stuck call inside the
-    # function's own timeout so Lambda's retry and the DLQ take over.
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    # function's own timeout so the caller's retry (Lambda's, the state machine's) and the DLQ take over.
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=_READ_TIMEOUTS.get(service, 60),  # S3 moves staged code in multi-MiB parts: botocore's 60 s
+    )
 
 
 @overload
@@ -52,7 +67,7 @@ def client(service: str) -> Any:
 def _client(service: str) -> Any:
     import boto3
 
-    return boto3.client(service, config=_config())  # type: ignore[call-overload]
+    return boto3.client(service, config=_config(service))  # type: ignore[call-overload]
 
 
 def clear_clients() -> None:
