@@ -42,6 +42,7 @@ class FakeLedger:
     def __init__(self) -> None:
         self.entries: dict[str, LedgerEntry] = {}
         self.touched: dict[str, int] = {}
+        self.token_attempts: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []
         self.sent: list[tuple[str, str]] = []
 
@@ -66,10 +67,15 @@ class FakeLedger:
                 unsettled=True,
             )
             self.touched[name] = now_ms
+            if submission.task_token:
+                self.token_attempts[name] = submission.attempt
             return True
-        # A retried Submit task brings a new token: store it and reopen the job. The same token again changes nothing.
-        if submission.task_token and current.task_token != submission.task_token:
+        # A retried Submit task brings a new token: store it and reopen the job. The same token again, or the token
+        # of an older attempt arriving late, changes nothing.
+        newer = self.token_attempts.get(name, submission.attempt) <= submission.attempt
+        if submission.task_token and current.task_token != submission.task_token and newer:
             self._set(name, task_token=submission.task_token, token_state=WAITING, unsettled=True)
+            self.token_attempts[name] = submission.attempt
             self.touched[name] = now_ms
         return False
 

@@ -501,3 +501,21 @@ def test_project_jobs_are_the_projects_newest_first_up_to_the_limit(ledger: Ledg
     assert [e.job_name for e in ledger.project_jobs("vision", limit=10)] == ["vision-job"]
     assert ledger.project_jobs("nobody", limit=10) == []
     assert ledger.project_jobs("iris", limit=1) == [entry(ledger, "iris-new")]
+
+
+def test_a_late_token_of_an_older_attempt_never_replaces_a_newer_attempts(ledger: Ledger) -> None:
+    # Lambda reported the first Submit invocation failed while it still ran; the state machine's retry (attempt 1)
+    # stored its token first, then the first invocation's write (attempt 0) arrives.
+    def submit(token: str, attempt: int) -> None:
+        submission = Submission(
+            job_name=JOB, project="iris", code_uri="s3://a/b", code_digest="d", task_token=token, attempt=attempt
+        )
+        ledger.record_submission(submission, now_ms=NOW)
+
+    submit("retry-token", 1)
+    submit("first-token", 0)
+    assert entry(ledger).task_token == "retry-token"
+    submit("third-token", 2)
+    assert entry(ledger).task_token == "third-token"
+    submit("direct-invoke-token", 2)  # the same attempt again (a caller without retry counts): the later write wins
+    assert entry(ledger).task_token == "direct-invoke-token"

@@ -8,7 +8,8 @@ from typing import Any
 import sagepush
 from sagepush import jobs
 
-ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "training.asl.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+ASL = json.loads((ROOT / "statemachine" / "training.asl.json").read_text())
 # Error names Step Functions defines (https://states-language.net/spec.html#appendix-a), and the codes StatusFunction
 # settles a token with (sagepush.status.TRAINING_FAILED, TRAINING_STOPPED).
 FOREIGN_PREFIXES = ("States.", "sagepush.")
@@ -67,9 +68,27 @@ def test_submit_waits_for_its_task_token_and_passes_it_to_the_function() -> None
 
 
 def test_throttling_and_capacity_retries_back_off_with_jitter() -> None:
-    retry = ASL["States"]["Submit"]["Retry"][0]
-    assert {"ThrottledError", "CapacityError"} <= set(retry["ErrorEquals"])
-    assert retry["BackoffRate"] > 1 and retry["JitterStrategy"] == "FULL"
+    throttled, capacity = ASL["States"]["Submit"]["Retry"][:2]
+    assert throttled["ErrorEquals"] == ["ThrottledError"] and capacity["ErrorEquals"] == ["CapacityError"]
+    for retry in (throttled, capacity):
+        assert retry["BackoffRate"] > 1 and retry["JitterStrategy"] == "FULL"
+
+
+def test_a_job_waits_for_capacity_longer_than_the_longest_wait_the_template_allows() -> None:
+    import yaml
+
+    capacity = ASL["States"]["Submit"]["Retry"][1]
+    # With full jitter each wait is uniform below its ceiling: half the ceiling on average, once the ceiling is reached.
+    average_seconds = sum(
+        min(capacity["IntervalSeconds"] * capacity["BackoffRate"] ** n, capacity["MaxDelaySeconds"]) / 2
+        for n in range(capacity["MaxAttempts"])
+    )
+    loader = type("Loader", (yaml.SafeLoader,), {})
+    loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=loader)
+    default_wait = template["Parameters"]["CapacityWaitSeconds"]["Default"]
+    assert average_seconds > 4 * default_wait
+    assert "CapacityExhaustedError" not in {name for r in ASL["States"]["Submit"]["Retry"] for name in r["ErrorEquals"]}
 
 
 def _submit_retriers() -> list[dict[str, Any]]:
@@ -82,7 +101,9 @@ def test_submit_retries_every_lambda_failure_a_retry_can_fix_with_backoff_and_ji
     assert retried >= LAMBDA_SERVICE_ERRORS | LAMBDA_DIED_ERRORS
     for retrier in _submit_retriers():
         assert retrier["BackoffRate"] > 1 and retrier["JitterStrategy"] == "FULL"
-        assert 1 <= retrier["MaxAttempts"] <= 8, "retries are bounded: the could-not-submit alert follows"
+        # Retries are bounded, so the could-not-submit alert follows; waiting for capacity is bounded by the function.
+        limit = 500 if retrier["ErrorEquals"] == ["CapacityError"] else 8
+        assert 1 <= retrier["MaxAttempts"] <= limit, "retries are bounded: the could-not-submit alert follows"
 
 
 def test_a_submit_that_died_is_retried_only_a_few_times() -> None:

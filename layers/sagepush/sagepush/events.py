@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_plus
 
 from sagepush.errors import InputError, shorten
@@ -127,6 +128,8 @@ class SubmitTask:
     code_digest: str | None = None
     task_token: str | None = None
     source: Mapping[str, str] = field(default_factory=dict)
+    attempt: int = 0
+    """The state machine's retry count of this task ($$.State.RetryCount): orders the tokens of a task's attempts."""
 
 
 def submit_task(event: Mapping[str, Any]) -> SubmitTask:
@@ -148,33 +151,63 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
         code_digest=_get(event, "code_digest") if event.get("code_digest") is not None else None,
         task_token=_get(event, "task_token") if event.get("task_token") is not None else None,
         source=source,
+        attempt=_attempt(event),
     )
+
+
+def _attempt(event: Mapping[str, Any]) -> int:
+    attempt = event.get("attempt", 0)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise EventError("$.attempt", f"is {shorten(attempt)}, expected the task's retry count (a whole number >= 0)")
+    return attempt
 
 
 SAGEMAKER_SOURCE = "aws.sagemaker"
 TRAINING_STATE_CHANGE = "SageMaker Training Job State Change"
 PROJECT_TAG = "sagepush:project"
-TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
-SECONDARY_STATUSES = (
-    "Starting",
-    "Pending",
-    "LaunchingMLInstances",
-    "PreparingTrainingStack",
-    "Downloading",
-    "DownloadingTrainingImage",
-    "Training",
-    "Interrupted",
-    "Restarting",
-    "Uploading",
-    "Stopping",
-    "Updating",
-    "Completed",
-    "Failed",
-    "Stopped",
-    "MaxRuntimeExceeded",
-    "MaxWaitTimeExceeded",
-)
+
+
+class TrainingJobStatus(StrEnum):
+    """SageMaker's TrainingJobStatus values (a member equals its string: events and answers carry plain strings)."""
+
+    IN_PROGRESS = "InProgress"
+    STOPPING = "Stopping"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+
+
+class SecondaryStatus(StrEnum):
+    """SageMaker's SecondaryStatus values, in the order a job normally passes through them."""
+
+    STARTING = "Starting"
+    PENDING = "Pending"
+    LAUNCHING_ML_INSTANCES = "LaunchingMLInstances"
+    PREPARING_TRAINING_STACK = "PreparingTrainingStack"
+    DOWNLOADING = "Downloading"
+    DOWNLOADING_TRAINING_IMAGE = "DownloadingTrainingImage"
+    TRAINING = "Training"
+    INTERRUPTED = "Interrupted"
+    RESTARTING = "Restarting"
+    UPLOADING = "Uploading"
+    STOPPING = "Stopping"
+    UPDATING = "Updating"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+    MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
+    MAX_WAIT_TIME_EXCEEDED = "MaxWaitTimeExceeded"
+
+
+TERMINAL_STATUSES: Final = frozenset({TrainingJobStatus.COMPLETED, TrainingJobStatus.FAILED, TrainingJobStatus.STOPPED})
+"""The TrainingJobStatus values a job never leaves."""
+SECONDARY_STATUSES: Final = tuple(SecondaryStatus)
 """SageMaker's SecondaryStatus values, in the order a job normally passes through them."""
+FAILED_SECONDARY_STATUSES: Final = frozenset(
+    {SecondaryStatus.FAILED, SecondaryStatus.MAX_RUNTIME_EXCEEDED, SecondaryStatus.MAX_WAIT_TIME_EXCEEDED}
+)
+"""How a job ends that did not finish its work (its own limits included): its execution fails, its alert shows
+the log tail."""
 # Epoch values above this are milliseconds (1e11 seconds is the year 5138; 1e11 ms is 1973).
 _MILLIS_THRESHOLD = 10**11
 

@@ -372,6 +372,7 @@ def submit_job(
         code_digest=digest,
         source={name: task.source[name] for name in SOURCE_FIELDS if task.source.get(name)},
         task_token=task.task_token,
+        attempt=task.attempt,
     )
     try:
         if not ledger.record_submission(submission, now_ms=time.time_ns() // 1_000_000):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sagepush.events import SECONDARY_STATUSES, TERMINAL_STATUSES
+from sagepush.events import SECONDARY_STATUSES, TERMINAL_STATUSES, SecondaryStatus, TrainingJobStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -41,10 +41,15 @@ _UNSETTLED = "1"
 # Expression placeholders: `#name` stands for the attribute `name` unless mapped explicitly (`#key` is a transition).
 _NAME = re.compile(r"#([a-z_]+)")
 _VALUE = re.compile(r":[a-z_]+")
-_PRIMARY_RANK = {SUBMITTING: 0, "InProgress": 1, "Stopping": 2, "Completed": 3, "Failed": 3, "Stopped": 3}
-_SECONDARY_RANK = {name: rank for rank, name in enumerate(SECONDARY_STATUSES, start=1)}
+_PRIMARY_RANK: dict[str, int] = {
+    SUBMITTING: 0,
+    TrainingJobStatus.IN_PROGRESS: 1,
+    TrainingJobStatus.STOPPING: 2,
+    **dict.fromkeys(TERMINAL_STATUSES, 3),
+}
+_SECONDARY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SECONDARY_STATUSES, start=1)}
 # Transitions that can happen more than once in one job's life: each occurrence is its own alert.
-_REPEATABLE = frozenset({"Interrupted", "Restarting"})
+_REPEATABLE = frozenset({SecondaryStatus.INTERRUPTED, SecondaryStatus.RESTARTING})
 # A state is written only over an older one; an alert is claimed only when no one has sent it or holds a live claim.
 _NEWER = "attribute_not_exists(#seq) OR #seq < :seq"
 _CLAIMABLE = "attribute_not_exists(#alerts.#key) OR (#alerts.#key.#state = :claimed AND #alerts.#key.#lease < :now)"
@@ -76,6 +81,7 @@ class Submission:
     code_digest: str
     source: Mapping[str, str] = field(default_factory=dict)
     task_token: str | None = None
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,17 +200,22 @@ class DynamoDBLedger:
             "expires_at": now_ms // 1000 + RETENTION_SECONDS,
         }
         if submission.task_token:
-            item |= {"task_token": submission.task_token, "token_state": WAITING}
+            item |= {"task_token": submission.task_token, "token_state": WAITING, "token_attempt": submission.attempt}
         if self._put(item, condition="attribute_not_exists(#job_name)", names={"#job_name": "job_name"}):
             return True
         if submission.task_token:
+            # A new attempt's token replaces an older attempt's, never the reverse: Lambda may report a Submit
+            # invocation failed (and the state machine retry it) while that invocation still runs and writes late.
             self._update(
                 submission.job_name,
-                "SET #task_token = :token, #token_state = :waiting, #unsettled = :unsettled, #touched_at = :now",
-                condition="attribute_exists(#job_name) AND (attribute_not_exists(#task_token) OR #task_token <> :token)",
+                "SET #task_token = :token, #token_state = :waiting, #token_attempt = :attempt,"
+                " #unsettled = :unsettled, #touched_at = :now",
+                condition="attribute_exists(#job_name) AND (attribute_not_exists(#task_token) OR #task_token <> :token)"
+                " AND (attribute_not_exists(#token_attempt) OR #token_attempt <= :attempt)",
                 values={
                     ":token": submission.task_token,
                     ":waiting": WAITING,
+                    ":attempt": submission.attempt,
                     ":unsettled": _UNSETTLED,
                     ":now": now_ms,
                 },
@@ -334,9 +345,9 @@ class DynamoDBLedger:
                 " AND (attribute_not_exists(#task_token) OR #token_state = :settled)"
             ),
             values={
-                ":completed": "Completed",
-                ":failed": "Failed",
-                ":stopped": "Stopped",
+                ":completed": TrainingJobStatus.COMPLETED,
+                ":failed": TrainingJobStatus.FAILED,
+                ":stopped": TrainingJobStatus.STOPPED,
                 ":settled": SETTLED,
                 ":now": now_ms,
             },
