@@ -11,6 +11,7 @@ cost a few megabytes of disk.
 from __future__ import annotations
 
 import io
+import json
 import random
 import struct
 import sys
@@ -363,6 +364,27 @@ def _zip(*members: Member) -> Callable[[Path], None]:
     return _bytes(lambda: zip_bytes([*BASE, *members]))
 
 
+def _fake_secret(*parts: str | tuple[str, int]) -> bytes:
+    """A secret-shaped string, built at run time so that this file holds none: literal parts and random runs."""
+    rng = random.Random(18)
+    return "".join(p if isinstance(p, str) else "".join(rng.choice(p[0]) for _ in range(p[1])) for p in parts).encode()
+
+
+def _notebook(source: bytes) -> bytes:
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "source": source.decode().splitlines(True)}
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1).encode()
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+AWS_KEY_ID = _fake_secret("AK", "IA", ("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16))
+PRIVATE_KEY = (
+    b"-----"
+    + b"BEGIN OPENSSH PRIVATE KEY-----\n"
+    + b"\n".join(_fake_secret((_B64, 70)) for _ in range(5))
+    + b"\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+GITHUB_TOKEN = _fake_secret("gh", "p_", (_B64[:62], 36))
+
 LONG_PATH = "/".join(["d" * 60] * 5) + "/module.py"  # 315 characters, no component over 255 bytes
 LONG_COMPONENT = "n" * 300 + ".py"
 NFC, NFD = "caf\u00e9.py", "cafe\u0301.py"
@@ -552,6 +574,31 @@ CASES: list[Case] = [
         "a.zip",
         _zip(file("deploy/credentials", b"aws_access_key_id = AKIAABCDEFGHIJKLMNOP\n")),
         Refused("secret", "deploy/credentials"),
+    ),
+    # secrets found by content, whatever the file is called
+    Case(
+        "aws-key-id-in-settings",
+        "a.tar.gz",
+        _tar(file("app/settings.py", b"AWS_ACCESS_KEY_ID = '" + AWS_KEY_ID + b"'\n")),
+        Refused("secret", "app/settings.py"),
+    ),
+    Case(
+        "private-key-in-notebook",
+        "a.zip",
+        _zip(file("notebooks/explore.ipynb", _notebook(b'KEY = """' + PRIVATE_KEY + b'"""\n'))),
+        Refused("secret", "notebooks/explore.ipynb"),
+    ),
+    Case(
+        "token-in-single-script",
+        "train.py",
+        _bytes(lambda: b"TOKEN = '" + GITHUB_TOKEN + b"'\nprint('training')\n"),
+        Refused("secret", "train.py"),
+    ),
+    Case(
+        "aws-documentation-key-is-fine",
+        "a.tar.gz",
+        _tar(file("config.ini", b"[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n")),
+        Accepted(("config.ini", *BASE_MEMBERS)),
     ),
     Case(
         "dotenv-template-is-fine",
