@@ -15,7 +15,7 @@ from pathlib import Path
 from sagepush import images
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
-_MAPPING = re.compile(r"(?ms)^  FrameworkImageAccounts:\n(?:    .*\n)+")
+_MAPPING = re.compile(r"(?m)^  FrameworkImageAccounts:\n(?:    [^\n]*\n)+")
 
 
 def mapping() -> str:
