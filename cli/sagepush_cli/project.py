@@ -110,6 +110,7 @@ def render_staged(
             output_path=policy.project_output_path(output_path, project),
         ),
     )
+    jobs.check_entry_point(resolved, staged.files)
     code_uri = f"s3://{artifact_bucket}/code/{project}/{staged.digest}/sourcedir.tar.gz"
     deployment = policy.Deployment(
         project=project,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -127,6 +128,24 @@ def defaults_from(settings: JobDefaultSettings, project: str) -> spec.Defaults:
     )
 
 
+def check_entry_point(resolved: spec.TrainingSpec, files: frozenset[str]) -> None:
+    """Refuse a job whose entry point (under `source_dir`) is not in its staged code: it would fail on a paid instance.
+
+    Raises:
+        SpecError: naming `entry_point` (or `source_dir`), the path looked for and the nearest staged files.
+    """
+    base = [p for p in (resolved.source_dir or "").split("/") if p not in ("", ".")]
+    path = request.program(resolved)
+    if path in files:
+        return
+    if base and not any(name.startswith("/".join(base) + "/") for name in files):
+        raise spec.SpecError(resolved.where("source_dir"), f"{resolved.source_dir!r} is not a directory of the code")
+    scripts = sorted(name for name in files if name.endswith(".py"))
+    close = difflib.get_close_matches(path, scripts, n=3) or scripts[:3]
+    hint = f"; staged scripts: {', '.join(close)}" if close else "; the code holds no .py file"
+    raise spec.SpecError(resolved.where("entry_point"), f"{path!r} is not in the staged code{hint}")
+
+
 def deployment_of(settings: JobDefaultSettings, *, project: str, code_uri: str) -> policy.Deployment:
     """Return what the deployment owns for a job of `project`, which its request is checked against."""
     return policy.Deployment(
@@ -233,12 +252,15 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
     limits = staging.Limits(max_members=settings.max_members, max_total_bytes=settings.max_expanded_bytes)
     planned: dict[str, Any] = {}
 
-    def plan(manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str]) -> None:
+    def plan(
+        manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str], files: frozenset[str]
+    ) -> None:
         # The request is built, and checked against the job policy, before the code is staged: a bad manifest, or
         # one beyond the policy, is refused at the upload with nothing staged, not half-way through an execution.
         source = {name: metadata.get(f"sagepush-{name}", "") for name in SOURCE_FIELDS}
         job_name = naming.job_name(project, digest, upload.identity.upload_id())
         resolved = spec.resolve_spec(manifest, defaults_from(settings, project))
+        check_entry_point(resolved, files)
         build_job_request(
             resolved,
             job_policy=settings.job_policy,

@@ -128,11 +128,21 @@ def build_request(
     return cast("CreateTrainingJobRequestTypeDef", merged)
 
 
+def program(spec: TrainingSpec) -> str:
+    """Return the entry point as a path in the staged code: under `source_dir` when the manifest sets one.
+
+    The SDK uploads only `source_dir` and names the script inside it; sagepush stages the whole project, so the
+    script is named by its path from the project's root, and the framework container runs it from there.
+    """
+    parts = [p for p in f"{spec.source_dir or ''}/{spec.entry_point}".split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
 def hyperparameters(spec: TrainingSpec, *, job_name: str, code_dir: str, region: str) -> dict[str, str]:
     """Return the job's hyperparameters, every value JSON-encoded, with the SDK's script-mode and distribution keys."""
     values: dict[str, Any] = dict(spec.hyperparameters)
     values[SUBMIT_DIRECTORY] = code_dir
-    values[PROGRAM] = spec.entry_point
+    values[PROGRAM] = program(spec)
     values[CONTAINER_LOG_LEVEL] = spec.container_log_level
     values[JOB_NAME] = job_name
     values[REGION] = region

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-    BeforeUpload = Callable[[Manifest | None, str, str, Mapping[str, str]], None]
-    """Called with the manifest, the code digest, the staged URI and the upload's metadata, before staging writes."""
+    BeforeUpload = Callable[[Manifest | None, str, str, Mapping[str, str], frozenset[str]], None]
+    """Called with the manifest, the code digest, the staged URI, the upload's metadata and the staged files, before
+    staging writes anything."""
 
 OUTPUT_NAME: Final = "sourcedir.tar.gz"
 """File name of the staged code, as the SageMaker SDK names it."""
@@ -288,7 +289,7 @@ def stage_object(
 ) -> StagedObject:
     """Stage `s3://bucket/key` into `s3://dest_bucket/<dest_prefix>/<digest>/sourcedir.tar.gz`.
 
-    `before_upload(manifest, digest, uri, metadata)` runs once the upload has been read and checked, before anything
+    `before_upload(manifest, digest, uri, metadata, files)` runs once the upload has been read and checked, before anything
     is written: whatever it raises stops the staging with nothing staged (a manifest refused by the job policy
     leaves no code behind).
 
@@ -317,7 +318,8 @@ def stage_object(
             digest = collected.digest()
             dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
             if before_upload is not None:
-                before_upload(collected.manifest, digest, f"s3://{dest_bucket}/{dest_key}", _metadata(response))
+                files = frozenset(name for name, entry in collected.output if entry is not None)
+                before_upload(collected.manifest, digest, f"s3://{dest_bucket}/{dest_key}", _metadata(response), files)
             size = _object_size(s3, dest_bucket, dest_key)
             reused = size is not None
             if size is None:
