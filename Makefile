@@ -56,7 +56,7 @@ define find_lambda_python
 	echo "$$py"
 endef
 
-.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e burst test bench bench-check build demo clean
+.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e burst test bench bench-check images build demo clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -81,10 +81,11 @@ fmt: uv ## fix imports and lint findings ruff can fix, then format
 
 lint: lint-py lint-template lint-deps ## every static check: ruff, mypy, bandit, template checks, lock consistency
 
-lint-py: uv ## ruff check, ruff format --check, mypy --strict (pyproject), bandit on shipped code
+lint-py: uv ## ruff check, ruff format --check, mypy --strict (pyproject), import layers (lint-imports), bandit
 	$(UV_RUN) ruff check .
 	$(UV_RUN) ruff format --check .
 	$(UV_RUN) mypy
+	$(UV_RUN) lint-imports --no-cache --no-logo
 	$(UV) tool run --from 'bandit==$(BANDIT_VERSION)' bandit --quiet --severity-level medium -r layers/sagepush/sagepush functions cli
 
 lint-template: uv ## sam validate --lint, cfn-lint with the serverless rules, checkov (skips explained in template.yaml)
@@ -120,6 +121,9 @@ bench: dev ## benchmarks, as ratios against references measured in the same run;
 
 bench-check: dev ## the quick benchmarks; fails on a ratio more than 25 % behind its target (for a quiet machine)
 	$(UV_RUN) python -m bench --quick --only staging,memory,init,stack --slack 1.25 --output bench/quick-results.json
+
+images: uv ## regenerate the training-image data from the newest SageMaker SDK on PyPI (keeps what v2 knew)
+	$(UV_RUN) python scripts/generate_images.py
 
 build: uv ## sam build for the python3.13 arm64 runtime (settings from samconfig.toml)
 	@py=$$($(find_lambda_python)); echo "sam build with $$py"; \

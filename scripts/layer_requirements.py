@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layers/sagepush/requirements.txt"
 # The project's dependencies that only the CLI (cli/sagepush_cli/) imports: the layer's core never does.
-CLI_ONLY = ("typer", "rich")
+CLI_ONLY = ("typer", "rich", "tomlkit")
 REGENERATE = "uv run --frozen python scripts/layer_requirements.py"
 HEADER = f"""\
 # Runtime dependencies of the sagepush core (layers/sagepush/sagepush/), installed by `sam build` into the layer's
 # python/ for the python3.13 arm64 runtime. GENERATED from uv.lock by scripts/layer_requirements.py: do not edit.
-# It is the project's dependencies without the dev group and without the CLI's {" and ".join(CLI_ONLY)}, each pinned with
+# It is the project's dependencies without the dev group and without the CLI's {", ".join(CLI_ONLY)}, each pinned with
 # the hashes uv.lock records, so pip installs only files the lock names. To change a version, change pyproject.toml
 # or run `uv lock --upgrade-package NAME`, then regenerate it:
 #   {REGENERATE}

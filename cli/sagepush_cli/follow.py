@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sagepush.errors import SagepushError
-from sagepush.events import TERMINAL_STATUSES
+from sagepush.events import TERMINAL_STATUSES, TrainingJobStatus
 from sagepush.jobs import UPLOAD_JOB_TAG as JOB_TAG
 from sagepush.jobs import UPLOAD_REFUSED_TAG as REFUSED_TAG
 
@@ -52,7 +52,7 @@ class JobView:
 
     @property
     def completed(self) -> bool:
-        return self.status == "Completed"
+        return self.status == TrainingJobStatus.COMPLETED
 
     @property
     def finished(self) -> bool:

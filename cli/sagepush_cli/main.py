@@ -13,6 +13,8 @@ import typer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from sagepush_cli.local.demo import DemoResult
+
 app = typer.Typer(
     name="sagepush",
     help="Push training code, get a SageMaker training job, and hear how it went.",
@@ -202,11 +204,16 @@ def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: floa
     view = None
     for view in follow.watch(session.client("sagemaker"), job_name, timeout=left, poll=poll):
         if not quiet:
-            for status, start, message in view.transitions[shown:]:
-                typer.echo(f"  {(start or '')[11:19]}  {status:<20} {message.splitlines()[0] if message else ''}")
+            for transition in view.transitions[shown:]:
+                typer.echo(_transition_line(*transition))
         shown = len(view.transitions)
     assert view is not None  # watch() yields at least the job's end
     return view, follow.log_tail(session.client("logs"), job_name)
+
+
+def _transition_line(status: str, start: str | None, message: str) -> str:
+    """Return one secondary status transition as `push --wait` and `local demo` print it."""
+    return f"  {(start or '')[11:19]}  {status:<20} {message.splitlines()[0] if message else ''}"
 
 
 def _print_end(view: Any, tail: list[str]) -> None:
@@ -224,8 +231,16 @@ def _print_end(view: Any, tail: list[str]) -> None:
     if view.failure_reason:
         out.print("[bold]failure reason[/]")
         out.print(view.failure_reason, markup=False)
-    colour = {"Completed": "green", "Failed": "red"}.get(view.status, "yellow")
+    colour = _status_colour(view.status)
     out.print(f"[bold]{view.name}[/] [{colour}]{view.status}[/] ({view.secondary_status})")
+
+
+def _status_colour(status: str | None) -> str:
+    """Return the colour a job's status is printed in: green completed, red failed, yellow otherwise."""
+    from sagepush.events import TrainingJobStatus
+
+    colours: dict[str, str] = {TrainingJobStatus.COMPLETED: "green", TrainingJobStatus.FAILED: "red"}
+    return colours.get(status or "", "yellow")
 
 
 @app.command()
@@ -452,6 +467,8 @@ def _print_jobs(rows: list[dict[str, Any]]) -> None:
 def _print_job(detail: dict[str, Any]) -> None:
     from rich.console import Console
 
+    from sagepush.events import TrainingJobStatus
+
     out = Console(highlight=False, soft_wrap=True)
     view = detail.get("job") or {}
     out.print(f"[bold]{detail['job_name']}[/]  {view.get('status') or detail.get('status')}")
@@ -464,7 +481,7 @@ def _print_job(detail: dict[str, Any]) -> None:
         )
     for name, value in view.get("metrics", {}).items():
         out.print(f"  metric   {name} = {value:g}", markup=False)
-    if view.get("model_uri") and view.get("status") == "Completed":
+    if view.get("model_uri") and view.get("status") == TrainingJobStatus.COMPLETED:
         out.print(f"  model    {view['model_uri']}", markup=False)
     reason = view.get("failure_reason") or detail.get("failure_reason")
     if reason:
@@ -635,6 +652,7 @@ def local_demo(
 
     from rich.console import Console
 
+    from sagepush_cli import follow
     from sagepush_cli.local import demo
     from sagepush_cli.local.stack import LocalStack
 
@@ -655,6 +673,10 @@ def local_demo(
                     project=project,
                     metadata={"sagepush-commit": "local", "sagepush-branch": "demo"},
                 )
+        except follow.UploadRefusedError as exc:
+            _fail(str(exc))
+        except follow.FollowError as exc:
+            _fail(str(exc), EXIT_FAILED)
         finally:
             stack.stop()
     if json_output:
@@ -673,30 +695,32 @@ def _quiet_local(verbose: bool) -> None:
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
 
-def _print_demo(result: Any) -> None:
+def _print_demo(result: DemoResult) -> None:
     from rich.console import Console
 
     out = Console(highlight=False, soft_wrap=True)
-    colour = {"Completed": "green", "Failed": "red"}.get(result.status or "", "yellow")
-    out.print(f"[bold]{result.job_name}[/]  [{colour}]{result.status}[/] ({result.secondary_status})")
+    job = result.job
+    assert job is not None  # demo.run returns at the job's end
+    colour = _status_colour(job.status)
+    out.print(f"[bold]{job.name}[/]  [{colour}]{job.status}[/] ({job.secondary_status})")
     out.print(f"  created {result.seconds_to_create:.1f}s after the upload; ended after {result.seconds_total:.1f}s")
     reused = " (reused: staged by an earlier push of the same code)" if result.code_reused else ""
     out.print(f"  staged code: {result.code_uri}{reused}")
     out.print("\n[bold]Transitions[/]")
-    for transition in result.transitions:
-        out.print(f"  {transition.start[11:23]}  {transition.status:<20} {transition.message.splitlines()[0]}")
-    if result.failure_reason:
+    for transition in job.transitions:
+        out.print(_transition_line(*transition), markup=False)
+    if job.failure_reason:
         out.print("\n[bold]Failure reason[/]")
-        out.print(result.failure_reason, markup=False)
+        out.print(job.failure_reason, markup=False)
     out.print("\n[bold]Log tail[/]")
     for line in result.log_tail:
         out.print(f"  {line}", markup=False)
     out.print("\n[bold]Final metrics[/]")
-    for name, value in result.metrics.items():
+    for name, value in job.metrics.items():
         out.print(f"  {name} = {value:g}")
-    if not result.metrics:
+    if not job.metrics:
         out.print("  (none)")
-    out.print(f"\n[bold]Model artifact[/]  {result.model_uri or '(none)'}")
+    out.print(f"\n[bold]Model artifact[/]  {job.model_uri or '(none)'}")
     cause = f": {result.execution_error}" if result.execution_error else ""
     out.print(f"[bold]Execution[/]       {result.execution_status}{cause}")
     out.print(f"\n[bold]Alerts received[/] ({len(result.alerts)})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import re
 import subprocess
@@ -35,7 +34,6 @@ PROGRESS_THRESHOLD: Final = 4 * 1024 * 1024
 _MANIFEST: Final = "sagepush.toml"
 _PYPROJECT: Final = "pyproject.toml"
 _METADATA_VALUE_MAX: Final = 256
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 SourceKind = Literal["commit", "worktree", "directory"]
@@ -259,10 +257,20 @@ def _toml_value(raw: str) -> Any:
         return raw
 
 
-def _assign(table: dict[str, Any], path: tuple[str, ...], value: Any, *, where: str, what: str) -> None:
+def _assign(
+    table: dict[str, Any],
+    path: tuple[str, ...],
+    value: Any,
+    *,
+    where: str,
+    what: str,
+    new_table: Callable[[dict[str, Any]], dict[str, Any]] = lambda _: {},
+) -> None:
     node = table
     for depth, name in enumerate(path[:-1]):
-        child = node.setdefault(name, {})
+        if name not in node:
+            node[name] = new_table(node)
+        child = node[name]
         if not isinstance(child, dict):
             dotted = ".".join(path[: depth + 1])
             raise PushError(where, f"cannot set {shorten(what)}: `{dotted}` is {shorten(child)}, not a table")
@@ -278,28 +286,65 @@ def manifest_with_settings(read: Callable[[str], bytes | None], settings: Sequen
 
     The manifest staging would find is the one changed: `sagepush.toml` (its `[tool.sagepush]` table if it has
     one), else `[tool.sagepush]` in `pyproject.toml`; with neither, a new `sagepush.toml` holds the settings. The
-    file is rewritten as plain TOML, so its comments are not kept.
+    file keeps its comments, order and layout (tomlkit): only the values set change, and new keys are added.
 
     Raises:
         PushError: the manifest is not valid TOML, or a setting goes inside a value that is not a table.
     """
-    name, document = _MANIFEST, {}
+    import tomlkit
+
+    name, text, expected = _MANIFEST, "", {}
     table: tuple[str, ...] = ()
     for candidate in (_MANIFEST, _PYPROJECT):
-        text = read(candidate)
-        if text is None:
+        data = read(candidate)
+        if data is None:
             continue
-        loaded = _load_toml(text, candidate)
+        loaded = _load_toml(data, candidate)
         tool = loaded.get("tool")
         if isinstance(tool, dict) and "sagepush" in tool:
-            name, document, table = candidate, loaded, ("tool", "sagepush")
+            name, text, expected, table = candidate, data.decode("utf-8"), loaded, ("tool", "sagepush")
             break
         if candidate == _MANIFEST:
-            name, document = candidate, loaded
+            name, text, expected = candidate, data.decode("utf-8"), loaded
             break
+    document = tomlkit.parse(text)
     for path, value in settings:
-        _assign(document, (*table, *path), value, where=name, what=".".join(path))
-    return name, dump_toml(document).encode()
+        where, what = name, ".".join(path)
+        _assign(expected, (*table, *path), value, where=where, what=what)
+        _assign(document, (*table, *path), _toml_item(value), where=where, what=what, new_table=_new_table)
+    written = tomlkit.dumps(document)
+    # Never stage a manifest that means something else than what was set. JSON compares as TOML does: NaN equals
+    # NaN, and 1, 1.0 and true differ.
+    if _canonical(tomllib.loads(written)) != _canonical(expected):
+        raise PushError(name, "cannot write the --set values into it while keeping its layout: set them in the file")
+    return name, written.encode()
+
+
+def _canonical(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, default=repr)
+
+
+def _new_table(parent: Mapping[str, Any]) -> dict[str, Any]:
+    """The table a dotted --set key creates: a `[section]`, or an inline table inside one."""
+    import tomlkit
+    from tomlkit.items import InlineTable
+
+    return tomlkit.inline_table() if isinstance(parent, InlineTable) else tomlkit.table()
+
+
+def _toml_item(value: Any) -> Any:
+    """A --set value as tomlkit writes it inline, as it was typed: `{ a = 1 }`, `[{ Name = "x" }]`."""
+    import tomlkit
+
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update({key: _toml_item(item) for key, item in value.items()})
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        array.extend(_toml_item(item) for item in value)
+        return array
+    return value
 
 
 def _load_toml(data: bytes, where: str) -> dict[str, Any]:
@@ -307,56 +352,6 @@ def _load_toml(data: bytes, where: str) -> dict[str, Any]:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PushError(where, f"is not valid TOML ({exc}); fix it before setting values with --set") from exc
-
-
-def dump_toml(document: Mapping[str, Any]) -> str:
-    """Write a TOML document: values first, then one `[section]` per nested table; arrays stay inline."""
-    lines: list[str] = []
-    _dump_table(document, (), lines)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _dump_table(table: Mapping[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    values = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    if path and (values or not tables):
-        lines.extend(["", f"[{'.'.join(_toml_key(p) for p in path)}]"])
-    lines.extend(f"{_toml_key(k)} = {_toml_inline(v)}" for k, v in values.items())
-    for name, child in tables.items():
-        _dump_table(child, (*path, name), lines)
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    # JSON's escapes are TOML's, except DEL, which TOML wants escaped too
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _toml_inline(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_inline(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
 # ------------------------------------------------------------------------------------------------------ sources

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sagepush_cli.local.stack import LocalStack
-from sagepush_cli.local.trainer import GRACE_ENV, running_stack, trainer_of
+from sagepush_cli.local.stack import LocalStack, running_stack
+from sagepush_cli.local.trainer import GRACE_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,7 +26,7 @@ def stack() -> Iterator[LocalStack]:
     running = running_stack()
     if running is not None:
         running.reset()
-        trainer = trainer_of(running)
+        trainer = running.trainer
         saved, trainer.grace_seconds = trainer.grace_seconds, float(STOP_GRACE_SECONDS)
         yield running
         trainer.grace_seconds = saved

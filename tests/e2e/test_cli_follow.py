@@ -50,7 +50,9 @@ def test_push_wait_follows_the_job_to_completion_and_the_alert_names_the_commit(
     shown = [line.split()[1] for line in transitions]
     assert shown == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     assert any(line.strip().startswith("validation accuracy=") for line in lines)
-    assert f"model  s3://{stack.outputs['ArtifactBucketName']}/output/{job}/output/model.tar.gz" in lines
+    # Output goes under the project's own prefix (the job policy pins it there).
+    bucket = stack.outputs["ArtifactBucketName"]
+    assert f"model  s3://{bucket}/output/iris-push/{job}/output/model.tar.gz" in lines
     assert lines[-1] == f"{job} Completed (Completed)"
     stack.drain()
     alerts = demo.receive_alerts(queue)

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from sagepush_cli import main
 from sagepush_cli.local import demo
-from sagepush_cli.local.trainer import trainer_of
 from tests.e2e.conftest import EXAMPLES
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from sagepush_cli.follow import JobView
     from sagepush_cli.local.stack import LocalStack
 
 
@@ -28,6 +29,13 @@ def model_files(uri: str) -> dict[str, bytes]:
     body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         return {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def ended(result: demo.DemoResult) -> JobView:
+    """The job's last view, as `follow.watch` saw it at its end."""
+    assert result.job is not None
+    assert result.job.finished
+    return result.job
 
 
 def alert_statuses(result: demo.DemoResult) -> list[str]:
@@ -48,30 +56,40 @@ def assert_each_alert_once(result: demo.DemoResult, final: str) -> None:
     assert statuses[0] == "Starting"
 
 
-def test_iris_trains_and_its_model_reaches_s3(stack: LocalStack) -> None:
+def test_iris_trains_and_its_model_reaches_s3(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     result = demo.run(stack, EXAMPLES / "sklearn-iris")
+    job = ended(result)
 
-    assert (result.status, result.secondary_status) == ("Completed", "Completed")
-    assert [t.status for t in result.transitions] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
-    assert 0.8 < result.metrics["validation:accuracy"] <= 1.0
-    assert result.model_uri is not None
-    assert result.model_uri.endswith(f"/{result.job_name}/output/model.tar.gz")
-    assert {"model.pkl", "metrics.json"} <= set(model_files(result.model_uri))
+    assert (job.status, job.secondary_status) == ("Completed", "Completed")
+    assert [t[0] for t in job.transitions] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert 0.8 < job.metrics["validation:accuracy"] <= 1.0
+    assert job.model_uri is not None
+    assert job.model_uri.endswith(f"/{result.job_name}/output/model.tar.gz")
+    assert {"model.pkl", "metrics.json"} <= set(model_files(job.model_uri))
     assert any(line.startswith("validation accuracy=") for line in result.log_tail)
     assert result.execution_status == "SUCCEEDED"
     assert_each_alert_once(result, "Completed")
+    # What `sagepush local demo` prints: the JSON document and the summary.
+    document = json.loads(json.dumps(result.as_dict(), default=str))
+    assert (document["job_name"], document["status"], document["completed"]) == (result.job_name, "Completed", True)
+    assert [t["status"] for t in document["transitions"]][-1] == "Completed"
+    main._print_demo(result)
+    printed = capsys.readouterr().out
+    assert f"{result.job_name}  Completed (Completed)" in printed
+    assert "validation:accuracy = " in printed
 
 
 def test_failing_script_fails_the_execution_with_its_traceback(stack: LocalStack) -> None:
     result = demo.run(stack, EXAMPLES / "failing")
+    job = ended(result)
 
-    assert (result.status, result.secondary_status) == ("Failed", "Failed")
-    assert result.failure_reason is not None
+    assert (job.status, job.secondary_status) == ("Failed", "Failed")
+    assert job.failure_reason is not None
     exception = "NotEnoughDataError: only 150 rows of training data, at least 1000 needed"
-    assert result.failure_reason.startswith("AlgorithmError: ExecuteUserScriptError: ExitCode 1")
-    assert result.failure_reason.rstrip().endswith(exception)
-    assert "in check_size" in result.failure_reason
-    assert result.model_uri is None
+    assert job.failure_reason.startswith("AlgorithmError: ExecuteUserScriptError: ExitCode 1")
+    assert job.failure_reason.rstrip().endswith(exception)
+    assert "in check_size" in job.failure_reason
+    assert job.model_uri is None
     assert result.execution_status == "FAILED"
     assert result.execution_error == "sagepush.TrainingFailed"
     assert result.execution_cause is not None
@@ -82,26 +100,28 @@ def test_failing_script_fails_the_execution_with_its_traceback(stack: LocalStack
 
 def test_single_script_installs_its_pep723_dependencies_and_trains(stack: LocalStack) -> None:
     result = demo.run(stack, EXAMPLES / "single-script" / "train.py", project="single-script")
+    job = ended(result)
 
-    assert result.status == "Completed", result.failure_reason
+    assert job.status == "Completed", job.failure_reason
     code = boto3.client("s3")
     bucket, _, key = (result.code_uri or "").removeprefix("s3://").partition("/")
     with tarfile.open(fileobj=io.BytesIO(code.get_object(Bucket=bucket, Key=key)["Body"].read())) as staged:
         assert staged.extractfile("requirements.txt").read() == b"scikit-learn>=1.3\n"  # type: ignore[union-attr]
-    assert result.metrics["validation:accuracy"] > 0.8
-    assert result.model_uri is not None
-    assert "model.pkl" in model_files(result.model_uri)
+    assert job.metrics["validation:accuracy"] > 0.8
+    assert job.model_uri is not None
+    assert "model.pkl" in model_files(job.model_uri)
     assert result.execution_status == "SUCCEEDED"
     assert_each_alert_once(result, "Completed")
 
 
 def test_max_runtime_stops_the_job_after_its_sigterm_handler_saved(stack: LocalStack) -> None:
     result = demo.run(stack, EXAMPLES / "slow")  # MaxRuntimeInSeconds 5
+    job = ended(result)
 
-    assert (result.status, result.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
-    assert [t.status for t in result.transitions][-3:] == ["Stopping", "Uploading", "MaxRuntimeExceeded"]
-    assert result.model_uri is not None
-    saved = json.loads(model_files(result.model_uri)["sigterm.json"])
+    assert (job.status, job.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
+    assert [t[0] for t in job.transitions][-3:] == ["Stopping", "Uploading", "MaxRuntimeExceeded"]
+    assert job.model_uri is not None
+    saved = json.loads(model_files(job.model_uri)["sigterm.json"])
     assert saved["signal"] == 15
     assert saved["epoch"] >= 1
     # A job that ran out of time did not do what it was asked: the status function fails the execution.
@@ -123,7 +143,7 @@ def test_stop_training_job_stops_a_running_job(stack: LocalStack, tmp_path: Path
 
     sagemaker.stop_training_job(TrainingJobName=pushed.job_name)
 
-    assert trainer_of(stack).wait(pushed.job_name, timeout=30)
+    assert stack.trainer.wait(pushed.job_name, timeout=30)
     job = sagemaker.describe_training_job(TrainingJobName=pushed.job_name)
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
     assert "sigterm.json" in model_files(job["ModelArtifacts"]["S3ModelArtifacts"])
@@ -144,7 +164,7 @@ def test_a_taken_job_name_is_refused_and_the_first_job_runs_on(stack: LocalStack
 
 
 def _log(stack: LocalStack, job_name: str) -> list[str]:
-    path = trainer_of(stack).log_file(job_name)
+    path = stack.trainer.log_file(job_name)
     return path.read_text().splitlines() if path and path.is_file() else []
 
 

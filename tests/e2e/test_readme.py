@@ -117,7 +117,7 @@ def check_offline(line: str) -> None:
                 assert re.fullmatch(parameter.get("AllowedPattern", ".*"), value), f"{line}: {name}={value}"
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
+class _CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml ships no types: SafeLoader is Any
     """Reads template.yaml, keeping intrinsic functions (`!Ref`, `!Sub`, …) as plain values."""
 
 

@@ -159,3 +159,45 @@ def test_an_execution_ends_while_sns_is_down_and_the_alert_goes_out_once_sns_is_
     ]
     assert [alert["status"] for alert in alerts.received()] == ["Completed"]
     assert "unsettled" not in ledger(JOB)
+
+
+def test_a_submit_failure_with_a_32k_cause_of_quotes_and_emoji_is_alerted_within_the_limit_and_ends_with_its_error(
+    stack: LocalStack, sfn: Any, alerts: Alerts, ledger: Ledger, publishes: list[dict[str, Any]]
+) -> None:
+    arn = start_execution(stack, sfn)
+    token = wait_for(lambda: ledger(JOB).get("task_token"), "Submit to record the job and its token")
+    # The longest cause Step Functions takes (32,768 characters), of quotes and emoji: a quote is escaped up to three
+    # times over in the publish, and the cause is in the text, the document (twice) and the chat notification.
+    # SendTaskFailure is how this test hands the Submit task such a cause; any other task error takes the same path.
+    cause = ('"' * 3 + "🚀") * 8192
+
+    sfn.send_task_failure(taskToken=token, error="ClientError", cause=cause)
+
+    execution = wait_for(finished(sfn, arn), "the execution to end")
+    assert (execution["status"], execution["error"], execution.get("cause")) == ("FAILED", "ClientError", cause)
+    [params] = publishes  # one publish, fitted: nothing was refused and sent again
+    assert sns_counted_bytes(params) <= SNS_LIMIT
+    [alert] = alerts.received()
+    jsonschema.validate({k: v for k, v in alert.items() if k != "_attributes"}, SCHEMA)
+    assert (alert["kind"], alert["status"], alert["job_name"], alert["error"]) == (
+        "submit-failed", "SubmitFailed", JOB, "ClientError"
+    )  # fmt: skip
+    assert alert["cause"].startswith('"""🚀') and alert["cause"].endswith("…") and len(alert["cause"]) < len(cause)
+    assert alert["_attributes"] == {"project": "iris", "status": "SubmitFailed", "severity": "error"}
+    assert dead_letters(stack) == []
+
+
+def test_when_no_could_not_submit_alert_can_be_sent_the_execution_still_ends_with_the_submit_error(
+    stack: LocalStack, sfn: Any, alerts: Alerts, waits: EmulatedWaits
+) -> None:
+    spec = {**load_event("submit-task-token")["spec"], "instance_type": "a-very-large-gpu"}
+
+    with refused(aws.client("sns"), "Publish", "AuthorizationError", status=403, times=1_000) as fault:
+        arn = start_execution(stack, sfn, spec=spec)
+        execution = wait_for(finished(sfn, arn), "the execution to end")
+
+    # NotifyFunction failed, was retried twice with backoff, and was caught: the execution ended with Submit's error.
+    assert len(fault.hits) == 3 and len(waits.state_machine) == 2
+    assert execution["status"] == "FAILED" and execution["error"] == "SpecError"
+    assert "a-very-large-gpu" in execution["cause"]
+    assert alerts.received() == []

@@ -34,6 +34,8 @@ from tests.integration.test_status import Alerts, put_states
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from mypy_boto3_logs.type_defs import InputLogEventTypeDef
+
     from sagepush_cli.local.stack import LocalStack
 
 UPLOADS = int(os.environ.get("SAGEPUSH_BURST_UPLOADS", "100"))
@@ -269,7 +271,7 @@ def interleave(rng: random.Random, lives: list[list[dict[str, Any]]]) -> list[di
 
 
 def malformed(event: dict[str, Any], index: int) -> dict[str, Any]:
-    broken = json.loads(json.dumps(event))
+    broken: dict[str, Any] = json.loads(json.dumps(event))
     if index % 2:
         del broken["detail"]["TrainingJobStatus"]
     else:
@@ -290,7 +292,8 @@ def write_log_tail(job_name: str, size: int) -> None:
         "训练失败梯度爆炸。" * 150,
         "\r 42%|████▏     | 420/1000 [00:42<00:58]" * 40,
     ]
-    lines, written, stamp = [], 0, 1735726000000
+    lines: list[InputLogEventTypeDef] = []
+    written, stamp = 0, 1735726000000
     while written < size:
         line = patterns[len(lines) % len(patterns)]
         lines.append({"timestamp": stamp + len(lines), "message": line})

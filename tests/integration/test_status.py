@@ -17,6 +17,8 @@ from tests.integration.conftest import load_event
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
     from sagepush_cli.local.stack import LocalStack
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "alerts.schema.json").read_text())
@@ -46,7 +48,7 @@ class Alerts:
 
     def received(self) -> list[dict[str, Any]]:
         """Return every alert delivered so far (SNS envelope unwrapped), removing them from the queue."""
-        documents = []
+        documents: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
@@ -76,7 +78,7 @@ def put_states(stack: LocalStack, *events: dict[str, Any]) -> None:
     """Send state-change events as SageMaker does (EventBridge PutEvents) and wait for their deliveries to finish."""
     client = boto3.client("events")
     for start in range(0, len(events), 10):
-        entries = [
+        entries: list[PutEventsRequestEntryTypeDef] = [
             {
                 "Source": e["source"],
                 "DetailType": e["detail-type"],

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import jsonschema
@@ -67,7 +67,7 @@ def failed() -> Any:
     return training_state_change(json.loads((ROOT / "events" / "status-failed.json").read_text()))
 
 
-def client(service: str) -> Any:
+def client(service: Literal["logs", "sns", "sqs"]) -> Any:
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
@@ -255,3 +255,22 @@ def test_a_minimal_alert_refused_too_is_raised() -> None:
         alerts.publish_alert(alerts.build_alert(failed(), ENTRY), topic_arn=TOPIC, sns=publishes.sns)
 
     assert len(publishes.sent) == 2
+
+
+def test_a_submit_failure_with_a_32k_cause_of_quotes_and_emoji_fits_and_keeps_its_error() -> None:
+    # Step Functions allows a cause of 32,768 characters; each quote is escaped up to three times over in the publish.
+    cause = ('"' * 3 + "🚀") * 8192
+    alert = alerts.submit_failed_alert(
+        job_name=JOB, project="iris", error="SpecError", cause=cause,
+        execution_arn=f"arn:aws:states:us-east-1:123456789012:execution:TrainingStateMachine:{JOB}",
+        region="us-east-1", log_group="/aws/lambda/submit", source=ENTRY.source, code_uri=ENTRY.code_uri,
+        time="2025-01-01T10:00:02.123Z",
+    )  # fmt: skip
+    assert alert.publication().size > SNS_LIMIT, "without fit the alert would not fit"
+
+    publishes = published(alert)
+
+    document = assert_within_the_limit_and_valid(publishes)
+    assert (document["kind"], document["error"], document["job_name"]) == ("submit-failed", "SpecError", JOB)
+    assert document["cause"].startswith('"""🚀') and document["cause"].endswith("…")
+    assert document["failure_reason"] == document["cause"] and len(publishes.sent) == 1

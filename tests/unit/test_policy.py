@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
@@ -169,7 +169,10 @@ def test_every_function_and_the_output_carry_the_same_policy() -> None:
 
 
 def test_overrides_may_reach_only_the_allowed_paths() -> None:
-    overrides = {"RetryStrategy": {"MaximumRetryAttempts": 2}, "ResourceConfig": {"KeepAlivePeriodInSeconds": 60}}
+    overrides: dict[str, dict[str, Any]] = {
+        "RetryStrategy": {"MaximumRetryAttempts": 2},
+        "ResourceConfig": {"KeepAlivePeriodInSeconds": 60},
+    }
     assert list(policy.overridden_paths(overrides)) == []
     overrides["ResourceConfig"]["InstanceType"] = "ml.p5.48xlarge"
     overrides["OutputDataConfig"] = {"S3OutputPath": "s3://x/"}

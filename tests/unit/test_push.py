@@ -164,18 +164,135 @@ def test_set_refuses_a_manifest_that_is_not_toml() -> None:
     assert raised.value.where == "sagepush.toml"
 
 
-def test_toml_written_reads_back_the_same() -> None:
-    document = {
-        "name": 'quote " backslash \\ tab \t del \x7f é',
-        "n": 3,
-        "f": 1e20,
-        "flag": False,
-        "when": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-        "metric_definitions": [{"Name": "val:loss", "Regex": "val_loss=([0-9.]+)"}],
-        "tool": {"sagepush": {"hyperparameters": {"lr": 0.1}, "weird key": {}}},
-        "empty": {},
+COMMENTED = """\
+# Iris on SageMaker: the manifest sagepush reads.
+framework = "sklearn"        # the container
+framework_version = "1.2-1"
+
+# What the job runs.
+entry_point = "train.py"
+environment = { A = "1" }
+
+[hyperparameters]
+# trees in the forest
+n_estimators = 100  # more is slower
+max_depth = 4
+
+[tags]
+team = "ml"
+"""
+
+
+def set_in(files: dict[str, str], *settings: str) -> tuple[str, str]:
+    """The manifest file `--set settings` rewrites among `files`, and its new text."""
+    read = lambda name: files[name].encode() if name in files else None  # noqa: E731
+    name, text = pushing.manifest_with_settings(read, pushing.parse_settings(settings))
+    return name, text.decode()
+
+
+def test_set_keeps_the_manifests_comments_and_layout() -> None:
+    _, text = set_in(
+        {"sagepush.toml": COMMENTED},
+        "hyperparameters.n_estimators=80",
+        "hyperparameters.lr=0.1",
+        "instance_type=ml.m5.large",
+        "environment.B=2",
+        "output.kms.key=k",
+    )
+
+    assert text == (
+        "# Iris on SageMaker: the manifest sagepush reads.\n"
+        'framework = "sklearn"        # the container\n'
+        'framework_version = "1.2-1"\n'
+        "\n"
+        "# What the job runs.\n"
+        'entry_point = "train.py"\n'
+        'environment = { A = "1", B = 2}\n'  # an inline table stays inline
+        'instance_type = "ml.m5.large"\n'  # a new value goes before the first [table]
+        "\n"
+        "[hyperparameters]\n"
+        "# trees in the forest\n"
+        "n_estimators = 80  # more is slower\n"  # changed in place, its comment kept
+        "max_depth = 4\n"
+        "lr = 0.1\n"
+        "\n"
+        "[tags]\n"
+        'team = "ml"\n'
+        "\n"
+        "[output.kms]\n"
+        'key = "k"\n'
+    )
+
+
+def test_set_in_pyproject_changes_only_the_sagepush_table() -> None:
+    pyproject = (
+        '[project]\nname = "iris"  # the distribution\n\n'
+        "# sagepush reads this table\n[tool.sagepush]\nentry_point = 'train.py'  # literal string kept\n\n"
+        "[tool.ruff]\nline-length = 120\n"
+    )
+
+    name, text = set_in({"pyproject.toml": pyproject}, "hyperparameters.epochs=3", "entry_point=main.py")
+
+    assert name == "pyproject.toml"
+    assert text == (
+        '[project]\nname = "iris"  # the distribution\n\n'
+        '# sagepush reads this table\n[tool.sagepush]\nentry_point = "main.py"  # literal string kept\n\n'
+        "[tool.sagepush.hyperparameters]\nepochs = 3\n"
+        "[tool.ruff]\nline-length = 120\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "setting", "expected"),
+    [
+        pytest.param("[a]\nx = 1\n\n[b]\ny = 2\n", "b=5", {"a": {"x": 1}, "b": 5}, id="table-becomes-a-value"),
+        pytest.param("[a]\nx = 1\n", "a={ z = 1 }", {"a": {"z": 1}}, id="table-becomes-an-inline-table"),
+        pytest.param("e = { A = { B = 1 } }\n", "e.A.C=2", {"e": {"A": {"B": 1, "C": 2}}}, id="inside-inline-tables"),
+        pytest.param("a.b = 1\n", "a.c=2", {"a": {"b": 1, "c": 2}}, id="dotted-keys"),
+        pytest.param("", 'tags."team.name"=ml', {"tags": {"team.name": "ml"}}, id="quoted-key-part"),
+    ],
+)
+def test_set_means_the_same_whatever_the_manifests_shape(manifest: str, setting: str, expected: dict[str, Any]) -> None:
+    _, text = set_in({"sagepush.toml": manifest}, setting)
+
+    assert tomllib.loads(text) == expected
+
+
+def test_set_values_of_every_toml_type_read_back_the_same() -> None:
+    settings = {
+        "name": r'"quote \" backslash \\ tab \t del \u007f é"',  # a TOML basic string, escapes and all
+        "literal": "'C:\\data\\train'",  # a literal string: backslashes are kept
+        "n": "3",
+        "f": "1e20",
+        "nan": "nan",
+        "flag": "false",
+        "when": "2024-01-02T03:04:05Z",
+        "metric_definitions": "[{ Name = 'val:loss', Regex = 'val_loss=([0-9.]+)' }]",
+        "empty": "{}",
+        "hyperparameters": "{ lr = 0.1, layers = [64, 32] }",
     }
-    assert tomllib.loads(pushing.dump_toml(document)) == document
+
+    _, text = set_in({}, *(f"{key}={value}" for key, value in settings.items()))
+
+    read = tomllib.loads(text)
+    assert read["name"] == 'quote " backslash \\ tab \t del \x7f é'
+    assert read["literal"] == "C:\\data\\train"
+    assert (read["n"], read["f"], read["flag"]) == (3, 1e20, False)
+    assert read["nan"] != read["nan"]
+    assert read["when"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert read["metric_definitions"] == [{"Name": "val:loss", "Regex": "val_loss=([0-9.]+)"}]
+    assert read["empty"] == {}
+    assert read["hyperparameters"] == {"lr": 0.1, "layers": [64, 32]}
+
+
+def test_set_refuses_to_write_a_manifest_that_would_mean_something_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomlkit
+
+    monkeypatch.setattr(tomlkit, "dumps", lambda document: "epochs = 4\n")
+
+    with pytest.raises(PushError, match="cannot write the --set values into it") as raised:
+        set_in({"sagepush.toml": "x = 1\n"}, "epochs=3")
+    assert raised.value.where == "sagepush.toml"
 
 
 # ------------------------------------------------------------------------------------------------- git sources

@@ -399,7 +399,12 @@ def test_another_botocore_cuts_its_own_model(monkeypatch: Any) -> None:
     monkeypatch.setattr(botocore, "__version__", "0.0.1")
     loads: list[int] = []
     real = request_module._loader
-    monkeypatch.setattr(request_module, "_loader", lambda: loads.append(1) or real())
+
+    def counted() -> Any:
+        loads.append(1)
+        return real()
+
+    monkeypatch.setattr(request_module, "_loader", counted)
     assert request_module.operation_model("sagemaker", "CreateTrainingJob") == packaged
     assert request_module.operation_model("sagemaker", "CreateTrainingJob") == packaged
     assert loads == [1]  # cut once per process

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import json
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def test_a_job_waits_for_capacity_longer_than_the_longest_wait_the_template_allo
         min(capacity["IntervalSeconds"] * capacity["BackoffRate"] ** n, capacity["MaxDelaySeconds"]) / 2
         for n in range(capacity["MaxAttempts"])
     )
-    loader = type("Loader", (yaml.SafeLoader,), {})
+    loader: Any = type("Loader", (yaml.SafeLoader,), {})
     loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=loader)
     default_wait = template["Parameters"]["CapacityWaitSeconds"]["Default"]
@@ -116,3 +117,74 @@ def test_a_submit_that_died_is_retried_only_a_few_times() -> None:
 def test_submit_never_retries_the_wait_for_its_job_or_a_catch_all() -> None:
     retried = {name for retrier in _submit_retriers() for name in retrier["ErrorEquals"]}
     assert not retried & NEVER_RETRIED
+
+
+# ------------------------------------------------------------------------------------------------ could not submit
+
+
+def _reachable_from(name: str) -> list[str]:
+    """The states reachable from `name` by Next, Default, Choices and Catch."""
+    seen: list[str] = []
+    pending = [name]
+    while pending:
+        current = pending.pop(0)
+        if current in seen:
+            continue
+        seen.append(current)
+        state = ASL["States"][current]
+        pending += [state[key] for key in ("Next", "Default") if key in state]
+        pending += [choice["Next"] for choice in state.get("Choices", [])]
+        pending += [catcher["Next"] for catcher in state.get("Catch", [])]
+    return seen
+
+
+def test_a_failed_submission_is_alerted_by_notify_function_and_ends_in_submit_failed() -> None:
+    [catch_all] = [c for c in ASL["States"]["Submit"]["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
+    path = {name: ASL["States"][name]["Type"] for name in _reachable_from(catch_all["Next"])}
+    # The state machine writes no alert of its own: no Pass state formats one, no task publishes to SNS.
+    assert path == {
+        "CheckSubmitCause": "Choice", "DefaultSubmitCause": "Pass", "NotifySubmitFailed": "Task", "SubmitFailed": "Fail"
+    }  # fmt: skip
+    assert ASL["States"]["DefaultSubmitCause"]["ResultPath"] == "$.error.Cause"
+    assert not [s for s in ASL["States"].values() if "sns:" in s.get("Resource", "")]
+    failed = ASL["States"]["SubmitFailed"]
+    assert (failed["ErrorPath"], failed["CausePath"]) == ("$.error.Error", "$.error.Cause")
+
+
+def test_notify_gets_the_execution_input_the_error_and_the_execution_and_keeps_the_error_for_the_fail_state() -> None:
+    notify = ASL["States"]["NotifySubmitFailed"]
+    assert notify["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert notify["Parameters"]["FunctionName"] == "${NotifyFunctionArn}"
+    assert notify["Parameters"]["Payload"] == {
+        "input.$": "$$.Execution.Input",
+        "error.$": "$.error",
+        "execution_arn.$": "$$.Execution.Id",
+        "time.$": "$$.State.EnteredTime",
+    }
+    assert notify["ResultPath"] is None and notify["Next"] == "SubmitFailed"
+
+
+def test_notify_retries_lambda_service_errors_with_backoff_and_never_leaves_the_execution_hanging() -> None:
+    notify = ASL["States"]["NotifySubmitFailed"]
+    retried = {name for retrier in notify["Retry"] for name in retrier["ErrorEquals"]}
+    assert retried >= LAMBDA_SERVICE_ERRORS
+    for retrier in notify["Retry"]:
+        assert retrier["BackoffRate"] > 1 and retrier["JitterStrategy"] == "FULL"
+        assert 1 <= retrier["MaxAttempts"] <= 6
+    assert 0 < notify["TimeoutSeconds"] <= 300
+    # Its own failure, whatever it is, still ends the execution with the Submit task's error: $.error is kept.
+    [catcher] = notify["Catch"]
+    assert catcher["ErrorEquals"] == ["States.ALL"] and catcher["Next"] == "SubmitFailed"
+    assert not catcher["ResultPath"].startswith("$.error")
+
+
+def test_every_placeholder_is_substituted_and_every_function_named_may_be_invoked() -> None:
+    from samtranslator.yaml_helper import yaml_parse
+
+    machine = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]["TrainingStateMachine"]["Properties"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", json.dumps(ASL)))
+    substitutions = machine["DefinitionSubstitutions"]
+    assert placeholders == set(substitutions)
+    named = {value["Fn::GetAtt"][0] for value in substitutions.values() if "Fn::GetAtt" in value}
+    invokable = {policy["LambdaInvokePolicy"]["FunctionName"]["Ref"] for policy in machine["Policies"]}
+    assert named == invokable == {"SubmitFunction", "NotifyFunction"}

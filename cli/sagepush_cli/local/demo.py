@@ -1,18 +1,25 @@
-"""`sagepush local demo`: push a project into the local stack and follow it, as a person would, to its end."""
+"""`sagepush local demo`: push a project into the local stack and follow it, as a person would, to its end.
+
+The job is found and followed as `sagepush push --wait` does it (`sagepush_cli.follow`): the job tag StageFunction
+puts on the upload, then `follow.watch` until the job ends.
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sagepush_cli import follow
 from sagepush_cli.project import archive_directory, project_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from mypy_boto3_stepfunctions import SFNClient
 
     from sagepush_cli.local.stack import LocalStack
 
@@ -27,15 +34,6 @@ LOG_TAIL_LINES = 10
 
 
 @dataclass
-class Transition:
-    """One secondary status the job passed through."""
-
-    status: str
-    start: str
-    message: str = ""
-
-
-@dataclass
 class DemoResult:
     """What one push through the local stack produced."""
 
@@ -47,12 +45,8 @@ class DemoResult:
     code_uri: str | None = None
     code_reused: bool = False  # the staged code was already in the artifact bucket before this push
     seconds_to_create: float | None = None
-    status: str | None = None
-    secondary_status: str | None = None
-    failure_reason: str | None = None
-    transitions: list[Transition] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    model_uri: str | None = None
+    job: follow.JobView | None = None
+    """The job as `follow.watch` last saw it: its end, once `wait_for_end` has returned."""
     log_tail: list[str] = field(default_factory=list)
     execution_status: str | None = None
     execution_error: str | None = None
@@ -64,13 +58,12 @@ class DemoResult:
     @property
     def completed(self) -> bool:
         """True when the training job completed."""
-        return self.status == "Completed"
+        return self.job is not None and self.job.completed
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, `completed` included."""
-        document = {**asdict(self), "completed": self.completed}
-        del document["staged_before"]
-        return document
+        """A JSON-ready dict: the push, the job's view (`follow.JobView.as_dict`) and `completed`."""
+        document = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("job", "staged_before")}
+        return {**document, **(self.job.as_dict() if self.job else {}), "completed": self.completed}
 
 
 def push(
@@ -123,56 +116,47 @@ def receive_alerts(queue_url: str) -> list[dict[str, str]]:
 
 
 def wait_for_job(stack: LocalStack, result: DemoResult, started: float) -> DemoResult:
-    """Wait (deadline-bounded) until the upload's execution has created its training job; fill `result`."""
+    """Wait (deadline-bounded) until the upload's job exists, found as `push --wait` finds it; fill `result`.
+
+    Raises:
+        follow.FollowError: the upload was refused, or its job was not created within CREATE_DEADLINE_SECONDS.
+    """
     import boto3
-    from botocore.exceptions import ClientError
 
-    sfn = boto3.client("stepfunctions")
-    sagemaker = boto3.client("sagemaker")
-    deadline = time.monotonic() + CREATE_DEADLINE_SECONDS
-    stack.drain()
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    bucket = stack.outputs["IngestBucketName"]
+    version = follow.upload_version(s3, bucket=bucket, key=result.key)
+    result.job_name = follow.job_of_upload(
+        s3, bucket=bucket, key=result.key, version_id=version, timeout=CREATE_DEADLINE_SECONDS, poll=_POLL_SECONDS
+    )
+    left = max(0.0, CREATE_DEADLINE_SECONDS - (time.monotonic() - started))
+    next(follow.watch(sagemaker, result.job_name, timeout=left, poll=_POLL_SECONDS))  # its first view: it exists
+    result.seconds_to_create = time.monotonic() - started
+    job = sagemaker.describe_training_job(TrainingJobName=result.job_name)
+    result.code_uri = job["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+    result.code_reused = result.code_uri in result.staged_before
+    result.request = _request_of(job)
     machine = stack.outputs["TrainingStateMachineArn"]
-    while time.monotonic() < deadline:
-        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
-            if not execution["name"].startswith(f"{result.project}-"):
-                continue
-            result.job_name, result.execution_arn = execution["name"], execution["executionArn"]
-            try:
-                job = sagemaker.describe_training_job(TrainingJobName=execution["name"])
-            except ClientError:
-                break  # the execution has not created its job yet (SageMaker answers ValidationException)
-            result.seconds_to_create = time.monotonic() - started
-            result.code_uri = job["HyperParameters"]["sagemaker_submit_directory"].strip('"')
-            result.code_reused = result.code_uri in result.staged_before
-            result.request = _request_of(job)
-            return result
-        time.sleep(_POLL_SECONDS)  # polling the local server for a job created on another thread
-    raise TimeoutError(f"no training job for {result.key} within {CREATE_DEADLINE_SECONDS}s")
+    result.execution_arn = _execution_arn(boto3.client("stepfunctions"), machine, result.job_name)
+    return result
 
 
-def follow(stack: LocalStack, result: DemoResult, *, queue_url: str | None = None) -> DemoResult:
-    """Wait (deadline-bounded) for the job and its execution to end; fill in how it went."""
+def wait_for_end(stack: LocalStack, result: DemoResult, *, queue_url: str | None = None) -> DemoResult:
+    """Follow the job with `follow.watch` to its end, then wait (deadline-bounded) for its execution to end.
+
+    Raises:
+        follow.FollowError: the job did not end within JOB_DEADLINE_SECONDS.
+    """
     import boto3
 
     assert result.job_name is not None
-    sagemaker, sfn = boto3.client("sagemaker"), boto3.client("stepfunctions")
-    deadline = time.monotonic() + JOB_DEADLINE_SECONDS
-    job = sagemaker.describe_training_job(TrainingJobName=result.job_name)
-    while job["TrainingJobStatus"] not in {"Completed", "Failed", "Stopped"}:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"training job {result.job_name} did not end within {JOB_DEADLINE_SECONDS}s")
-        time.sleep(_POLL_SECONDS)  # polling the local server for a job running on another thread
-        job = sagemaker.describe_training_job(TrainingJobName=result.job_name)
-    result.status, result.secondary_status = job["TrainingJobStatus"], job.get("SecondaryStatus")
-    result.failure_reason = job.get("FailureReason")
-    result.transitions = [
-        Transition(t["Status"], t["StartTime"].isoformat(timespec="milliseconds"), t.get("StatusMessage", ""))
-        for t in job.get("SecondaryStatusTransitions", [])
-    ]
-    result.metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
-    result.model_uri = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-    result.log_tail = log_tail(result.job_name)
+    for view in follow.watch(
+        boto3.client("sagemaker"), result.job_name, timeout=JOB_DEADLINE_SECONDS, poll=_POLL_SECONDS
+    ):
+        result.job = view
+    result.log_tail = follow.log_tail(boto3.client("logs"), result.job_name, LOG_TAIL_LINES)
     if result.execution_arn:
+        sfn = boto3.client("stepfunctions")
         settle = time.monotonic() + SETTLE_DEADLINE_SECONDS
         execution = sfn.describe_execution(executionArn=result.execution_arn)
         while execution["status"] == "RUNNING" and time.monotonic() < settle:
@@ -187,15 +171,6 @@ def follow(stack: LocalStack, result: DemoResult, *, queue_url: str | None = Non
     return result
 
 
-def log_tail(job_name: str, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last lines of the job's log in CloudWatch Logs."""
-    import boto3
-
-    from sagepush_cli import follow
-
-    return follow.log_tail(boto3.client("logs"), job_name, lines)
-
-
 def run(
     stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
 ) -> DemoResult:
@@ -204,7 +179,7 @@ def run(
     started = time.monotonic()
     result = push(stack, path, project=project, metadata=metadata)
     wait_for_job(stack, result, started)
-    follow(stack, result, queue_url=queue_url)
+    wait_for_end(stack, result, queue_url=queue_url)
     result.seconds_total = time.monotonic() - started
     return result
 
@@ -231,3 +206,12 @@ _REQUEST_FIELDS = (
 def _request_of(job: Mapping[str, Any]) -> dict[str, Any]:
     """The CreateTrainingJob fields DescribeTrainingJob echoes back."""
     return {name: job[name] for name in _REQUEST_FIELDS if name in job}
+
+
+def _execution_arn(sfn: SFNClient, machine: str, name: str) -> str | None:
+    """The ARN of the state machine's execution named `name` (a job's execution bears the job's name)."""
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+        for execution in page["executions"]:
+            if execution["name"] == name:
+                return execution["executionArn"]
+    return None

@@ -31,7 +31,7 @@ from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
 from sagepush_cli.local import cache, patterns
 from sagepush_cli.local.dynamodb import serialise_item_requests
-from sagepush_cli.local.trainer import install_trainer
+from sagepush_cli.local.trainer import LocalTrainer, install_trainer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 ACCOUNT_ID = "123456789012"
 CODE_BUCKET = "sagepush-local-code"
 _ASYNC_RETRIES = 2
+_RUNNING: list[LocalStack] = []
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LocalStack:
     _server: Any = None
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _patches: list[Callable[[], None]] = field(default_factory=list)
+    _trainer: LocalTrainer | None = None
     _restored_code: set[str] = field(default_factory=set)
     _async: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="lambda-async"))
     _pending: set[Future[None]] = field(default_factory=set)
@@ -125,7 +127,9 @@ class LocalStack:
         self._configure_moto()
         self._route_invocations()
         # CreateTrainingJob runs the staged code for real (moto alone reports every job Completed at once).
-        self._patches.append(install_trainer(self))
+        self._trainer = install_trainer(endpoint=self.endpoint, region=self.region)
+        self._patches.append(self._trainer)
+        _RUNNING.append(self)
         self.deploy()
         if self.keep_staged_code:
             self._restore_staged_code()
@@ -138,9 +142,11 @@ class LocalStack:
         self._async.shutdown(wait=True)
         if self.keep_staged_code and self._server is not None:
             self._save_staged_code()
+        _RUNNING[:] = [stack for stack in _RUNNING if stack is not self]
         for undo in reversed(self._patches):
             undo()
         self._patches.clear()
+        self._trainer = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -164,12 +170,20 @@ class LocalStack:
         self._configure_moto()
         self.deploy()
 
-    def _stop_jobs(self) -> None:
-        from sagepush_cli.local.trainer import LocalTrainer
+    @property
+    def trainer(self) -> LocalTrainer:
+        """The trainer running this stack's training jobs.
 
-        for patch in self._patches:
-            if isinstance(patch, LocalTrainer):
-                patch.shutdown()
+        Raises:
+            LookupError: the stack is not running.
+        """
+        if self._trainer is None:
+            raise LookupError("the local stack is not running: it has no trainer")
+        return self._trainer
+
+    def _stop_jobs(self) -> None:
+        if self._trainer is not None:
+            self._trainer.shutdown()
 
     def drain(self, timeout: float = 120) -> None:
         """Wait until every asynchronous invocation started so far (and any it started) has finished."""
@@ -515,6 +529,11 @@ class LocalStack:
         from sagepush import aws
 
         aws.clear_clients()
+
+
+def running_stack() -> LocalStack | None:
+    """The local stack most recently started in this process and still running, if any."""
+    return _RUNNING[-1] if _RUNNING else None
 
 
 def _refuse_duplicate_training_jobs() -> Callable[[], None]:

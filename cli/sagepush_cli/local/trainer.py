@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sagepush.events import SecondaryStatus, TrainingJobStatus
 from sagepush_cli.follow import LOG_GROUP
 from sagepush_cli.local.cache import home as home  # where jobs and environments live; named here by the CLI and tests
 from sagepush_cli.local.cache import in_use, touch
@@ -45,8 +46,6 @@ from sagepush_cli.local.cache import in_use, touch
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
-
-    from sagepush_cli.local.stack import LocalStack
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +63,18 @@ _JOIN_TIMEOUT = 30
 _POLL_SECONDS = 0.2
 _SHIP_SECONDS = 1.0
 _TRACEBACK_LINES = 12
-_STACKS: list[LocalStack] = []
 _TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
 
 _MESSAGES = {
-    "Starting": "Preparing the instances for training",
-    "Downloading": "Downloading input data",
-    "Training": "Training image download completed. Training in progress.",
-    "Uploading": "Uploading generated training model",
-    "Stopping": "Stopping the training job",
-    "Completed": "Training job completed",
-    "Failed": "Training job failed",
-    "Stopped": "Training job stopped",
-    "MaxRuntimeExceeded": "Training job stopped: it exceeded MaxRuntimeInSeconds",
+    SecondaryStatus.STARTING: "Preparing the instances for training",
+    SecondaryStatus.DOWNLOADING: "Downloading input data",
+    SecondaryStatus.TRAINING: "Training image download completed. Training in progress.",
+    SecondaryStatus.UPLOADING: "Uploading generated training model",
+    SecondaryStatus.STOPPING: "Stopping the training job",
+    SecondaryStatus.COMPLETED: "Training job completed",
+    SecondaryStatus.FAILED: "Training job failed",
+    SecondaryStatus.STOPPED: "Training job stopped",
+    SecondaryStatus.MAX_RUNTIME_EXCEEDED: "Training job stopped: it exceeded MaxRuntimeInSeconds",
 }
 
 
@@ -110,7 +108,7 @@ class _Run:
     directory: Path
     environment: dict[str, str]
     stop_requested: threading.Event = field(default_factory=threading.Event)
-    stop_reason: str = "Stopped"
+    stop_reason: SecondaryStatus = SecondaryStatus.STOPPED
     done: threading.Event = field(default_factory=threading.Event)
     log_file: Path | None = None
     holds: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -142,8 +140,8 @@ class LocalTrainer:
         now = utcnow()
         # Every attribute DescribeTrainingJob reads exists from the start: moto serialises the job by iterating its
         # __dict__ on the server's thread, so the run only ever reassigns attributes.
-        job.training_job_status = "InProgress"
-        job.secondary_status = "Starting"
+        job.training_job_status = TrainingJobStatus.IN_PROGRESS
+        job.secondary_status = SecondaryStatus.STARTING
         job.secondary_status_transitions = []
         job.training_start_time = None
         job.training_end_time = None
@@ -166,7 +164,7 @@ class LocalTrainer:
             self.runs[run.name] = run
             thread.start()  # under the lock, so shutdown() never sees a run whose thread has not started
 
-    def stop(self, name: str, reason: str = "Stopped") -> bool:
+    def stop(self, name: str, reason: SecondaryStatus = SecondaryStatus.STOPPED) -> bool:
         """Ask a running job to stop (SIGTERM, then SIGKILL after the grace); False when it is not running."""
         run = self.runs.get(name)
         if run is None or run.done.is_set() or run.stop_requested.is_set():
@@ -202,7 +200,7 @@ class LocalTrainer:
         clients = {name: session.client(name, endpoint_url=self.endpoint) for name in ("s3", "events", "logs")}
         sink: _LogSink | None = None
         try:
-            self._transition(run, clients["events"], "Starting")
+            self._transition(run, clients["events"], SecondaryStatus.STARTING)
             layout = _lay_out(run)
             run.holds.enter_context(in_use(layout))
             sink = _LogSink(
@@ -213,31 +211,32 @@ class LocalTrainer:
             )
             run.log_file = sink.path
             run.job.training_start_time = _now()
-            self._transition(run, clients["events"], "Downloading")
+            self._transition(run, clients["events"], SecondaryStatus.DOWNLOADING)
             _download_channels(run.job, layout, clients["s3"])
             _download_code(run.job, layout, clients["s3"])
             if run.stop_requested.is_set():
                 self._finish_stopped(run, clients, layout, sink)
                 return
             python = self._environment(layout / "code" / "requirements.txt", sink, run.holds)
-            self._transition(run, clients["events"], "Training")
+            self._transition(run, clients["events"], SecondaryStatus.TRAINING)
             code = self._train(run, python, layout, sink, clients["events"])
             if run.stop_requested.is_set():
                 self._finish_stopped(run, clients, layout, sink)
             elif code == 0:
-                self._transition(run, clients["events"], "Uploading")
+                self._transition(run, clients["events"], SecondaryStatus.UPLOADING)
                 _upload(run.job, layout, clients["s3"], model=True)
-                self._end(run, clients["events"], "Completed", "Completed", sink)
+                self._end(run, clients["events"], TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED, sink)
             else:
                 reason = _failure_reason(layout, sink, code)
                 _upload(run.job, layout, clients["s3"], model=False)
-                self._end(run, clients["events"], "Failed", "Failed", sink, reason=reason)
+                self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
         except JobError as exc:
-            self._end(run, clients["events"], "Failed", "Failed", sink, reason=exc.reason[:FAILURE_REASON_LIMIT])
+            reason = exc.reason[:FAILURE_REASON_LIMIT]
+            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
         except Exception as exc:
             logger.exception("local training job failed to run", extra={"job_name": run.name})
             reason = f"InternalServerError: {type(exc).__name__}: {exc}"[:FAILURE_REASON_LIMIT]
-            self._end(run, clients["events"], "Failed", "Failed", sink, reason=reason)
+            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
         finally:
             if sink is not None:
                 sink.close()
@@ -246,9 +245,9 @@ class LocalTrainer:
 
     def _finish_stopped(self, run: _Run, clients: Mapping[str, Any], layout: Path, sink: _LogSink) -> None:
         # A stopped job keeps what its SIGTERM handler saved: SageMaker uploads the model dir as it stands.
-        self._transition(run, clients["events"], "Uploading")
+        self._transition(run, clients["events"], SecondaryStatus.UPLOADING)
         _upload(run.job, layout, clients["s3"], model=True)
-        self._end(run, clients["events"], "Stopped", run.stop_reason, sink)
+        self._end(run, clients["events"], TrainingJobStatus.STOPPED, run.stop_reason, sink)
 
     def _train(self, run: _Run, python: Path, layout: Path, sink: _LogSink, events: Any) -> int:
         """Run the toolkit's entrypoint; honour MaxRuntimeInSeconds and stop requests; return its exit code."""
@@ -274,12 +273,12 @@ class LocalTrainer:
             now = time.monotonic()
             if terminated_at is None and (run.stop_requested.is_set() or now >= deadline):
                 if not run.stop_requested.is_set():
-                    run.stop_reason = "MaxRuntimeExceeded"
+                    run.stop_reason = SecondaryStatus.MAX_RUNTIME_EXCEEDED
                     run.stop_requested.set()
                 sink.write(f"sagepush local: {run.stop_reason}: sending SIGTERM to the training processes")
                 _signal_group(process.pid, signal.SIGTERM)
                 terminated_at = now
-                self._transition(run, events, "Stopping", status="Stopping")
+                self._transition(run, events, SecondaryStatus.STOPPING, status=TrainingJobStatus.STOPPING)
             elif terminated_at is not None and not killed and now - terminated_at >= self.grace_seconds:
                 sink.write(f"sagepush local: still running {self.grace_seconds:g}s after SIGTERM: sending SIGKILL")
                 _signal_group(process.pid, signal.SIGKILL)
@@ -333,7 +332,9 @@ class LocalTrainer:
             return final / "bin" / "python"
 
     # ------------------------------------------------------------------ state and events
-    def _transition(self, run: _Run, events: Any, secondary: str, *, status: str | None = None) -> None:
+    def _transition(
+        self, run: _Run, events: Any, secondary: SecondaryStatus, *, status: TrainingJobStatus | None = None
+    ) -> None:
         job = run.job
         now = _now()
         transitions = [dict(t) for t in job.secondary_status_transitions]
@@ -348,7 +349,14 @@ class LocalTrainer:
         _put_state_change(events, job, run.region)
 
     def _end(
-        self, run: _Run, events: Any, status: str, secondary: str, sink: _LogSink | None, *, reason: str | None = None
+        self,
+        run: _Run,
+        events: Any,
+        status: TrainingJobStatus,
+        secondary: SecondaryStatus,
+        sink: _LogSink | None,
+        *,
+        reason: str | None = None,
     ) -> None:
         job = run.job
         now = _now()
@@ -370,14 +378,14 @@ class LocalTrainer:
         job.secondary_status_transitions = transitions
 
 
-def install_trainer(stack: LocalStack) -> LocalTrainer:
-    """Route the stack's CreateTrainingJob and StopTrainingJob to a LocalTrainer; call the result to undo."""
+def install_trainer(*, endpoint: str, region: str) -> LocalTrainer:
+    """Route moto's CreateTrainingJob and StopTrainingJob to a LocalTrainer; call the result to undo."""
     from moto.core.responses import EmptyResult
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.responses import SageMakerResponse
 
     grace = float(os.environ.get(GRACE_ENV) or DEFAULT_GRACE_SECONDS)
-    trainer = LocalTrainer(endpoint=stack.endpoint, region=stack.region, root=home(), grace_seconds=grace)
+    trainer = LocalTrainer(endpoint=endpoint, region=region, root=home(), grace_seconds=grace)
     previous_create = SageMakerResponse.create_training_job
     # moto's backends are process-wide: with two stacks in one process the newest trainer runs every job, once.
     original_create = getattr(previous_create, "moto_original", previous_create)
@@ -412,7 +420,6 @@ def install_trainer(stack: LocalStack) -> LocalTrainer:
 
     def undo() -> None:
         trainer.shutdown()
-        _STACKS.remove(stack)
         setattr(SageMakerResponse, "create_training_job", previous_create)  # noqa: B010
         if had_stop:
             setattr(SageMakerResponse, "stop_training_job", original_stop)  # noqa: B010
@@ -420,21 +427,7 @@ def install_trainer(stack: LocalStack) -> LocalTrainer:
             delattr(SageMakerResponse, "stop_training_job")
 
     trainer.uninstall = undo
-    _STACKS.append(stack)
     return trainer
-
-
-def running_stack() -> LocalStack | None:
-    """The local stack most recently started in this process and still running, if any."""
-    return _STACKS[-1] if _STACKS else None
-
-
-def trainer_of(stack: LocalStack) -> LocalTrainer:
-    """The trainer installed on a running local stack."""
-    for patch in stack._patches:
-        if isinstance(patch, LocalTrainer):
-            return patch
-    raise LookupError("the local stack has no trainer installed")
 
 
 def environment_key(requirements: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sagepush import alerts
-from sagepush.events import PROJECT_TAG, described_training_job
+from sagepush.events import FAILED_SECONDARY_STATUSES, PROJECT_TAG, TrainingJobStatus, described_training_job
 from sagepush.ledger import NOT_CREATED, SUBMITTING, transition_key
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 TRAINING_FAILED = "sagepush.TrainingFailed"
 TRAINING_STOPPED = "sagepush.TrainingStopped"
-# A job stopped by its own limits did not finish its work: its execution fails as a failed job does.
-_FAILED_SECONDARY = frozenset({"Failed", "MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
 _MAX_CAUSE = 32768
 # Time kept back from the Lambda deadline: a lease outlives its holder by this much, a reconcile run stops this early.
 _MARGIN_MS = 10_000
@@ -246,7 +244,8 @@ def summary(state: TrainingStateChange) -> dict[str, Any]:
 
 def failure_of(state: TrainingStateChange) -> tuple[str, str]:
     """Return the SendTaskFailure error and cause for an ended job that did not complete."""
-    failed = state.status == "Failed" or state.secondary_status in _FAILED_SECONDARY
+    # A job stopped by its own limits did not finish its work: its execution fails as a failed job does.
+    failed = state.status == TrainingJobStatus.FAILED or state.secondary_status in FAILED_SECONDARY_STATUSES
     error = TRAINING_FAILED if failed else TRAINING_STOPPED
     cause = state.failure_reason or f"training job {state.job_name} ended {state.status} ({state.secondary_status})"
     return error, cause[:_MAX_CAUSE]
@@ -285,7 +284,7 @@ def _settle(
         return "already-settled" if entry.task_token else "none"
     outcome: TokenOutcome
     try:
-        if state.status == "Completed":
+        if state.status == TrainingJobStatus.COMPLETED:
             sfn.send_task_success(taskToken=token, output=json.dumps(summary(state)))
             outcome = "succeeded"
         else:
