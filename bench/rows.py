@@ -58,6 +58,7 @@ FUNCTION_ENV = {
     "ALERT_ON": "all",
     "RECONCILE_GRACE_SECONDS": "3600",
     "RECONCILE_MAX_JOBS": "100",
+    "SUBMIT_LOG_GROUP": "/aws/lambda/sagepush-SubmitFunction-AbCdEf123456",
 }
 
 PYTORCH_MANIFEST = """\

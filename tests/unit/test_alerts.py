@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import jsonschema
@@ -27,7 +27,7 @@ def state(name: str) -> Any:
     return training_state_change(json.loads((ROOT / "events" / f"{name}.json").read_text()))
 
 
-def client(service: str) -> Any:
+def client(service: Literal["logs", "sns"]) -> Any:
     return boto3.client(
         service,
         region_name="us-east-1",
@@ -154,3 +154,76 @@ def test_publish_sends_every_format_in_one_json_structured_message() -> None:
             },
         )
         assert alerts.publish_alert(alert, topic_arn="arn:aws:sns:us-east-1:123456789012:alerts", sns=sns) == "m-1"
+
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:TrainingStateMachine:iris-3f5c0f2a-6b1e9d"
+SUBMIT_LOGS = "/aws/lambda/sagepush-SubmitFunction-AbCdEf123456"
+
+
+def submit_failed(region: str = "us-east-1", cause: str | None = "instance_type: bad") -> alerts.Alert:
+    return alerts.submit_failed_alert(
+        job_name=ENTRY.job_name,
+        project="iris",
+        error="SpecError",
+        cause=cause,
+        execution_arn=EXECUTION.replace("us-east-1", region),
+        region=region,
+        log_group=SUBMIT_LOGS,
+        source=ENTRY.source,
+        code_uri=ENTRY.code_uri,
+        time="2025-01-01T10:00:02.123Z",
+    )
+
+
+def test_a_submit_failed_alert_matches_the_published_schema_with_the_error_and_its_cause() -> None:
+    alert = submit_failed()
+    messages = alert.messages()
+    for protocol in ("sqs", "lambda", "http", "firehose"):
+        jsonschema.validate(json.loads(messages[protocol]), SCHEMA)
+    document = json.loads(messages["sqs"])
+    assert (document["kind"], document["status"], document["job_status"], document["severity"]) == (
+        "submit-failed", "SubmitFailed", None, "error"
+    )  # fmt: skip
+    assert (document["headline"], document["job_name"], document["time"]) == (
+        "could not submit", ENTRY.job_name, "2025-01-01T10:00:02.123Z"
+    )  # fmt: skip
+    assert document["error"] == "SpecError" and document["cause"] == document["failure_reason"] == "instance_type: bad"
+    assert document["source"] == ENTRY.source and document["code_uri"] == ENTRY.code_uri
+    assert (document["log_tail"], document["duration_seconds"], document["model_artifacts"]) == ([], None, None)
+    assert alert.attributes() == {"project": "iris", "status": "SubmitFailed", "severity": "error"}
+    assert alert.subject == f"[sagepush] iris: {ENTRY.job_name} could not submit"
+    assert "Error: SpecError\nReason: instance_type: bad\n" in messages["default"]
+    chat = json.loads(messages["https"])
+    assert chat["content"]["title"] == f":x: iris: {ENTRY.job_name} could not submit"
+    assert chat["content"]["nextSteps"][0].endswith("|Open the execution>")
+    assert json.loads(chat["metadata"]["additionalContext"]["alert"]) == document
+
+
+def test_a_submit_failed_alert_shows_a_lambda_errors_message_and_keeps_the_cause_as_reported() -> None:
+    cause = json.dumps({"errorMessage": 'instance_type: "x" is not', "errorType": "SpecError", "stackTrace": []})
+    document = submit_failed(cause=cause).document()
+    assert (document["failure_reason"], document["cause"]) == ('instance_type: "x" is not', cause)
+    for kept in ("not json", "{broken", '{"errorMessage": 3}', "[1]"):
+        assert submit_failed(cause=kept).document()["failure_reason"] == kept
+    assert submit_failed(cause=None).document()["failure_reason"] is None
+
+
+@pytest.mark.parametrize(
+    ("region", "console"),
+    [
+        ("eu-west-1", "https://eu-west-1.console.aws.amazon.com/"),
+        ("cn-north-1", "https://console.amazonaws.cn/"),
+        ("us-gov-west-1", "https://console.amazonaws-us-gov.com/"),
+    ],
+    ids=["aws", "aws-cn", "aws-us-gov"],
+)
+def test_a_submit_failed_alert_links_the_execution_and_submits_logs_on_the_partitions_console(
+    region: str, console: str
+) -> None:
+    alert = submit_failed(region)
+    execution = EXECUTION.replace("us-east-1", region)
+    assert alert.console_url == f"{console}states/home?region={region}#/v2/executions/details/{execution}"
+    assert alert.logs_url == (
+        f"{console}cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
+        "$252Faws$252Flambda$252Fsagepush-SubmitFunction-AbCdEf123456"
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from samtranslator.yaml_helper import yaml_parse
@@ -9,18 +10,23 @@ from sagepush.config import (
     RUNTIME_VARIABLES,
     ConfigError,
     JobStatusSettings,
+    NotifySettings,
     ReconcileSettings,
     StageSettings,
     StatusSettings,
     SubmitSettings,
 )
 
+if TYPE_CHECKING:
+    from sagepush.config import _Settings
+
 TEMPLATE = yaml_parse((Path(__file__).resolve().parents[2] / "template.yaml").read_text())
-SETTINGS = {
+SETTINGS: dict[str, type[_Settings]] = {
     "StageFunction": StageSettings,
     "SubmitFunction": SubmitSettings,
     "StatusFunction": StatusSettings,
     "ReconcileFunction": ReconcileSettings,
+    "NotifyFunction": NotifySettings,
 }
 VALID = {
     "AWS_REGION": "eu-west-1",

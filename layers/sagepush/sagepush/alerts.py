@@ -7,7 +7,8 @@ One SNS publish with `MessageStructure=json` carries every format (see docs/aler
   subscriber the message under its own protocol's key, so the chat format lives there. An HTTPS webhook that wants
   the JSON document reads it from the notification's `metadata.additionalContext.alert` or subscribes over SQS.
 
-The same `Alert` also renders an upload StageFunction refused (`kind` upload-refused, see `sagepush.refusals`).
+The same `Alert` also renders an upload StageFunction refused (`kind` upload-refused, see `sagepush.refusals`), a job
+waiting for capacity and a submission that failed for good (`kind` submit-failed, sent by NotifyFunction).
 Each protocol's value is its own string in the publish, so the document travels five times and the text twice:
 `fit` measures the whole publish as SNS counts it and cuts the log tail, then the free text, until it fits.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sagepush.events import PROJECT_TAG
+from sagepush.events import FAILED_SECONDARY_STATUSES, PROJECT_TAG, SecondaryStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -59,38 +60,37 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Severity = Literal["info", "warning", "error"]
-Kind = Literal["training-state", "upload-refused", "waiting-for-capacity"]
+Kind = Literal["training-state", "submit-failed", "upload-refused", "waiting-for-capacity"]
 SEVERITY: dict[str, Severity] = {
-    "Failed": "error",
-    "MaxRuntimeExceeded": "error",
-    "MaxWaitTimeExceeded": "error",
+    **dict.fromkeys(FAILED_SECONDARY_STATUSES, "error"),
     "SubmitFailed": "error",
     "UploadRefused": "error",
-    "Interrupted": "warning",
+    SecondaryStatus.INTERRUPTED: "warning",
     "WaitingForCapacity": "warning",
-    "Stopping": "warning",
-    "Stopped": "warning",
+    SecondaryStatus.STOPPING: "warning",
+    SecondaryStatus.STOPPED: "warning",
 }
-WITH_LOGS = frozenset({"Failed", "MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
+WITH_LOGS = FAILED_SECONDARY_STATUSES
 """Transitions whose alert carries the tail of the job's log."""
-HEADLINES = {
-    "Starting": "job started",
-    "Pending": "job pending",
-    "LaunchingMLInstances": "launching instances",
-    "PreparingTrainingStack": "preparing the training stack",
-    "Downloading": "downloading input data",
-    "DownloadingTrainingImage": "downloading the training image",
-    "Training": "training started",
-    "Interrupted": "spot interruption",
-    "Restarting": "restarting after an interruption",
-    "Uploading": "uploading the model",
-    "Stopping": "stopping",
-    "Updating": "updating",
-    "Completed": "completed",
-    "Failed": "failed",
-    "Stopped": "stopped",
-    "MaxRuntimeExceeded": "stopped: maximum runtime exceeded",
-    "MaxWaitTimeExceeded": "stopped: maximum spot wait exceeded",
+HEADLINES: dict[str, str] = {
+    SecondaryStatus.STARTING: "job started",
+    SecondaryStatus.PENDING: "job pending",
+    SecondaryStatus.LAUNCHING_ML_INSTANCES: "launching instances",
+    SecondaryStatus.PREPARING_TRAINING_STACK: "preparing the training stack",
+    SecondaryStatus.DOWNLOADING: "downloading input data",
+    SecondaryStatus.DOWNLOADING_TRAINING_IMAGE: "downloading the training image",
+    SecondaryStatus.TRAINING: "training started",
+    SecondaryStatus.INTERRUPTED: "spot interruption",
+    SecondaryStatus.RESTARTING: "restarting after an interruption",
+    SecondaryStatus.UPLOADING: "uploading the model",
+    SecondaryStatus.STOPPING: "stopping",
+    SecondaryStatus.UPDATING: "updating",
+    SecondaryStatus.COMPLETED: "completed",
+    SecondaryStatus.FAILED: "failed",
+    SecondaryStatus.STOPPED: "stopped",
+    SecondaryStatus.MAX_RUNTIME_EXCEEDED: "stopped: maximum runtime exceeded",
+    SecondaryStatus.MAX_WAIT_TIME_EXCEEDED: "stopped: maximum spot wait exceeded",
+    "SubmitFailed": "could not submit",
     "UploadRefused": "upload refused",
     "WaitingForCapacity": "waiting for capacity",
 }
@@ -173,9 +173,9 @@ class Alert:
 
     def document(self) -> dict[str, Any]:
         """Return the `sagepush.alert.v1` JSON document."""
-        refused = (
-            {"error": self.error, "cause": self.cause, "upload": dict(self.upload)} if self.upload is not None else {}
-        )
+        # error and cause: the Step Functions error of a submission (submit-failed), the refusal of an upload.
+        failure = {"error": self.error, "cause": self.cause} if self.error is not None else {}
+        refused = {"upload": dict(self.upload)} if self.upload is not None else {}
         return {
             "schema": SCHEMA,
             "kind": self.kind,
@@ -190,6 +190,7 @@ class Alert:
             "latest": self.latest,
             "failure_reason": self.failure_reason,
             "status_message": self.status_message,
+            **failure,
             **refused,
             "source": dict(self.source),
             "code_uri": self.code_uri,
@@ -218,6 +219,7 @@ class Alert:
             ("Upload", upload),
             ("Status", f"{self.job_status} / {self.status}" if self.job_status else None),
             ("Time", self.time),
+            ("Error", self.error if self.kind == "submit-failed" else None),
             ("Reason", self.failure_reason),
             ("Message", self.status_message),
             ("Commit", self.source.get("commit")),
@@ -259,6 +261,7 @@ class Alert:
         facts = {
             "Upload": f"`{self.upload.get('key', '')}`" if self.upload else None,
             "Status": f"{self.job_status} / {self.status}" if self.job_status else None,
+            "Error": f"`{self.error}`" if self.kind == "submit-failed" else None,
             "Reason": self.failure_reason,
             "Commit": f"`{commit[:12]}`" if commit else None,
             "Duration": _duration(self.duration_seconds),
@@ -267,7 +270,8 @@ class Alert:
         details = [f"*{label}:* {value}" for label, value in facts.items() if value]
         if self.log_tail:
             details.append("```\n" + "\n".join(self.log_tail[-10:]) + "\n```")
-        steps = [f"<{self.console_url}|Open the {'upload' if self.upload is not None else 'job'}>"]
+        target = {"upload-refused": "upload", "submit-failed": "execution"}.get(self.kind, "job")
+        steps = [f"<{self.console_url}|Open the {target}>"]
         if self.logs_url:
             steps.append(f"<{self.logs_url}|Open the logs>")
         job = {"id": f"{self.job_name}:{self.status}"} if self.job_name else {}
@@ -414,6 +418,45 @@ def waiting_for_capacity_alert(
     )
 
 
+def submit_failed_alert(
+    *,
+    job_name: str,
+    project: str,
+    error: str,
+    cause: str | None,
+    execution_arn: str,
+    region: str,
+    log_group: str,
+    source: Mapping[str, str],
+    code_uri: str | None,
+    time: str,
+) -> Alert:
+    """Return the `submit-failed` alert of an execution whose Submit task failed for good.
+
+    `error` and `cause` are the task's, as Step Functions reports them (a cause may be 32,768 characters: `fit` cuts
+    it); the reason shown is a Lambda error's `errorMessage` when the cause is one. The links open the execution and
+    `log_group` (SubmitFunction's) on the console domain of the region's partition.
+    """
+    host = console_host(region)
+    return Alert(
+        job_name=job_name,
+        project=project,
+        status="SubmitFailed",
+        job_status=None,
+        severity=SEVERITY["SubmitFailed"],
+        time=time,
+        region=region,
+        failure_reason=_error_message(cause),
+        source=source,
+        code_uri=code_uri,
+        console_url=f"https://{host}/states/home?region={region}#/v2/executions/details/{execution_arn}",
+        logs_url=f"https://{host}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{_escaped(log_group)}",
+        kind="submit-failed",
+        error=error,
+        cause=cause,
+    )
+
+
 def build_alert(
     state: TrainingStateChange, entry: LedgerEntry | None, *, latest: bool = True, log_tail: tuple[str, ...] = ()
 ) -> Alert:
@@ -513,10 +556,26 @@ def links(region: str, job_name: str) -> tuple[str, str]:
     """Return the console links to the job and to its log streams, on the console domain of the region's partition."""
     host = console_host(region)
     console = f"https://{host}/sagemaker/home?region={region}#/jobs/{job_name}"
-    # The CloudWatch console escapes '/' in the fragment as $252F and '?'/'=' as $3F/$3D.
-    group = LOG_GROUP.replace("/", "$252F")
+    group = _escaped(LOG_GROUP)
     logs = f"https://{host}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{group}$3FlogStreamNameFilter$3D{job_name}"
     return console, logs
+
+
+def _error_message(cause: str | None) -> str | None:
+    # A Lambda function's error reaches Step Functions as the JSON of its error: {"errorMessage", "errorType", ...}.
+    if cause is None or not cause.startswith("{"):
+        return cause
+    try:
+        reported = json.loads(cause)
+    except ValueError:
+        return cause
+    message = reported.get("errorMessage") if isinstance(reported, dict) else None
+    return message if isinstance(message, str) and message else cause
+
+
+def _escaped(log_group: str) -> str:
+    # The CloudWatch console escapes '/' in the fragment as $252F and '?'/'=' as $3F/$3D.
+    return log_group.replace("/", "$252F")
 
 
 def iso_time(epoch_ms: int) -> str:

@@ -119,6 +119,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "RECONCILE_MAX_JOBS": _positive_int,
     "CAPACITY_WAIT_SECONDS": _positive_int,
     "OUTPUT_KMS_KEY": _optional(_text),
+    "SUBMIT_LOG_GROUP": _pattern(re.compile(r"/aws/lambda/[\w.-]+"), "a Lambda log group such as /aws/lambda/<name>"),
 }
 """How each variable any function reads is parsed; the value's form is named when parsing fails."""
 
@@ -223,3 +224,12 @@ class ReconcileSettings(JobStatusSettings):
 
     reconcile_grace_seconds: int
     reconcile_max_jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings(_Settings):
+    """NotifyFunction: where the could-not-submit alert goes, and SubmitFunction's log group (the alert's logs link)."""
+
+    aws_region: str
+    alerts_topic_arn: str
+    submit_log_group: str
