@@ -164,10 +164,13 @@ def test_submit_error_ends_in_the_could_not_submit_alert(
 
     execution = wait_for(finished(sfn, arn), "the execution to end")
 
-    assert execution["status"] == "FAILED"
+    assert execution["status"] == "FAILED" and execution["error"] == "SpecError"
     [alert] = wait_for(alerts.received, "the could-not-submit alert")
     jsonschema.validate({k: v for k, v in alert.items() if k != "_attributes"}, SCHEMA)
     assert (alert["kind"], alert["status"], alert["job_name"]) == ("submit-failed", "SubmitFailed", JOB)
+    # The cause is Lambda's error document; the reason shown is its message.
+    assert alert["error"] == "SpecError" and alert["cause"] == execution["cause"]
+    assert alert["failure_reason"].endswith('"a-very-large-gpu" is not a SageMaker instance type (like ml.m5.xlarge)')
     assert alert["links"]["console"].startswith("https://us-east-1.console.aws.amazon.com/states/")
     assert alert["_attributes"] == {"project": "iris", "status": "SubmitFailed", "severity": "error"}
 

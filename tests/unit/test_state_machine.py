@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import inspect
-import re
 import json
+import re
 from pathlib import Path
 from typing import Any
 
