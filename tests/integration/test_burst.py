@@ -106,10 +106,12 @@ def ending_of(index: int) -> str:
     return "Failed" if index % 10 == 0 else "Stopped" if index % 10 == 1 else "Completed"
 
 
-def life_of(job_name: str, project: str, ending: str) -> list[dict[str, Any]]:
-    """The state-change events of one job, in the order SageMaker sends them."""
+def life_of(
+    job_name: str, project: str, ending: str, extra: list[tuple[str, int | None]] | None = None
+) -> list[dict[str, Any]]:
+    """The state-change events of one job, in the order SageMaker sends them (`extra` before its ending)."""
     events = []
-    for name, last_modified in _LIFE + _ENDINGS[ending]:
+    for name, last_modified in _LIFE + (extra or []) + _ENDINGS[ending]:
         event = load_event(name)
         detail = event["detail"]
         arn = detail["TrainingJobArn"].rsplit("/", 1)[0] + f"/{job_name}"
@@ -216,6 +218,11 @@ REORDERED = 0.05  # of the state events, delivered after later ones
 MALFORMED = 0.01  # of the state events, sent with a field SageMaker never leaves out or misspells
 REFUSED_MARK = "refused-for-good"
 LOG_TAIL_BYTES = 300_000
+# A third spot interruption and its resumed Training: ten events per job, so 500 uploads send over 5 000 events.
+THIRD_INTERRUPTION: list[tuple[str, int | None]] = [
+    ("status-interrupted", 1735726680000),
+    ("status-training", 1735726740000),
+]
 
 
 SNS_LIMIT = 262_144
@@ -381,7 +388,7 @@ def test_a_burst_under_faults_loses_no_upload_alert_or_execution(
     # `lost` never send anything after Training; DynamoDB and SNS keep refusing a tenth of the requests.
     lives = []
     for name in running:
-        life = life_of(name, projects[name], "Failed" if name == tail_job else endings[name])
+        life = life_of(name, projects[name], "Failed" if name == tail_job else endings[name], THIRD_INTERRUPTION)
         lives.append(life[:3] if name in lost else life)
     delivered = [event for life in lives for event in life]
     stream = interleave(rng, lives)
