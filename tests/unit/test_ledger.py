@@ -80,6 +80,7 @@ def test_a_repeated_submission_stores_its_new_token_and_reopens_the_job(
             "ExpressionAttributeValues": {
                 ":token": {"S": "token-2"},
                 ":waiting": {"S": "waiting"},
+                ":attempt": {"N": "0"},
                 ":unsettled": {"S": "1"},
                 ":now": {"N": str(NOW)},
             },
