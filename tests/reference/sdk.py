@@ -1,7 +1,9 @@
-"""Run a script under the SageMaker Python SDK v2 in an environment of its own, to compare sagepush with it.
+"""Run a script under the SageMaker Python SDK in an environment of its own, to compare sagepush with it.
 
-The SDK is a reference, never a dependency: it lives in an isolated uv environment whose pins cannot touch the
-project's. A script reads one JSON document on stdin and writes one JSON document on stdout.
+Two references: v2 (`SDK_V2`), whose estimators are the reference for the request encoding, and v3 (`SDK_V3`,
+`sagemaker-core`'s image-URI config), the reference for training images. The SDK is a reference, never a
+dependency: it lives in an isolated uv environment whose pins cannot touch the project's. A script reads one JSON
+document on stdin and writes one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SDK_REQUIREMENT = "sagemaker==2.257.7"
+SDK_V2 = ("sagemaker==2.257.7",)
+# The release scripts/generate_images.py read (images.json records it); botocore decides the ECR hostnames.
+SDK_V3 = ("sagemaker==3.27.0", "sagemaker-core==2.27.0", "botocore==1.44.18")
+SDK_REQUIREMENT = SDK_V2[0]
 HERE = Path(__file__).parent
 
 
@@ -29,8 +34,8 @@ def _uv() -> str:
     return found
 
 
-def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
-    """Run `tests/reference/<script>` with the SDK installed, feeding `payload` as JSON; return its JSON output."""
+def run_sdk_script(script: str, payload: Any, *, sdk: tuple[str, ...] = SDK_V2, timeout: float = 600) -> Any:
+    """Run `tests/reference/<script>` with `sdk` installed, feeding `payload` as JSON; return its JSON output."""
     uv = _uv()
     env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("VIRTUAL_ENV", None)
@@ -42,8 +47,7 @@ def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
             "--no-project",
             "--python",
             "3.11",
-            "--with",
-            SDK_REQUIREMENT,
+            *(arg for requirement in sdk for arg in ("--with", requirement)),
             "python",
             str(HERE / script),
         ],
@@ -55,5 +59,5 @@ def run_sdk_script(script: str, payload: Any, *, timeout: float = 600) -> Any:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"{script} failed under {SDK_REQUIREMENT}:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"{script} failed under {', '.join(sdk)}:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from sagepush.images import DATA_FILE, FRAMEWORKS, ImageError, supported_version
 
 SMP = {"torch_distributed": {"enabled": True}, "smdistributed": {"modelparallel": {"enabled": True}}}
 DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
+GENERATOR = Path(__file__).resolve().parents[2] / "scripts" / "generate_images.py"
 
-# Answers of sagemaker==2.257.7 for the same inputs (its estimators' image choice).
+# Answers of sagemaker==3.27.0 for the same inputs (`get_training_image_uri`, `retrieve(image_scope="training")`).
 KNOWN = [
     pytest.param(
         ("pytorch", "2.5"),
@@ -80,8 +83,50 @@ KNOWN = [
     pytest.param(
         ("pytorch", ""),
         {},
-        f"{DLC}/pytorch-training:2.8.0-cpu-py312",
+        f"{DLC}/pytorch-training:2.10.0-cpu-py313",
         id="pytorch-empty-version-is-latest",
+    ),
+    pytest.param(
+        ("pytorch", "2.10.0"),
+        {"instance_type": "ml.g5.xlarge", "py_version": "py313"},
+        f"{DLC}/pytorch-training:2.10.0-gpu-py313",
+        id="pytorch-newest",
+    ),
+    pytest.param(
+        ("pytorch", "2.9"),
+        {"region": "eusc-de-east-1", "instance_type": "ml.p5.48xlarge"},
+        "204133271717.dkr.ecr.eusc-de-east-1.amazonaws.eu/pytorch-training:2.9-gpu-py312",
+        id="pytorch-european-sovereign-cloud",
+    ),
+    pytest.param(
+        ("tensorflow", "2.21.0"),
+        {"region": "eu-isoe-west-1", "py_version": "py312"},
+        "371248457586.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk/tensorflow-training:2.21.0-cpu-py312",
+        id="tensorflow-newest-iso-e",
+    ),
+    pytest.param(
+        ("sklearn", "1.9-0"),
+        {"region": "cn-northwest-1"},
+        "451049120500.dkr.ecr.cn-northwest-1.amazonaws.com.cn/sagemaker-scikit-learn:1.9-0-cpu-py3",
+        id="sklearn-newest",
+    ),
+    pytest.param(
+        ("sklearn", ""),
+        {},
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
+        id="sklearn-empty-version-is-latest-in-the-training-scope",
+    ),
+    pytest.param(
+        ("xgboost", "3.2-0"),
+        {"region": "us-gov-west-1", "instance_type": "ml.g5.xlarge"},
+        "414596584902.dkr.ecr.us-gov-west-1.amazonaws.com/sagemaker-xgboost:3.2-0",
+        id="xgboost-newest",
+    ),
+    pytest.param(
+        ("huggingface", "5.3"),
+        {"instance_type": "ml.g6.xlarge", "base_framework_version": "pytorch2.9", "py_version": "py312"},
+        f"{DLC}/huggingface-pytorch-training:2.9-transformers5.3.0-gpu-py312-cu130-ubuntu22.04",
+        id="huggingface-newest-alias-tags-the-full-version",
     ),
     pytest.param(
         ("tensorflow", "2.14"),
@@ -140,7 +185,7 @@ KNOWN = [
     pytest.param(
         ("huggingface", "4.36"),
         {"instance_type": "ml.g5.xlarge", "base_framework_version": "pytorch2.1.0"},
-        f"{DLC}/huggingface-pytorch-training:2.1.0-transformers4.36-gpu-py310-cu121-ubuntu20.04",
+        f"{DLC}/huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121-ubuntu20.04",
         id="huggingface-pytorch",
     ),
     pytest.param(
@@ -153,23 +198,19 @@ KNOWN = [
         ("huggingface", "4.17"),
         {"region": "cn-north-1", "instance_type": "ml.g4dn.xlarge", "base_framework_version": "tensorflow2.6"},
         "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/huggingface-tensorflow-training:"
-        "2.6-transformers4.17-gpu-py38-cu112-ubuntu20.04",
+        "2.6-transformers4.17.0-gpu-py38-cu112-ubuntu20.04",
         id="huggingface-tensorflow-china",
     ),
 ]
 
-# Refusals of sagemaker==2.257.7 for the same inputs: the field to fix and the start of the SDK's message.
+# Refusals of sagemaker==3.27.0 for the same inputs: the field to fix and the start of the SDK's message.
 REFUSED = [
     pytest.param(("keras", "2.0"), {}, "framework", "Unsupported framework: keras", id="unknown-framework"),
     pytest.param(
         ("pytorch", "9.9"), {}, "framework_version", "Unsupported pytorch version: 9.9; supported", id="version"
     ),
     pytest.param(
-        ("sklearn", ""),
-        {},
-        "framework_version",
-        "Unsupported sklearn version: None; supported sklearn version(s): 0.20.0",
-        id="sklearn-has-no-latest",
+        ("pytorch", "2.11"), {}, "framework_version", "Unsupported pytorch version: 2.11; supported", id="future"
     ),
     pytest.param(
         ("tensorflow", "2.14"),
@@ -333,7 +374,11 @@ def test_every_listed_version_resolves_or_names_its_field(framework: str) -> Non
 
 def test_table_is_compact_and_complete() -> None:
     table = json.loads(DATA_FILE.read_text(encoding="utf-8"))
-    assert table["format"] == 1
+    assert table["format"] == 2
+    assert int(table["source"]["sagemaker"].split(".")[0]) >= 3
+    assert {"sagemaker-core", "botocore", "legacy"} <= set(table["source"])
+    assert table["source"]["legacy"]["sagemaker"].startswith("2.")
+    assert all(path.split("/")[0] in table["configs"] for path in table["kept"])
     assert set(FRAMEWORKS) <= set(table["configs"])
     hosted = {region for regions in table["hosts"].values() for region in regions}
     assert {"cn-north-1", "us-gov-west-1", "us-iso-east-1"} <= hosted
@@ -350,3 +395,49 @@ def test_import_is_light_and_reads_nothing() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("generate_images", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generator_keeps_what_only_v2_knows_and_lets_v3_win() -> None:
+    v3 = {
+        "version_aliases": {"2.9": "2.9.0"},
+        "versions": {
+            "2.8.0": {"py_versions": ["py312"], "registries": {"us-east-1": "1"}, "repository": "pytorch-training"},
+            "2.9.0": {"py_versions": ["py312"], "registries": {"us-east-1": "1"}, "repository": "pytorch-training"},
+        },
+    }
+    v2 = {
+        "version_aliases": {"2.7": "2.7.1", "2.9": "2.9.1"},
+        "versions": {
+            "2.7.1": {"py_versions": ["py311"], "registries": {"us-east-1": "1"}, "repository": "pytorch-training"},
+            "2.8.0": {
+                "py_versions": ["py311", "py312"],
+                "registries": {"us-east-1": "2", "il-central-1": "3"},
+                "repository": "old-name",
+            },
+        },
+    }
+    kept: list[str] = []
+
+    merged = _generator().merge(v3, v2, "pytorch", kept)
+
+    assert list(merged["versions"]) == ["2.7.1", "2.8.0", "2.9.0"]
+    assert merged["version_aliases"] == {"2.7": "2.7.1", "2.9": "2.9.0"}
+    assert merged["versions"]["2.8.0"] == {
+        "py_versions": ["py312", "py311"],
+        "registries": {"us-east-1": "1", "il-central-1": "3"},
+        "repository": "pytorch-training",
+    }
+    assert kept == [
+        "pytorch/version_aliases/2.7",
+        "pytorch/versions/2.8.0/py_versions/py311",
+        "pytorch/versions/2.8.0/registries/il-central-1",
+        "pytorch/versions/2.7.1",
+    ]

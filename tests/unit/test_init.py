@@ -58,8 +58,8 @@ def project(tmp_path: Path, requirements: str | None, *, script: str = "train.py
     ("requirements", "framework", "version"),
     [
         ("torch==2.5.1\nnumpy\n", "pytorch", "2.5"),
-        ("tensorflow\n", "tensorflow", "2.19"),
-        ("scikit-learn>=1.3  # the model\npandas\n", "sklearn", "1.4-2"),
+        ("tensorflow\n", "tensorflow", "2.21"),
+        ("scikit-learn>=1.3  # the model\npandas\n", "sklearn", "1.9-0"),
         ("xgboost==1.7.6\n", "xgboost", "1.7-1"),
         ("transformers[torch]==4.56.2\ntorch\n", "huggingface", "4.56"),
     ],

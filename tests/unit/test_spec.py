@@ -331,7 +331,7 @@ def test_message_quotes_the_value_and_names_file_and_field() -> None:
         ),
         pytest.param(
             {"transformers_version": "4.28", "framework_version": "2.5"},
-            "repeats `framework_version` under another name",
+            "framework_version: sets the same field as `transformers_version`; keep one of the two spellings",
             id="alias-twice",
         ),
         pytest.param({"request_overrides": []}, "request_overrides: must be a table", id="overrides-table"),

@@ -260,12 +260,13 @@ def resolve_spec(
             fields that contradict each other; `where` names the file and field.
     """
     source = manifest.source if manifest is not None else DEFAULTS_SOURCE
-    values, declared = _gather(manifest, defaults, overrides or _EMPTY)
+    labels: dict[str, str] = {}
+    values, declared = _gather(manifest, defaults, overrides or _EMPTY, labels)
     parsed: dict[str, Any] = {}
     for key, (value, origin) in values.items():
         parser = _PARSERS.get(key)
         if parser is not None:
-            parsed[key] = parser(value, f"{origin}: {key}")
+            parsed[key] = parser(value, f"{origin}: {labels.get(key, key)}")
     if parsed.get("use_spot_instances") and "max_wait" not in parsed:
         # Managed spot needs MaxWaitTimeInSeconds; waiting as long as the job may run is the least surprising.
         parsed["max_wait"] = parsed.get("max_run", defaults.max_run)
@@ -279,14 +280,17 @@ def resolve_spec(
         declared=frozenset(declared),
     )
     origins = {key: origin for key, (_, origin) in values.items()}
-    _check_spec(spec, lambda name: f"{origins.get(name.split('.')[0], source)}: {name}")
+    _check_spec(spec, lambda name: f"{origins.get(name.split('.')[0], source)}: {labels.get(name, name)}")
     return spec
 
 
 def _gather(
-    manifest: Manifest | None, defaults: Defaults, overrides: Mapping[str, Any]
+    manifest: Manifest | None, defaults: Defaults, overrides: Mapping[str, Any], labels: dict[str, str]
 ) -> tuple[dict[str, tuple[Any, str]], set[str]]:
-    """Return each field's raw value with the source it came from, and the fields the manifest or overrides set."""
+    """Return each field's raw value with the source it came from, and the fields the manifest or overrides set.
+
+    `labels` receives, for each field set, the key it was set with (`volume_size` or `compute.volume_size_in_gb`).
+    """
     source = manifest.source if manifest is not None else DEFAULTS_SOURCE
     values: dict[str, tuple[Any, str]] = {}
     for f in fields(Defaults):
@@ -295,14 +299,16 @@ def _gather(
             values[f.name] = (value, DEFAULTS_SOURCE)
     declared: set[str] = set()
     for table, origin in ((manifest.table if manifest else _EMPTY, source), (overrides, OVERRIDES_SOURCE)):
-        for raw_key, value in table.items():
-            key = _ALIASES.get(raw_key, raw_key)
-            if raw_key not in MANIFEST_KEYS:
-                raise SpecError(f"{origin}: {raw_key}", f"unknown key{_did_you_mean(raw_key, MANIFEST_KEYS)}")
-            if key in declared and values[key][1] == origin:
-                raise SpecError(f"{origin}: {raw_key}", f"repeats `{key}` under another name; set one of them")
+        spelled: dict[str, str] = {}
+        for label, key, value in _spellings(table, origin):
+            if key in spelled:
+                raise SpecError(
+                    f"{origin}: {label}", f"sets the same field as `{spelled[key]}`; keep one of the two spellings"
+                )
+            spelled[key] = label
             merged = _merge_tags(values["tags"], value, f"{origin}: tags") if key == "tags" else value
             values[key] = (merged, origin)
+            labels[key] = label
             declared.add(key)
     return values, declared
 
@@ -342,6 +348,180 @@ def _channel_table(channel: Channel) -> dict[str, Any]:
         if f.name != "name" and value is not None and not (f.name == "s3_data_type" and value == "S3Prefix"):
             table[f.name] = list(value) if isinstance(value, tuple) else value
     return table
+
+
+# ---- the SageMaker Python SDK v3 spelling: ModelTrainer's arguments and their config attributes
+
+# ModelTrainer argument, or `argument.attribute` of its config objects, to the TrainingSpec field it sets. A manifest
+# may spell each field either way, never both; values mean what they mean to the v3 SDK.
+V3_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "training_image": "image_uri",
+        "training_input_mode": "input_mode",
+        "source_code.source_dir": "source_dir",
+        "source_code.entry_script": "entry_point",
+        "compute.instance_type": "instance_type",
+        "compute.instance_count": "instance_count",
+        "compute.volume_size_in_gb": "volume_size",
+        "compute.volume_kms_key_id": "volume_kms_key",
+        "compute.keep_alive_period_in_seconds": "keep_alive_period_in_seconds",
+        "compute.enable_managed_spot_training": "use_spot_instances",
+        "stopping_condition.max_runtime_in_seconds": "max_run",
+        "stopping_condition.max_wait_time_in_seconds": "max_wait",
+        "input_data_config": "channels",
+        "output_data_config.s3_output_path": "output_path",
+        "output_data_config.kms_key_id": "output_kms_key",
+        "output_data_config.compression_type": "disable_output_compression",
+        "checkpoint_config.s3_uri": "checkpoint_s3_uri",
+        "checkpoint_config.local_path": "checkpoint_local_path",
+        "networking.subnets": "subnets",
+        "networking.security_group_ids": "security_group_ids",
+        "networking.enable_network_isolation": "enable_network_isolation",
+        "networking.enable_inter_container_traffic_encryption": "encrypt_inter_container_traffic",
+        "distributed": "distribution",
+    }
+)
+# The framework containers install requirements.txt from the code's root themselves: the only file v3 may name here.
+_V3_REQUIREMENTS = "source_code.requirements"
+_V3_GROUPS = frozenset(name.split(".")[0] for name in [*V3_NAMES, _V3_REQUIREMENTS] if "." in name)
+V3_KEYS = tuple(sorted([*V3_NAMES, _V3_REQUIREMENTS]))
+"""Every v3 (ModelTrainer) key a manifest accepts beside MANIFEST_KEYS, nested ones dotted."""
+_V3_CHANNEL_OPTIONS = {
+    "content_type": "content_type",
+    "compression_type": "compression",
+    "record_wrapper_type": "record_wrapping",
+    "input_mode": "input_mode",
+}
+_V3_S3_SOURCE = {
+    "s3_uri": "s3_uri",
+    "s3_data_type": "s3_data_type",
+    "s3_data_distribution_type": "distribution",
+    "attribute_names": "attribute_names",
+}
+
+
+def _spellings(table: Mapping[str, Any], origin: str) -> Iterable[tuple[str, str, Any]]:
+    """Yield (key as written, TrainingSpec field, value in the field's own terms) for each key of a manifest table.
+
+    Raises:
+        SpecError: an unknown key, or a v3 value with no meaning in the v2 estimator encoding sagepush sends.
+    """
+    for raw_key, value in table.items():
+        if raw_key in MANIFEST_KEYS:
+            yield raw_key, _ALIASES.get(raw_key, raw_key), value
+        elif raw_key in _V3_GROUPS:
+            group = _table_of(value, f"{origin}: {raw_key}")
+            for attribute, item in group.items():
+                label = f"{raw_key}.{attribute}"
+                if label == _V3_REQUIREMENTS:
+                    _v3_requirements(item, f"{origin}: {label}")
+                elif label in V3_NAMES:
+                    yield label, V3_NAMES[label], _from_v3(label, item, f"{origin}: {label}")
+                else:
+                    known = [k.split(".", 1)[1] for k in V3_KEYS if k.startswith(f"{raw_key}.")]
+                    raise SpecError(f"{origin}: {label}", f"unknown key{_did_you_mean(attribute, known)}")
+        elif raw_key in V3_NAMES:
+            yield raw_key, V3_NAMES[raw_key], _from_v3(raw_key, value, f"{origin}: {raw_key}")
+        else:
+            known = [*MANIFEST_KEYS, *_V3_GROUPS, *(k for k in V3_NAMES if "." not in k)]
+            raise SpecError(f"{origin}: {raw_key}", f"unknown key{_did_you_mean(raw_key, known)}")
+
+
+def _from_v3(label: str, value: object, where: str) -> object:
+    if label == "output_data_config.compression_type":
+        if value not in ("GZIP", "NONE"):
+            raise SpecError(where, f"{_quote(value)} is not one of GZIP, NONE")
+        return value == "NONE"
+    if label == "input_data_config":
+        return _v3_input_data_config(value, where)
+    if label == "distributed":
+        return _v3_distributed(value, where)
+    return value
+
+
+def _v3_requirements(value: object, where: str) -> None:
+    path = _relative_path(value, where)
+    if path.removeprefix("./") != "requirements.txt":
+        raise SpecError(
+            where, f"{_quote(value)}: the framework containers install requirements.txt at the code's root (rename it)"
+        )
+
+
+def _v3_input_data_config(value: object, where: str) -> dict[str, Any]:
+    """Return v3's list of channels (`InputData` or `Channel`) as the `channels` table."""
+    if not isinstance(value, list | tuple):
+        raise SpecError(where, f"must be a list of {{ channel_name, data_source }} tables, found {_type_name(value)}")
+    channels: dict[str, Any] = {}
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        table = dict(_table_of(item, at))
+        if "channel_name" not in table or "data_source" not in table:
+            missing = "channel_name" if "channel_name" not in table else "data_source"
+            raise SpecError(f"{at}.{missing}", "is required")
+        name = _string(table.pop("channel_name"), f"{at}.channel_name")
+        if name in channels:
+            raise SpecError(f"{at}.channel_name", f"{_quote(name)} names a channel twice")
+        options = _v3_data_source(table.pop("data_source"), f"{at}.data_source")
+        for key, option in table.items():
+            if key == "shuffle_config":
+                shuffle = _table_of(option, f"{at}.{key}")
+                if set(shuffle) != {"seed"}:
+                    raise SpecError(f"{at}.{key}", "must hold exactly `seed`")
+                options["shuffle_seed"] = _CHANNEL_KEYS["shuffle_seed"](shuffle["seed"], f"{at}.{key}.seed")
+            elif key in _V3_CHANNEL_OPTIONS:
+                options[_V3_CHANNEL_OPTIONS[key]] = _CHANNEL_KEYS[_V3_CHANNEL_OPTIONS[key]](option, f"{at}.{key}")
+            else:
+                known = ["channel_name", "data_source", "shuffle_config", *_V3_CHANNEL_OPTIONS]
+                raise SpecError(f"{at}.{key}", f"unknown channel option{_did_you_mean(key, known)}")
+        channels[name] = options
+    return channels
+
+
+def _v3_data_source(value: object, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"s3_uri": _s3_uri(value, where)}
+    source = _table_of(value, where)
+    if set(source) != {"s3_data_source"}:
+        raise SpecError(
+            where, "supports an S3 URI or `s3_data_source` only (file systems and datasets need request_overrides)"
+        )
+    options: dict[str, Any] = {}
+    for key, option in _table_of(source["s3_data_source"], f"{where}.s3_data_source").items():
+        if key not in _V3_S3_SOURCE:
+            raise SpecError(f"{where}.s3_data_source.{key}", f"unknown option{_did_you_mean(key, _V3_S3_SOURCE)}")
+        field = _V3_S3_SOURCE[key]
+        options[field] = _CHANNEL_KEYS[field](option, f"{where}.s3_data_source.{key}")
+    return options
+
+
+def _v3_distributed(value: object, where: str) -> dict[str, Any]:
+    """Return `distributed = { Torchrun = {...} }` or `{ MPI = {...} }` as the v2 `distribution` it runs as."""
+    table = _table_of(value, where)
+    if len(table) != 1 or next(iter(table)) not in ("Torchrun", "MPI"):
+        raise SpecError(where, "must hold one runner: Torchrun or MPI")
+    runner, options = next(iter(table.items()))
+    at = f"{where}.{runner}"
+    options = _table_of(options, at)
+    if runner == "Torchrun":
+        for key in options:
+            if key == "process_count_per_node":
+                reason = "torchrun starts one process per GPU or Neuron core, as the SDK's torch_distributed does"
+            elif key == "smp":
+                reason = "model parallelism needs request_overrides"
+            else:
+                raise SpecError(f"{at}.{key}", f"unknown option{_did_you_mean(key, ['process_count_per_node'])}")
+            raise SpecError(f"{at}.{key}", f"is not supported ({reason})")
+        return {"torch_distributed": {"enabled": True}}
+    mpi: dict[str, Any] = {"enabled": True}
+    for key, option in options.items():
+        if key == "process_count_per_node":
+            mpi["processes_per_host"] = _STRATEGY_OPTIONS["mpi"]["processes_per_host"](option, f"{at}.{key}")
+        elif key == "mpi_additional_options":
+            mpi["custom_mpi_options"] = " ".join(_strings(option, f"{at}.{key}"))
+        else:
+            known = ["process_count_per_node", "mpi_additional_options"]
+            raise SpecError(f"{at}.{key}", f"unknown option{_did_you_mean(key, known)}")
+    return {"mpi": mpi}
 
 
 # ---- field parsers: each takes the raw value and the `file: field` label, returns the typed value
@@ -925,6 +1105,8 @@ __all__ = [
     "FRAMEWORKS",
     "MANIFEST_KEYS",
     "MANIFEST_NAMES",
+    "V3_KEYS",
+    "V3_NAMES",
     "Channel",
     "Defaults",
     "Manifest",
