@@ -74,3 +74,24 @@ def test_submit_task_without_code_uri_names_it() -> None:
     del event["code_uri"]
     with pytest.raises(EventError, match=r"\$\.code_uri: is missing"):
         submit_task(event)
+
+
+def test_a_submit_failure_names_its_job_project_error_and_cause() -> None:
+    from sagepush.events import submit_failure
+
+    failure = submit_failure(load("notify-submit-failed"))
+    assert (failure.job_name, failure.project, failure.error) == ("iris-3f5c0f2a-6b1e9d", "iris", "SpecError")
+    assert failure.cause is not None and "a-very-large-gpu" in failure.cause
+    assert failure.source["commit"].startswith("9fceb02") and failure.code_uri is not None
+
+
+def test_a_submit_failure_with_an_odd_input_still_names_the_job_from_the_execution() -> None:
+    from sagepush.events import submit_failure
+
+    event = load("notify-submit-failed")
+    event["input"], event["error"] = {"spec": 3}, {"Error": "States.TaskFailed", "Cause": None}
+    failure = submit_failure(event)
+    assert (failure.job_name, failure.project, failure.cause) == ("iris-3f5c0f2a-6b1e9d", "unknown", None)
+    del event["execution_arn"]
+    with pytest.raises(EventError, match=r"\$\.execution_arn"):
+        submit_failure(event)

@@ -162,6 +162,48 @@ def _attempt(event: Mapping[str, Any]) -> int:
     return attempt
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitFailure:
+    """A submission that failed for good, as the state machine hands it to NotifyFunction."""
+
+    job_name: str
+    project: str
+    execution_arn: str
+    error: str
+    cause: str | None
+    time: str
+    code_uri: str | None = None
+    source: Mapping[str, str] = field(default_factory=dict)
+
+
+def submit_failure(event: Mapping[str, Any]) -> SubmitFailure:
+    """Build a SubmitFailure view of the NotifySubmitFailed payload (statemachine/training.asl.json).
+
+    The execution is named after its job, so a hand-started execution with an odd input still names its job; an
+    input without a project is alerted to project `unknown` rather than not at all.
+
+    Raises:
+        EventError: the execution ARN or the time is missing or not a string, naming the JSON path.
+    """
+    if not isinstance(event, dict):
+        raise EventError("$", f"is {shorten(event)}, expected a JSON object")
+    execution_arn = _get(event, "execution_arn")
+    execution: dict[str, Any] = event["input"] if isinstance(event.get("input"), dict) else {}
+    failure: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else {}
+    source = execution.get("source")
+    cause = failure.get("Cause")
+    return SubmitFailure(
+        job_name=_optional(execution, "job_name") or execution_arn.rpartition(":")[2],
+        project=_optional(execution, "project") or "unknown",
+        execution_arn=execution_arn,
+        error=_optional(failure, "Error") or "States.Unknown",
+        cause=cause if isinstance(cause, str) else None,
+        time=_get(event, "time"),
+        code_uri=_optional(execution, "code_uri"),
+        source={k: v for k, v in source.items() if isinstance(v, str)} if isinstance(source, dict) else {},
+    )
+
+
 SAGEMAKER_SOURCE = "aws.sagemaker"
 TRAINING_STATE_CHANGE = "SageMaker Training Job State Change"
 PROJECT_TAG = "sagepush:project"
