@@ -178,7 +178,7 @@ def test_starting_a_project_writes_a_manifest_that_renders(tmp_path: Path) -> No
 
     assert (project / "sagepush.toml").is_file()
     assert f"git+https://github.com/acme/sagepush@{commit}" in (project / ".github/workflows/sagepush.yml").read_text()
-    assert "framework sklearn 1.4-2 (from requirements.txt)" in output
+    assert "framework sklearn 1.9-0 (from requirements.txt)" in output  # the newest the image data knows
     assert re.search(r"^churn-[0-9a-f]{8}-0{6}  \(code", output, re.MULTILINE), output
 
 
