@@ -49,18 +49,14 @@ _TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
 _NO_SUCH_OBJECT = frozenset({"NoSuchKey", "NoSuchVersion"})
 # Errors an AWS service answers when it could not serve a request this time; retrying later succeeds.
 # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
-_TRANSIENT = frozenset(
-    {
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-    }
-)
+_THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
+_TRANSIENT = _THROTTLED | {
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+}
 
 
 class UploadError(InputError):
@@ -231,11 +227,9 @@ def tag_upload(s3: S3Client, upload: ObjectCreated, tags: Mapping[str, str]) -> 
             # S3 keeps at most 10 tags on an object: sagepush's come first.
             tag_set: list[TagTypeDef] = [{"Key": name, "Value": value} for name, value in merged.items()]
             s3.put_object_tagging(Bucket=upload.bucket, Key=key, Tagging={"TagSet": tag_set[:10]}, **version)
-        except s3.exceptions.ClientError as exc:
+        except Exception as exc:  # best effort by design: the outcome is in the logs and the ledger anyway
             if _error_code(exc) in _NO_SUCH_OBJECT:
                 continue
-            logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
-        except Exception:  # best effort by design: the outcome is in the logs and the ledger anyway
             logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
         return
 
@@ -420,7 +414,7 @@ def submit_job(
         raise UnansweredError(f"{job_name}: CreateTrainingJob got no answer ({type(exc).__name__})") from exc
     except ClientError as exc:
         code = _error_code(exc)
-        if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+        if code in _THROTTLED:
             raise ThrottledError(f"{job_name}: SageMaker throttled CreateTrainingJob") from exc
         if code in _TRANSIENT:
             # A 5xx that outlasted botocore's retries may still have created the job: the retry attaches to it.
