@@ -30,6 +30,7 @@ from tests.integration.conftest import BURST_FIGURES, load_event
 from tests.integration.faults import EmulatedWaits, refused
 from tests.integration.test_stage_submit import MANIFEST, tar_gz
 from tests.integration.test_status import Alerts, put_states
+from tests.unit.test_alert_size import SNS_LIMIT, sns_counted_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -225,12 +226,8 @@ THIRD_INTERRUPTION: list[tuple[str, int | None]] = [
 ]
 
 
-SNS_LIMIT = 262_144
-
-
 class PublishSizes:
-    """The size of every Publish a client sends, as SNS counts it: the message plus its attributes' names, types and
-    values (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html)."""
+    """The size of every Publish a client sends, as SNS counts it (`sns_counted_bytes`)."""
 
     def __init__(self, client: Any) -> None:
         self.sizes: list[int] = [0]
@@ -241,11 +238,7 @@ class PublishSizes:
         self._client.meta.events.unregister("provide-client-params.sns.Publish", self._measure)
 
     def _measure(self, params: dict[str, Any], **_: Any) -> None:
-        size = len(params["Message"].encode())
-        for name, attribute in params.get("MessageAttributes", {}).items():
-            size += len(name.encode()) + len(attribute["DataType"].encode())
-            size += len(attribute.get("StringValue", "").encode())
-        self.sizes.append(size)
+        self.sizes.append(sns_counted_bytes(params))
 
 
 @pytest.fixture
