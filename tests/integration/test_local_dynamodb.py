@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import threading
 import time
@@ -13,15 +14,19 @@ import pytest
 
 from sagepush.alerts import iso_time
 from sagepush.events import training_state_change
+from sagepush_cli.local.dynamodb import LOCKS
 from tests.integration.conftest import load_event
 from tests.integration.test_status import Alerts, put_states
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sagepush_cli.local.stack import LocalStack
 
 THREADS = 12
 ROUNDS = 3
 SLOW_READ_SECONDS = 0.05
+MEETING_TIMEOUT = 30.0
 DELIVERIES = 3
 JOBS = 31
 
@@ -62,19 +67,48 @@ def race_for_a_claim(stack: LocalStack, clients: list[Any], item: str) -> list[s
     return winners
 
 
+class Meeting:
+    """A place where `size` requests wait for each other inside moto's item reads, between reading an item and writing
+    it: the k-th read of each waits for the k-th read of all the others, so once they have met they were all in
+    flight at once. A read that waits `MEETING_TIMEOUT` without the rest arriving breaks the meeting (every waiting
+    read goes on), so requests that run one at a time fail the test instead of hanging it."""
+
+    def __init__(self, size: int) -> None:
+        self._barrier = threading.Barrier(size, timeout=MEETING_TIMEOUT)
+
+    def arrive(self) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._barrier.wait()
+
+    @property
+    def met(self) -> bool:
+        return not self._barrier.broken
+
+
 @pytest.fixture
-def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Widen the window between an UpdateItem reading its item and writing it, so racing requests overlap every time."""
+def on_read(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], None]]:
+    """Hooks run inside moto's item read, between an UpdateItem (or a transaction's step) reading its item and writing
+    it, by the item's key: `on_read[key] = hook`."""
     from moto.dynamodb.models.table import Table
 
     read = Table.get_item
+    hooks: dict[str, Callable[[], None]] = {}
 
-    def get_item(table: Any, *args: Any, **kwargs: Any) -> Any:
-        found = read(table, *args, **kwargs)
-        time.sleep(SLOW_READ_SECONDS)
+    def get_item(table: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        found = read(table, hash_key, *args, **kwargs)
+        hook = hooks.get(str(hash_key.value))
+        if hook is not None:
+            hook()
         return found
 
     monkeypatch.setattr(Table, "get_item", get_item)
+    return hooks
+
+
+@pytest.fixture
+def slow_reads(on_read: dict[str, Callable[[], None]]) -> Callable[[str], None]:
+    """Widen the window between an UpdateItem reading an item and writing it, so racing requests on it overlap."""
+    return lambda key: on_read.__setitem__(key, lambda: time.sleep(SLOW_READ_SECONDS))
 
 
 @pytest.fixture
@@ -87,32 +121,40 @@ def moto_alone(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_racing_conditional_updates_on_one_item_let_exactly_one_win(
-    stack: LocalStack, clients: list[Any], slow_reads: None, ledger: Any
+    stack: LocalStack, clients: list[Any], slow_reads: Callable[[str], None], ledger: Any
 ) -> None:
     for round_ in range(ROUNDS):
+        slow_reads(f"slow-race-{round_}")
         winners = race_for_a_claim(stack, clients, f"slow-race-{round_}")
 
         assert len(winners) == 1
         assert ledger(f"slow-race-{round_}")["claimed_by"] == winners[0]
 
 
-def test_moto_alone_lets_racing_conditional_updates_both_win(
-    stack: LocalStack, clients: list[Any], slow_reads: None, moto_alone: None
+def test_moto_alone_lets_racing_conditional_updates_all_win(
+    stack: LocalStack, clients: list[Any], on_read: dict[str, Callable[[], None]], moto_alone: None
 ) -> None:
     """What the item locks are for: without them, requests that overlap all pass the condition and all write."""
+    meeting = Meeting(THREADS)
+    on_read["unguarded-race"] = meeting.arrive
+
     winners = race_for_a_claim(stack, clients, "unguarded-race")
 
-    assert len(winners) > 1
+    assert meeting.met
+    assert len(winners) == THREADS
 
 
 def test_requests_on_different_items_still_run_side_by_side(
-    stack: LocalStack, clients: list[Any], slow_reads: None
+    stack: LocalStack, clients: list[Any], on_read: dict[str, Callable[[], None]], ledger: Any
 ) -> None:
+    # Given: every write waits inside its item's read until all the writes are there at once.
     table = stack.resources["LedgerTable"]
-    start = threading.Barrier(THREADS)
+    meeting = Meeting(THREADS)
+    for index in range(THREADS):
+        on_read[f"item-{index}"] = meeting.arrive
 
+    # When: each thread writes its own item.
     def write(index: int) -> None:
-        start.wait()
         clients[index].update_item(
             TableName=table,
             Key={"job_name": {"S": f"item-{index}"}},
@@ -120,16 +162,16 @@ def test_requests_on_different_items_still_run_side_by_side(
             ExpressionAttributeValues={":me": {"S": "me"}},
         )
 
-    began = time.monotonic()
     workers = [threading.Thread(target=write, args=(index,)) for index in range(THREADS)]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=60)
-    elapsed = time.monotonic() - began
+        worker.join(timeout=4 * MEETING_TIMEOUT)
 
-    # One item at a time would take THREADS slow reads in a row.
-    assert elapsed < THREADS * SLOW_READ_SECONDS * 0.75
+    # Then: all of them held their item at the same time (one item at a time, the first would have waited alone).
+    assert meeting.met
+    on_read.clear()
+    assert all(ledger(f"item-{index}")["claimed_by"] == "me" for index in range(THREADS))
 
 
 def state_event(name: str, job_name: str) -> dict[str, Any]:
@@ -167,10 +209,32 @@ def test_concurrent_duplicate_deliveries_of_state_events_alert_once_per_transiti
 
 
 def test_a_cancelled_transaction_does_not_undo_a_write_to_another_item_of_its_table(
-    stack: LocalStack, clients: list[Any], slow_reads: None, ledger: Any
+    stack: LocalStack,
+    clients: list[Any],
+    on_read: dict[str, Callable[[], None]],
+    ledger: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """moto cancels a transaction by restoring its tables as they were when it began: it must run alone on them."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    # Given: a transaction that, once it has written txn-a and is reading txn-b, waits until a PutItem of another item
+    # of its table has been sent and is waiting for the table.
     table = stack.resources["LedgerTable"]
+    reading, put_sent = threading.Event(), threading.Event()
+    put_item = DynamoHandler.put_item
+
+    def sent(handler: Any) -> Any:
+        put_sent.set()
+        return put_item(handler)
+
+    def hold_the_transaction() -> None:
+        reading.set()
+        assert put_sent.wait(MEETING_TIMEOUT)
+        LOCKS.until_waiting(1, MEETING_TIMEOUT)
+
+    monkeypatch.setattr(DynamoHandler, "put_item", sent)
+    on_read["txn-b"] = hold_the_transaction
     cancelled: list[bool] = []
 
     def transact() -> None:
@@ -190,11 +254,13 @@ def test_a_cancelled_transaction_does_not_undo_a_write_to_another_item_of_its_ta
         except clients[0].exceptions.TransactionCanceledException:
             cancelled.append(True)
 
+    # When: the transaction is cancelled (txn-b does not exist) while the PutItem waits.
     transacting = threading.Thread(target=transact)
     transacting.start()
-    time.sleep(SLOW_READ_SECONDS)  # the transaction has begun: it is reading its first item
+    assert reading.wait(MEETING_TIMEOUT)
     clients[1].put_item(TableName=table, Item={"job_name": {"S": "other"}, "claimed_by": {"S": "me"}})
-    transacting.join(timeout=60)
+    transacting.join(timeout=4 * MEETING_TIMEOUT)
 
+    # Then: the cancellation undid the transaction's own write and nothing else.
     assert cancelled == [True] and ledger("txn-a") == {}
     assert ledger("other") == {"job_name": "other", "claimed_by": "me"}

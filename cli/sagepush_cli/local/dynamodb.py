@@ -34,6 +34,7 @@ class ItemLocks:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._held: dict[Name, tuple[int, int]] = {}  # name -> (owning thread, depth)
+        self._waiting = 0
 
     @contextlib.contextmanager
     def hold(self, names: Iterable[Name]) -> Iterator[None]:
@@ -41,7 +42,11 @@ class ItemLocks:
         me = threading.get_ident()
         wanted = set(names)
         with self._changed:
-            self._changed.wait_for(lambda: all(self._free(name, me) for name in wanted))
+            if not all(self._free(name, me) for name in wanted):
+                self._waiting += 1
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: all(self._free(name, me) for name in wanted))
+                self._waiting -= 1
             for name in wanted:
                 self._held[name] = (me, self._held.get(name, (me, 0))[1] + 1)
         try:
@@ -56,6 +61,11 @@ class ItemLocks:
                         self._held[name] = (owner, depth - 1)
                 self._changed.notify_all()
 
+    def until_waiting(self, count: int, timeout: float) -> bool:
+        """Wait until `count` requests wait for a name another one holds; False if they do not within `timeout`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._waiting >= count, timeout)
+
     def _free(self, name: Name, me: int) -> bool:
         table, key = name
         return not any(
@@ -64,7 +74,8 @@ class ItemLocks:
         )
 
 
-_LOCKS = ItemLocks()
+LOCKS = ItemLocks()
+"""The locks every stack in this process shares (moto's handlers are process-wide)."""
 _install_lock = threading.Lock()
 _originals: dict[str, Callable[..., Any]] = {}  # moto's handlers, while at least one stack uses the locks
 _users = 0
@@ -110,7 +121,7 @@ def _serialised(original: Callable[[Any], Any], names_of: Callable[[Any, dict[st
             names = []  # a malformed request or an unknown table: moto refuses it with the error DynamoDB gives
         if not names:
             return original(response)
-        with _LOCKS.hold(names):
+        with LOCKS.hold(names):
             return original(response)
 
     handler.moto_original = original  # type: ignore[attr-defined]
