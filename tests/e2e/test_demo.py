@@ -79,6 +79,33 @@ def test_iris_trains_and_its_model_reaches_s3(stack: LocalStack, capsys: pytest.
     assert "validation:accuracy = " in printed
 
 
+def test_a_script_that_exits_without_a_traceback_fails_with_its_last_error_line(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given: a script whose argparse refuses a hyperparameter (exit 2, one line on stderr, no traceback).
+    project = tmp_path / "argparse-refusal"
+    project.mkdir()
+    (project / "sagepush.toml").write_text(
+        (EXAMPLES / "failing" / "sagepush.toml").read_text().replace("min_rows = 1000", 'epochs = "many"')
+    )
+    (project / "train.py").write_text(
+        "import argparse\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--epochs', type=int, required=True)\n"
+        "print('parsing', parser.parse_args().epochs)\n"
+    )
+
+    result = demo.run(stack, project)
+    job = ended(result)
+
+    # Then: the reason names the script's own error, not the toolkit's wrapper line.
+    assert job.failure_reason is not None
+    refusal = "train.py: error: argument --epochs: invalid int value: 'many'"
+    assert job.failure_reason.startswith("AlgorithmError: ExecuteUserScriptError: ExitCode 2, ErrorMessage ")
+    assert refusal in job.failure_reason.splitlines()[0]
+    assert "sagemaker-training-toolkit" not in job.failure_reason
+
+
 def test_failing_script_fails_the_execution_with_its_traceback(stack: LocalStack) -> None:
     result = demo.run(stack, EXAMPLES / "failing")
     job = ended(result)

@@ -64,6 +64,8 @@ _POLL_SECONDS = 0.2
 _SHIP_SECONDS = 1.0
 _TRACEBACK_LINES = 12
 _TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
+_INVOKING = "Invoking script with the following command:"  # the toolkit's last words before the script runs
+_REPORTING = "Reporting training FAILURE"  # its first after a script failed
 
 _MESSAGES = {
     SecondaryStatus.STARTING: "Preparing the instances for training",
@@ -571,7 +573,7 @@ def _failure_reason(layout: Path, sink: _LogSink, code: int) -> str:
     lines = failure.read_text(errors="replace").splitlines() if failure.is_file() else []
     error = lines[0].rstrip(":") if lines else "ExecuteUserScriptError"
     exit_code = next((line for line in lines if line.startswith("ExitCode ")), f"ExitCode {code}")
-    tail = sink.traceback_tail() or list(sink.tail)[-5:]
+    tail = sink.traceback_tail() or [line for line in _script_output(list(sink.tail)) if line.strip()][-5:]
     message = tail[-1] if tail else ""
     header = f"AlgorithmError: {error}: {exit_code}, ErrorMessage {message!r}"
     text = header + "\n" + "\n".join(tail)
@@ -579,6 +581,18 @@ def _failure_reason(layout: Path, sink: _LogSink, code: int) -> str:
         room = FAILURE_REASON_LIMIT - len(header) - len("\n...")
         text = header + "\n..." + text[-room:] if room > 0 else text[:FAILURE_REASON_LIMIT]
     return text
+
+
+def _script_output(lines: list[str]) -> list[str]:
+    """The user script's own output in a job's last lines: after the toolkit's invocation message (which ends with the
+    command and a blank line), before its failure report, without the toolkit's log lines."""
+    start = 0
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index] == _INVOKING:
+            start = index + 3  # the blank line and the command that close the invocation message
+            break
+    end = next((i for i in range(len(lines) - 1, start - 1, -1) if lines[i].endswith(_REPORTING)), len(lines))
+    return [line for line in lines[start:end] if not _TOOLKIT_LOG.match(line)]
 
 
 def _container_environment(run: _Run, python: Path, layout: Path, endpoint: str) -> dict[str, str]:
