@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import traceback
 import zipfile
@@ -186,14 +187,33 @@ class LocalStack:
             self._trainer.shutdown()
 
     def drain(self, timeout: float = 120) -> None:
-        """Wait until every asynchronous invocation started so far (and any it started) has finished."""
+        """Wait until every asynchronous invocation started so far (and any it started) has finished.
+
+        An invocation still unfinished after `timeout` seconds raises TimeoutError with what every asynchronous
+        invocation thread is doing, so a stuck one shows where it is stuck.
+        """
         while True:
             with self._pending_lock:
                 pending = list(self._pending)
             if not pending:
                 return
             for future in pending:
-                future.result(timeout=timeout)
+                try:
+                    future.result(timeout=timeout)
+                except TimeoutError as exc:
+                    raise TimeoutError(self._stuck(len(pending), timeout)) from exc
+
+    def _stuck(self, pending: int, timeout: float) -> str:
+        frames = sys._current_frames()
+        where = [
+            f"thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident])[-12:])
+            for thread in threading.enumerate()
+            if thread.name.startswith("lambda-async") and thread.ident in frames
+        ]
+        return (
+            f"{pending} asynchronous invocation(s) pending, one still unfinished after {timeout:g} s; "
+            f"{self._async._work_queue.qsize()} queued. Invocation threads:\n" + "\n".join(where)
+        )
 
     # ------------------------------------------------------------------ deployment
     def deploy(self) -> None:
