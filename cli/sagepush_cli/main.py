@@ -504,7 +504,8 @@ def logs(
 ) -> None:
     """Print a training job's log (CloudWatch Logs, every host), optionally following it until the job ends.
 
-    Exit codes: 0 printed; 1 AWS refused; 2 no such job.
+    Exit codes: 0 printed (with --follow: the job completed); 1 AWS refused, or with --follow the job failed or
+    stopped; 2 no such job.
     """
     import time
 
@@ -536,6 +537,10 @@ def logs(
             emit(reader.new_events())
         if follow_logs:
             emit(reader.new_events())  # the lines written between the last read and the end
+    if follow_logs and view is not None and not view.completed:
+        reason = (view.failure_reason or "").partition("\n")[0]
+        typer.echo(f"{job} {view.status}" + (f": {reason}" if reason else ""), err=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

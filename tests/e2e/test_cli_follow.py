@@ -69,6 +69,7 @@ def test_push_wait_follows_the_job_to_completion_and_the_alert_names_the_commit(
     assert table.exit_code == 0 and job in table.stdout and commit[:12] in table.stdout
     logs = sagepush("logs", job, "--lines", "0")
     assert logs.exit_code == 0 and any(line.startswith("validation accuracy=") for line in logs.stdout.splitlines())
+    assert sagepush("logs", job, "--follow", "--lines", "1").exit_code == 0  # it completed
     stopped = sagepush("stop", job)
     assert stopped.exit_code == EXIT_FAILED and f"{job} has already ended (Completed)" in stopped.stderr
 
@@ -95,6 +96,10 @@ def test_push_wait_exits_non_zero_with_the_failure_reason_when_the_job_fails(sta
     assert document["job"]["status"] == "Failed"
     assert "NotEnoughDataError" in document["job"]["failure_reason"]
     assert any("NotEnoughDataError" in line for line in document["log_tail"])
+    # Following its log ends the same way: non-zero, with the reason.
+    followed = sagepush("logs", document["job"]["job_name"], "--follow", "--lines", "1", "--poll-seconds", "0.2")
+    assert followed.exit_code == EXIT_FAILED
+    assert followed.stderr.startswith(f"{document['job']['job_name']} Failed: AlgorithmError: ExecuteUserScriptError")
 
 
 def test_commands_name_a_missing_job_in_one_line(stack: LocalStack, repo: Path) -> None:
