@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from sagepush_cli.local.stack import LocalStack
+from tests.integration.faults import EmulatedWaits
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -53,6 +54,20 @@ def sfn(stack: LocalStack) -> Any:
 @pytest.fixture
 def sagemaker(stack: LocalStack) -> Any:
     return boto3.client("sagemaker")
+
+
+@pytest.fixture
+def instant_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs stay as moto makes them (no local training, no events of their own): the test sends their states."""
+    from sagepush_cli.local.trainer import LocalTrainer
+
+    monkeypatch.setattr(LocalTrainer, "start", lambda self, job, **_: None)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> EmulatedWaits:
+    """The waits retries ask for, recorded and skipped (tests/integration/faults.py)."""
+    return EmulatedWaits(monkeypatch)
 
 
 Ledger = Callable[[str], dict[str, Any]]

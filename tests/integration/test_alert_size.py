@@ -33,17 +33,7 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "alerts.sche
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
-@pytest.fixture(autouse=True)
-def _instant_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs stay as moto makes them (no local training, no events of their own): each test sends the states."""
-    from sagepush_cli.local.trainer import LocalTrainer
-
-    monkeypatch.setattr(LocalTrainer, "start", lambda self, job, **_: None)
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> EmulatedWaits:
-    return EmulatedWaits(monkeypatch)
+pytestmark = pytest.mark.usefixtures("instant_jobs")
 
 
 @pytest.fixture

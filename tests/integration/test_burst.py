@@ -60,11 +60,7 @@ _ENDINGS = {
 _EXECUTION_ENDS = {"Completed": "SUCCEEDED", "Failed": "FAILED", "Stopped": "FAILED"}
 
 
-@pytest.fixture(autouse=True)
-def _instant_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sagepush_cli.local.trainer import LocalTrainer
-
-    monkeypatch.setattr(LocalTrainer, "start", lambda self, job, **_: None)
+pytestmark = pytest.mark.usefixtures("instant_jobs")
 
 
 class CreatedJobs:
