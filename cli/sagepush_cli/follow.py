@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sagepush.errors import SagepushError
 from sagepush.events import TERMINAL_STATUSES, TrainingJobStatus
 from sagepush.jobs import UPLOAD_JOB_TAG as JOB_TAG
-from sagepush.jobs import UPLOAD_REFUSED_TAG as REFUSED_TAG
+from sagepush.jobs import refusal_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -122,8 +122,9 @@ def job_of_upload(
         tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key, **version)["TagSet"]}
         if JOB_TAG in tags:
             return tags[JOB_TAG]
-        if REFUSED_TAG in tags:
-            raise UploadRefusedError(f"s3://{bucket}/{key} was refused: {tags[REFUSED_TAG]}")
+        refusal = refusal_of(tags)
+        if refusal is not None:
+            raise UploadRefusedError(f"s3://{bucket}/{key} was refused: {refusal}")
         if clock() >= deadline:
             raise FollowError(
                 f"s3://{bucket}/{key} was not staged within {timeout:g}s; see StageFunction's logs and its "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from sagepush_cli import follow
 from tests.integration.conftest import load_event
 
 if TYPE_CHECKING:
@@ -217,3 +218,7 @@ def test_a_manifest_beyond_the_policy_is_refused_with_nothing_staged(stack: Loca
     [alert] = alerts.received()
     assert alert["kind"] == "upload-refused" and "instance_count" in alert["failure_reason"]
     assert dead_letter_count(stack) == 1
+    # The pusher (`push --wait`) reads the reason back from the upload's tags exactly as the alert gives it.
+    with pytest.raises(follow.UploadRefusedError) as refused:
+        follow.job_of_upload(s3, bucket=stack.outputs["IngestBucketName"], key=key, version_id=None, timeout=0)
+    assert str(refused.value).endswith(f" was refused: {alert['failure_reason']}")

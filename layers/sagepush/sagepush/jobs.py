@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import difflib
 import hashlib
 import json
@@ -36,7 +38,9 @@ TAGGED_SOURCE_FIELDS = ("commit", "branch", "repo")
 UPLOAD_JOB_TAG = "sagepush-job"
 """Tag StageFunction puts on an uploaded object: the training job it became."""
 UPLOAD_REFUSED_TAG = "sagepush-refused"
-"""Tag StageFunction puts on an uploaded object it refused: why, as a tag value allows."""
+"""Tag StageFunction puts on an uploaded object it refused: why, as a tag value allows (readable, not exact)."""
+REFUSAL_PIECES = 8
+"""Tags `sagepush-refused-1` … `-8` hold the exact refusal, base64 in 256-character pieces (S3 allows 10 tags)."""
 CAPACITY_TRANSITION = "WaitingForCapacity"
 """The ledger's alert key for a job's wait for capacity: its one alert, and when the wait began."""
 _CAPACITY_LEASE_MS = 120_000
@@ -44,6 +48,7 @@ _CAPACITY_LEASE_MS = 120_000
 SETTLE_GRACE_SECONDS = 3600
 # SageMaker tag values: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
 _TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
+_TAG_VALUE_MAX = 256
 # S3's answers for a key that is not there: a versioned bucket answers a GET with a VersionId for a wrong key with
 # NoSuchVersion, an unversioned one (or a GET without VersionId) with NoSuchKey.
 _NO_SUCH_OBJECT = frozenset({"NoSuchKey", "NoSuchVersion"})
@@ -207,7 +212,7 @@ def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3C
         started = _start_from_upload(upload, settings=settings, s3=s3, sfn=sfn)
     except InputError as exc:
         if upload.key.startswith(settings.ingest_prefix):
-            tag_upload(s3, upload, {UPLOAD_REFUSED_TAG: str(exc)})
+            tag_upload(s3, upload, refusal_tags(str(exc)))
         raise
     tag_upload(s3, upload, {UPLOAD_JOB_TAG: started.job_name})
     return started
@@ -236,7 +241,36 @@ def tag_upload(s3: S3Client, upload: ObjectCreated, tags: Mapping[str, str]) -> 
 
 def tag_value(text: str) -> str:
     """Return `text` as an S3/SageMaker tag value: allowed characters only, at most 256 of them."""
-    return _TAG_VALUE_DISALLOWED.sub("_", " ".join(text.split()))[:256]
+    return _TAG_VALUE_DISALLOWED.sub("_", " ".join(text.split()))[:_TAG_VALUE_MAX]
+
+
+def refusal_tags(reason: str) -> dict[str, str]:
+    """The tags that tell the pusher why its upload was refused: `sagepush-refused`, the reason as a tag value allows
+    (quotes, brackets and newlines replaced, cut at 256), and the exact reason in base64 pieces (`refusal_of` reads
+    them back). A reason longer than the pieces hold is cut and ends with "…"."""
+    room = REFUSAL_PIECES * _TAG_VALUE_MAX * 3 // 4  # bytes that fit, base64 being 4 characters per 3 bytes
+    exact = reason.encode()
+    if len(exact) > room:
+        exact = exact[: room - len("…".encode())].decode(errors="ignore").encode() + "…".encode()
+    encoded = base64.b64encode(exact).decode()
+    pieces = [encoded[start : start + _TAG_VALUE_MAX] for start in range(0, len(encoded), _TAG_VALUE_MAX)]
+    return {UPLOAD_REFUSED_TAG: tag_value(reason)} | {
+        f"{UPLOAD_REFUSED_TAG}-{n}": piece for n, piece in enumerate(pieces, 1)
+    }
+
+
+def refusal_of(tags: Mapping[str, str]) -> str | None:
+    """The reason StageFunction refused an upload, from the upload's tags (`refusal_tags`); None if it was not."""
+    pieces = []
+    for n in range(1, REFUSAL_PIECES + 1):
+        piece = tags.get(f"{UPLOAD_REFUSED_TAG}-{n}")
+        if piece is None:
+            break
+        pieces.append(piece)
+    if pieces:
+        with contextlib.suppress(ValueError):
+            return base64.b64decode("".join(pieces), validate=True).decode(errors="replace")
+    return tags.get(UPLOAD_REFUSED_TAG)
 
 
 def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
