@@ -130,6 +130,10 @@ def push(
         float | None, typer.Option(help="With --wait: give up (exit 1) after this many seconds; default: no limit.")
     ] = None,
     policy: PolicyOption = None,
+    new: Annotated[
+        bool,
+        typer.Option("--new", help="Upload and start another job even when this commit and code already became one."),
+    ] = False,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -138,6 +142,8 @@ def push(
     """Archive PATH (git HEAD, or the directory), check it as staging will, and upload it to the ingest bucket.
 
     In a git repository the commit at HEAD is pushed, honouring export-ignore; uncommitted changes need --worktree.
+    A commit already pushed with the same code and manifest is not uploaded again: push follows the job it became
+    (--new starts another).
     Secrets, links, bad manifests and jobs beyond the deployment's policy (--policy FILE, else the stack's JobPolicy
     output, else template.yaml's defaults) are refused here, before anything is uploaded.
     Exit codes: 0 uploaded (with --wait: the job completed); 1 AWS refused, or the job failed, stopped or timed
@@ -158,9 +164,12 @@ def push(
             settings=settings or (),
             worktree=worktree,
             progress=sys.stderr.isatty() and not json_output,
+            new=new,
         )
     commit = pushed.metadata.get("sagepush-commit")
-    if not json_output:
+    if not json_output and pushed.attached:
+        typer.echo(f"already pushed {pushed.uri} (commit {(commit or '')[:12]}, same code): not uploaded again")
+    elif not json_output:
         typer.echo(f"pushed {pushed.uri} ({pushed.size} bytes{f', commit {commit[:12]}' if commit else ''})")
         if pushed.left_out:
             typer.echo(f"  left out {len(pushed.left_out)} untracked file(s); --worktree pushes them", err=True)
@@ -168,7 +177,7 @@ def push(
         if json_output:
             _print_json(pushed.summary())
         else:
-            typer.echo(f"job {pushed.job_name_prefix}…")
+            typer.echo(f"job {pushed.attached or pushed.job_name_prefix + '…'}")
         return
     with _readable_errors():
         view, tail = _follow_push(session, pushed, timeout=timeout, poll=poll_seconds, quiet=json_output)

@@ -94,6 +94,7 @@ class Pushed:
     staged: staging.StagedCode
     settings: tuple[Setting, ...] = ()
     left_out: tuple[str, ...] = ()  # untracked files a push of the commit does not carry
+    attached: str | None = None  # the job an earlier push of this commit and code became; nothing was uploaded
 
     @property
     def uri(self) -> str:
@@ -102,7 +103,7 @@ class Pushed:
     @property
     def job_name_prefix(self) -> str:
         """`<project>-<digest[:8]>-`: the job name without the part only the upload's S3 identity decides."""
-        return naming.job_name(self.project, self.staged.digest, "0" * 64).rsplit("-", 1)[0] + "-"
+        return job_name_prefix(self.project, self.staged.digest)
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-ready description for `--json`."""
@@ -118,6 +119,7 @@ class Pushed:
             "left_out": list(self.left_out),
             "digest": self.staged.digest,
             "job_name_prefix": self.job_name_prefix,
+            "attached": self.attached,
             "members": list(self.staged.members),
             "dropped": list(self.staged.dropped),
             "manifest": self.staged.manifest.source if self.staged.manifest else None,
@@ -140,6 +142,7 @@ def push(
     progress: bool = False,
     now: dt.datetime | None = None,
     job_policy: policy.Policy | None = None,
+    new: bool = False,
 ) -> Pushed:
     """Archive `path`, stage it locally under the stage function's rules, then upload the archive.
 
@@ -147,6 +150,10 @@ def push(
     bad `--set`, secrets, links, bad manifests and jobs beyond the deployment's policy stop the push with nothing
     uploaded. With `progress`, an upload of
     `PROGRESS_THRESHOLD` bytes or more shows a progress bar on stderr.
+
+    A commit already pushed with the same code and manifest (its upload tagged with a job of this code's name) is
+    not uploaded again: the result is `attached` to that job, so a push run twice (a retried workflow, Ctrl-C during
+    `--wait`) starts one job. `new` uploads anyway, and the upload becomes another job.
 
     Raises:
         InputError: the project, an option or the archive is wrong (exit 2).
@@ -175,11 +182,15 @@ def push(
         metadata = source.metadata()
         size = archive.stat().st_size
         s3 = session.client("s3")
-        with contextlib.ExitStack() as bar:
-            callback = None
-            if progress and size >= PROGRESS_THRESHOLD:
-                callback = bar.enter_context(progress_bar(size, label=f"uploading {key.rsplit('/', 1)[-1]}"))
-            upload_archive(archive, s3, bucket=target, key=key, metadata=metadata, callback=callback)
+        attached = None
+        if source.kind == "commit" and not new:
+            attached = earlier_job(s3, bucket=target, key=key, prefix=job_name_prefix(name, staged.digest))
+        if attached is None:
+            with contextlib.ExitStack() as bar:
+                callback = None
+                if progress and size >= PROGRESS_THRESHOLD:
+                    callback = bar.enter_context(progress_bar(size, label=f"uploading {key.rsplit('/', 1)[-1]}"))
+                upload_archive(archive, s3, bucket=target, key=key, metadata=metadata, callback=callback)
     return Pushed(
         bucket=target,
         key=key,
@@ -190,7 +201,32 @@ def push(
         staged=staged,
         settings=overrides,
         left_out=source.git.untracked if source.kind == "commit" and source.git else (),
+        attached=attached,
     )
+
+
+def job_name_prefix(project: str, digest: str) -> str:
+    """`<project>-<digest[:8]>-`: the name of the job this code and manifest become, without the upload's part."""
+    return naming.job_name(project, digest, "0" * 64).rsplit("-", 1)[0] + "-"
+
+
+def earlier_job(s3: S3Client, *, bucket: str, key: str, prefix: str) -> str | None:
+    """The job an earlier upload to `key` became, when its name says it runs this code and manifest (`prefix`).
+
+    None when there is no such upload, it is not staged yet, it was refused, it holds other code or another manifest
+    (a different `--set`), or its tags cannot be read (the push role may tag-read only: a missing key is then
+    AccessDenied): the push then uploads.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sagepush.jobs import UPLOAD_JOB_TAG
+
+    try:
+        tag_set = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    except (BotoCoreError, ClientError):
+        return None
+    job = next((tag["Value"] for tag in tag_set if tag["Key"] == UPLOAD_JOB_TAG), None)
+    return job if job is not None and job.startswith(prefix) else None
 
 
 def upload_key(project: str, source: Source, now: dt.datetime) -> str:

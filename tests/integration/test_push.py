@@ -76,6 +76,38 @@ def test_push_prints_the_upload_and_the_job_name_it_becomes(stack: LocalStack, r
     assert job.startswith("job mnist-") and job.endswith("-…")
 
 
+def test_pushing_a_commit_again_attaches_to_its_job_and_new_starts_another(
+    stack: LocalStack, s3: Any, sfn: Any, repo: Path
+) -> None:
+    bucket = stack.outputs["IngestBucketName"]
+    machine = stack.outputs["TrainingStateMachineArn"]
+    first = json.loads(sagepush(str(repo), "--stack", stack.stack_name, "--json").stdout)
+    stack.drain()
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+
+    # The same commit and code again (a retried workflow, a push --wait interrupted and run again): no upload.
+    again = sagepush(str(repo), "--stack", stack.stack_name)
+    stack.drain()
+
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines() == [
+        f"already pushed s3://{bucket}/{first['key']} (commit {git(repo, 'rev-parse', 'HEAD')[:12]}, same code): "
+        "not uploaded again",
+        f"job {execution['name']}",
+    ]
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix=first["key"])["Versions"]) == 1
+    # Another manifest for the same commit is another job.
+    other = json.loads(sagepush(str(repo), "--stack", stack.stack_name, "--set", "max_run=3h", "--json").stdout)
+    assert other["attached"] is None and other["digest"] != first["digest"]
+    # --new uploads the same code again, and it becomes a second job.
+    forced = json.loads(sagepush(str(repo), "--stack", stack.stack_name, "--new", "--json").stdout)
+    stack.drain()
+
+    assert forced["attached"] is None
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix=first["key"])["Versions"]) == 3
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 3
+
+
 def test_missing_bucket_is_one_line_and_uploads_nothing(stack: LocalStack, s3: Any, repo: Path) -> None:
     result = sagepush(str(repo), "--bucket", "sagepush-no-such-bucket")
 
