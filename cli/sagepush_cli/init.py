@@ -3,6 +3,7 @@ workflow that pushes every commit on main through GitHub's OIDC role."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tomllib
@@ -15,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from sagepush.errors import InputError, shorten
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 MANIFEST: Final = "sagepush.toml"
 WORKFLOW: Final = Path(".github/workflows/sagepush.yml")
@@ -194,23 +195,24 @@ def _parse(line: str) -> tuple[str, str | None]:
     return match.group(1).lower().replace("_", "-"), match.group(2)
 
 
-def plan(directory: Path, *, project: str, framework: str | None = None) -> Plan:
-    """Decide the manifest for `directory`: the framework from its requirements (or `framework`), the newest image
-    version that fits a pinned requirement, and the entry point.
+def plan(directory: Path, *, project: str, framework: str | None = None, entry_point: str | None = None) -> Plan:
+    """Decide the manifest for `directory`: the framework from its requirements (or, with none, from what the scripts
+    import; or `framework`), the newest image version that fits a pinned requirement, and the entry point.
 
     Raises:
-        InitError: the framework is unknown, or no entry point can be found.
+        InitError: the framework is unknown, the entry point given is not a file, or none can be found.
     """
     from sagepush import images
 
+    script = _entry_point(directory, entry_point)
     requirements, source = requirements_of(directory)
     pins = dict(requirements)
     chosen, package = framework, None
     if chosen is None:
-        for name, candidate in _FRAMEWORKS:
-            if name in pins:
-                chosen, package = candidate, name
-                break
+        chosen, package = _framework_in(pins)
+    if chosen is None:  # no requirements, or none naming a framework: what the scripts import
+        chosen, package = _framework_in(imports_of(directory, script))
+        source = f"the imports of {script}"
     if chosen is None:
         chosen, source = "pytorch", None
     if chosen not in images.FRAMEWORKS:
@@ -222,12 +224,40 @@ def plan(directory: Path, *, project: str, framework: str | None = None) -> Plan
         framework_version=version,
         versions=images.newest_defaults(chosen, version),
         instance_type=_GPU_ONLY.get(chosen, "ml.m5.large"),
-        entry_point=_entry_point(directory),
+        entry_point=script,
         detected_from=source if package else None,
     )
 
 
-def _entry_point(directory: Path) -> str:
+def _framework_in(packages: Iterable[str]) -> tuple[str | None, str | None]:
+    """The framework the first of `_FRAMEWORKS` found in `packages` names, and that package; (None, None) if none."""
+    present = set(packages)
+    return next(((framework, name) for name, framework in _FRAMEWORKS if name in present), (None, None))
+
+
+def imports_of(directory: Path, script: str) -> list[str]:
+    """The top-level packages `script` and the other scripts beside it import, as requirement names (`sklearn` is
+    scikit-learn's import name and `_FRAMEWORKS` knows both); a script that does not parse imports nothing."""
+    found: list[str] = []
+    paths = [directory / script, *sorted(p for p in directory.glob("*.py") if p.name != script)]
+    for path in paths:
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [alias.name.partition(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append(node.module.partition(".")[0])
+    return list(dict.fromkeys(name.lower().replace("_", "-") for name in found))
+
+
+def _entry_point(directory: Path, given: str | None = None) -> str:
+    if given is not None:
+        if not (directory / given).is_file():
+            raise InitError("--entry-point", f"{given!r} is not a file in {directory}")
+        return given
     for name in _ENTRY_POINTS:
         if (directory / name).is_file():
             return name

@@ -589,6 +589,13 @@ def init(
     framework: Annotated[
         str | None, typer.Option(help="pytorch, tensorflow, sklearn, xgboost or huggingface (default: detected).")
     ] = None,
+    entry_point: Annotated[
+        str | None,
+        typer.Option(
+            help="The script that trains, relative to PATH (default: train.py, main.py, training.py or the "
+            "only script)."
+        ),
+    ] = None,
     workflow: Annotated[
         bool, typer.Option(help="Also write .github/workflows/sagepush.yml at the repository root.")
     ] = True,
@@ -610,8 +617,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Replace files that exist.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Write a commented sagepush.toml (the framework read from requirements.txt or pyproject.toml) and a GitHub
-    Actions workflow that pushes every commit on main, installing the CLI from a git repository at a pinned commit.
+    """Write a commented sagepush.toml (the framework read from requirements.txt or pyproject.toml, else from what the
+    scripts import) and a GitHub Actions workflow that pushes every commit on main, installing the CLI from a git
+    repository at a pinned commit.
 
     Exit codes: 0 written; 2 a file exists (nothing is written), the project is not understood, or the CLI's
     source for the workflow is not known (pass --cli-source and --cli-commit).
@@ -626,7 +634,7 @@ def init(
         if not directory.is_dir():
             _fail(f"{path}: is not a directory")
         name = naming.check_project(project or project_name(directory), where="--project")
-        chosen = initialising.plan(directory, project=name, framework=framework)
+        chosen = initialising.plan(directory, project=name, framework=framework, entry_point=entry_point)
         root = None  # where the workflow goes: the repository's root, else the project directory
         pinned = None  # where the workflow installs the CLI from
         if workflow:

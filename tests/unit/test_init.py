@@ -90,6 +90,46 @@ def test_without_requirements_the_manifest_says_it_guessed(tmp_path: Path) -> No
     assert 'entry_point = "fit.py"' in manifest
 
 
+@pytest.mark.parametrize(
+    ("code", "requirements", "framework"),
+    [
+        ("from sklearn.ensemble import RandomForestClassifier\nimport pandas as pd\n", None, "sklearn"),
+        ("import torch.nn as nn\n", "numpy\n", "pytorch"),
+        ("import xgboost as xgb\nfrom sklearn.metrics import accuracy_score\n", None, "xgboost"),
+        ("from transformers import Trainer\nimport torch\n", None, "huggingface"),
+        ("import tensorflow as tf\n", "pandas==2.2.3\n", "tensorflow"),
+    ],
+    ids=["sklearn", "torch-beside-requirements-without-a-framework", "xgboost", "huggingface", "tensorflow"],
+)
+def test_without_a_framework_in_the_requirements_it_is_read_from_the_imports(
+    tmp_path: Path, code: str, requirements: str | None, framework: str
+) -> None:
+    directory = project(tmp_path, requirements)
+    (directory / "train.py").write_text(code)
+
+    result = CliRunner().invoke(app, ["init", str(directory), "--no-workflow"])
+
+    assert result.exit_code == 0, result.output
+    assert f"framework {framework} " in result.stdout and "(from the imports of train.py)" in result.stdout
+    assert (
+        f'framework = "{framework}"  # read from the imports of train.py' in (directory / "sagepush.toml").read_text()
+    )
+    render(directory, region="eu-west-1")
+
+
+def test_the_entry_point_can_be_named_and_must_exist(tmp_path: Path) -> None:
+    directory = project(tmp_path, "torch\n", script="a.py")
+    (directory / "b.py").write_text("")
+
+    named = CliRunner().invoke(app, ["init", str(directory), "--no-workflow", "--entry-point", "b.py"])
+    missing = CliRunner().invoke(app, ["init", str(directory), "--no-workflow", "--entry-point", "c.py", "--force"])
+
+    assert named.exit_code == 0, named.output
+    assert 'entry_point = "b.py"' in (directory / "sagepush.toml").read_text()
+    assert missing.exit_code == EXIT_INPUT
+    assert "--entry-point: 'c.py' is not a file in" in missing.stderr
+
+
 def test_existing_files_are_kept_and_nothing_is_written(tmp_path: Path) -> None:
     directory = project(tmp_path, "torch\n")
     (directory / "sagepush.toml").write_text("# mine\n")
