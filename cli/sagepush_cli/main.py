@@ -134,6 +134,14 @@ def push(
         bool,
         typer.Option("--new", help="Upload and start another job even when this commit and code already became one."),
     ] = False,
+    large_file_mb: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="SAGEPUSH_LARGE_FILE_MB",
+            help="Warn about files in the code larger than this many megabytes: every job downloads them.",
+        ),
+    ] = 50.0,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -165,6 +173,13 @@ def push(
             worktree=worktree,
             progress=sys.stderr.isatty() and not json_output,
             new=new,
+            large_file_mb=large_file_mb,
+        )
+    for large, size in pushed.large_files:
+        typer.echo(
+            f"warning: {large} is {size / 1_000_000:.0f} MB and ships with the code to every job; leave it out with "
+            f"a line {large!r} in .sagepushignore (or export-ignore in .gitattributes) and read data from a channel",
+            err=True,
         )
     commit = pushed.metadata.get("sagepush-commit")
     if not json_output and pushed.attached:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 INGEST_PREFIX: Final = "incoming/"
 BUCKET_OUTPUT: Final = "IngestBucketName"
 PROGRESS_THRESHOLD: Final = 4 * 1024 * 1024
+LARGE_FILE_MB: Final = 50.0
+"""A file in the code larger than this many megabytes (10**6 bytes) is named in a warning: every job downloads it."""
 """Uploads at least this many bytes show a progress bar (on a terminal only)."""
 
 _MANIFEST: Final = "sagepush.toml"
@@ -95,6 +97,7 @@ class Pushed:
     settings: tuple[Setting, ...] = ()
     left_out: tuple[str, ...] = ()  # untracked files a push of the commit does not carry
     attached: str | None = None  # the job an earlier push of this commit and code became; nothing was uploaded
+    large_files: tuple[tuple[str, int], ...] = ()  # staged files over the warning threshold, largest first
 
     @property
     def uri(self) -> str:
@@ -120,6 +123,7 @@ class Pushed:
             "digest": self.staged.digest,
             "job_name_prefix": self.job_name_prefix,
             "attached": self.attached,
+            "large_files": [{"path": path, "bytes": size} for path, size in self.large_files],
             "members": list(self.staged.members),
             "dropped": list(self.staged.dropped),
             "manifest": self.staged.manifest.source if self.staged.manifest else None,
@@ -143,6 +147,7 @@ def push(
     now: dt.datetime | None = None,
     job_policy: policy.Policy | None = None,
     new: bool = False,
+    large_file_mb: float = LARGE_FILE_MB,
 ) -> Pushed:
     """Archive `path`, stage it locally under the stage function's rules, then upload the archive.
 
@@ -153,7 +158,8 @@ def push(
 
     A commit already pushed with the same code and manifest (its upload tagged with a job of this code's name) is
     not uploaded again: the result is `attached` to that job, so a push run twice (a retried workflow, Ctrl-C during
-    `--wait`) starts one job. `new` uploads anyway, and the upload becomes another job.
+    `--wait`) starts one job. `new` uploads anyway, and the upload becomes another job. Files in the staged code
+    over `large_file_mb` megabytes are listed in `large_files`: they ship with the code to every job.
 
     Raises:
         InputError: the project, an option or the archive is wrong (exit 2).
@@ -202,6 +208,7 @@ def push(
         settings=overrides,
         left_out=source.git.untracked if source.kind == "commit" and source.git else (),
         attached=attached,
+        large_files=tuple(staged.larger_than(int(large_file_mb * 1_000_000))),
     )
 
 

@@ -108,6 +108,26 @@ def test_pushing_a_commit_again_attaches_to_its_job_and_new_starts_another(
     assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 3
 
 
+def test_large_files_in_the_code_are_named_with_how_to_leave_them_out(stack: LocalStack, repo: Path) -> None:
+    import inspect
+
+    from sagepush_cli import main, push
+
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("1,2,3\n" * 500_000)  # 3 MB
+    (repo / "vocab.txt").write_text("word\n" * 250_000)  # 1.25 MB
+    commit_all(repo, "data")
+
+    result = sagepush(str(repo), "--stack", stack.stack_name, "--large-file-mb", "2", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["large_files"] == [{"path": "data/train.csv", "bytes": 3_000_000}]
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("warning: data/train.csv is 3 MB and ships with the code to every job")
+    assert "'data/train.csv' in .sagepushignore" in warning
+    assert inspect.signature(main.push).parameters["large_file_mb"].default == push.LARGE_FILE_MB
+
+
 def test_missing_bucket_is_one_line_and_uploads_nothing(stack: LocalStack, s3: Any, repo: Path) -> None:
     result = sagepush(str(repo), "--bucket", "sagepush-no-such-bucket")
 

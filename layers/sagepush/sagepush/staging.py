@@ -134,6 +134,12 @@ class StagedCode:
     dropped: tuple[str, ...]
     manifest: Manifest | None
     stripped_prefix: str | None = None
+    sizes: tuple[int, ...] = ()  # each member's size in bytes, in `members` order (0 for a directory)
+
+    def larger_than(self, threshold: int) -> list[tuple[str, int]]:
+        """The files of more than `threshold` bytes, largest first, as (path, size)."""
+        found = [(name, size) for name, size in zip(self.members, self.sizes, strict=False) if size > threshold]
+        return sorted(found, key=lambda item: (-item[1], item[0]))
 
     @property
     def files(self) -> frozenset[str]:
@@ -233,6 +239,7 @@ class _Collected:
             digest=digest,
             size=size,
             members=tuple(name for name, _ in self.output),
+            sizes=tuple(entry.size if entry is not None else 0 for _, entry in self.output),
             dropped=tuple(sorted(self.tree.dropped, key=_sort_key)),
             manifest=self.manifest,
             stripped_prefix=self.tree.prefix,
