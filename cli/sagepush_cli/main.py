@@ -36,6 +36,13 @@ AwsRegionOption = Annotated[
     str | None, typer.Option("--region", envvar="AWS_REGION", help="AWS region (default: the profile's).")
 ]
 ProfileOption = Annotated[str | None, typer.Option("--profile", envvar="AWS_PROFILE", help="AWS named profile.")]
+LocalOption = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Use the stack `sagepush local up` runs on this machine: its endpoint, region and stack, nothing exported.",
+    ),
+]
 StackOption = Annotated[
     str | None,
     typer.Option("--stack", help="The deployed sagepush stack (default: samconfig.toml's stack_name)."),
@@ -64,15 +71,38 @@ def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _session(region: str | None, profile: str | None) -> Any:
-    """A boto3 session for `--region`/`--profile` (AWS_ENDPOINT_URL and the usual variables apply as well)."""
+def _session(region: str | None, profile: str | None, *, local: bool = False) -> Any:
+    """A boto3 session for `--region`/`--profile` (AWS_ENDPOINT_URL and the usual variables apply as well), or with
+    `local` for the stack `sagepush local up` runs (its endpoint, region and credentials, whatever is exported)."""
+    import os
+
     import boto3
     from botocore.exceptions import ProfileNotFound
 
+    if local:
+        found = _running_local_stack()
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+            os.environ.pop(name, None)
+        os.environ.update(found.environment())  # every client this process makes, boto3's and the CLI's helpers
+        return boto3.Session(region_name=found.region)
     try:
         return boto3.Session(profile_name=profile, region_name=region)
     except ProfileNotFound as exc:
         _fail(f"--profile: {exc}")
+
+
+def _running_local_stack() -> Any:
+    from sagepush_cli.local import running
+
+    found = running.find()
+    if found is None:
+        _fail("--local: no local stack is running (start one with `sagepush local up`)")
+    return found
+
+
+def _stack(stack: str | None, *, local: bool) -> str | None:
+    """`--stack`, or with `--local` the stack `sagepush local up` runs."""
+    return stack or (_running_local_stack().stack_name if local else None)
 
 
 @contextlib.contextmanager
@@ -142,6 +172,7 @@ def push(
             help="Warn about files in the code larger than this many megabytes: every job downloads them.",
         ),
     ] = 50.0,
+    local: LocalOption = False,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -160,7 +191,7 @@ def push(
     from sagepush_cli import project as projects
     from sagepush_cli import push as pushing
 
-    session = _session(region, profile)
+    session = _session(region, profile, local=local)
     with _readable_errors():
         pushed = pushing.push(
             path,
@@ -168,7 +199,7 @@ def push(
             session=session,
             project=project,
             bucket=bucket,
-            stack=stack,
+            stack=_stack(stack, local=local),
             settings=settings or (),
             worktree=worktree,
             progress=sys.stderr.isatty() and not json_output,
@@ -408,6 +439,7 @@ def status(
     project: Annotated[str | None, typer.Option(help="Only this project's jobs.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent jobs to list.")] = 20,
     stack: StackOption = None,
+    local: LocalOption = False,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -420,9 +452,11 @@ def status(
     from sagepush_cli import follow
     from sagepush_cli.push import deployed_output
 
-    session = _session(region, profile)
+    session = _session(region, profile, local=local)
     with _readable_errors():
-        table = deployed_output(session, "LedgerTableName", stack=stack, samconfig=Path("samconfig.toml"))
+        table = deployed_output(
+            session, "LedgerTableName", stack=_stack(stack, local=local), samconfig=Path("samconfig.toml")
+        )
         ledger = DynamoDBLedger(table, dynamodb=session.client("dynamodb"))
         if job is None:
             entries = ledger.project_jobs(project, limit=limit) if project else ledger.recent_jobs(limit=limit)
@@ -521,6 +555,7 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")
     ] = False,
     lines: Annotated[int, typer.Option(min=0, help="Print only the last N lines first (0: all of them).")] = 50,
+    local: LocalOption = False,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
@@ -535,7 +570,7 @@ def logs(
 
     from sagepush_cli import follow
 
-    session = _session(region, profile)
+    session = _session(region, profile, local=local)
 
     def emit(events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -570,6 +605,7 @@ def logs(
 @app.command()
 def stop(
     job: JobArgument,
+    local: LocalOption = False,
     region: AwsRegionOption = None,
     profile: ProfileOption = None,
     json_output: JsonOption = False,
@@ -580,7 +616,7 @@ def stop(
     """
     from sagepush_cli import follow
 
-    session = _session(region, profile)
+    session = _session(region, profile, local=local)
     with _readable_errors():
         sagemaker = session.client("sagemaker")
         view = follow.describe(sagemaker, job)
@@ -766,65 +802,157 @@ def _print_demo(result: DemoResult) -> None:
 
 
 @local_app.command("up")
-def local_up() -> None:
-    """Run the local stack until Ctrl-C: print its endpoint and resources; jobs pushed to it train for real."""
+def local_up(
+    port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, envvar="SAGEPUSH_LOCAL_PORT", help="The port on 127.0.0.1 (0: any free one)."),
+    ] = 4599,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show the functions' own log lines.")] = False,
+) -> None:
+    """Run the local stack until Ctrl-C: print its endpoint and resources; jobs pushed to it train for real.
+
+    push, status, logs and stop find it with --local; `sagepush local alerts` follows its alerts.
+    """
+    import os
     import signal
     import threading
 
-    from sagepush_cli.local import trainer
-    from sagepush_cli.local.stack import LocalStack
+    from sagepush_cli.local import running, trainer
+    from sagepush_cli.local.stack import LocalStack, PortInUseError
 
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: stop the stack cleanly
         signal.signal(signum, lambda *_: stopping.set())
-    with LocalStack(keep_staged_code=True) as stack:
-        state = trainer.home() / "endpoint"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(stack.endpoint)
-        typer.echo(f"sagepush local stack at {stack.endpoint} (region {stack.region})")
-        typer.echo(
-            f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
-        )
-        for key, value in sorted(stack.outputs.items()):
-            typer.echo(f"  {key:<26} {value}")
-        typer.echo(f"  jobs and their logs under {trainer.home() / 'jobs'}; Ctrl-C stops the stack")
-        try:
+    _quiet_local(verbose)
+    if not verbose:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    stack = LocalStack(keep_staged_code=True, port=port)
+    try:
+        stack.start()
+    except PortInUseError as exc:
+        _fail(f"--port: {exc}: another `sagepush local up`? (--port 0 picks a free port)")
+    try:
+        with running.announced(stack.endpoint, stack.region, stack.stack_name) as announced:
+            typer.echo(f"sagepush local stack at {stack.endpoint} (region {stack.region})")
+            typer.echo(
+                f"  push, status, logs and stop with --local use it; other AWS clients: export {_exports(announced)}"
+            )
+            for key, value in sorted(stack.outputs.items()):
+                typer.echo(f"  {key:<26} {value}")
+            typer.echo(f"  jobs and their logs under {trainer.home() / 'jobs'}; Ctrl-C stops the stack")
             stopping.wait()
             typer.echo("stopping the local stack (running jobs are stopped first)", err=True)
-        finally:
-            state.unlink(missing_ok=True)
+    finally:
+        stack.stop()
+
+
+def _exports(found: Any) -> str:
+    return " ".join(f"{name}={value}" for name, value in found.environment().items())
 
 
 @local_app.command("stop")
 def local_stop(
     job_name: Annotated[str, typer.Argument(help="The training job to stop.")],
-    endpoint: Annotated[
-        str | None, typer.Option(help="The local stack's endpoint (default: the one `sagepush local up` runs).")
-    ] = None,
-    region: RegionOption = "us-east-1",
 ) -> None:
-    """Stop a training job on the running local stack (StopTrainingJob: SIGTERM, then SIGKILL after the grace)."""
-    import boto3
-    from botocore.exceptions import ClientError
+    """Stop a training job on the running local stack (StopTrainingJob: SIGTERM, then SIGKILL after the grace).
 
-    from sagepush_cli.local import trainer
+    The same as `sagepush stop JOB --local`.
+    """
+    stop(job_name, local=True, region=None, profile=None, json_output=False)
 
-    state = trainer.home() / "endpoint"
-    url = endpoint or (state.read_text().strip() if state.is_file() else None)
-    if not url:
-        _fail("no local stack is running (start one with `sagepush local up`, or pass --endpoint)")
-    sagemaker = boto3.client(
-        "sagemaker",
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+
+@local_app.command("alerts")
+def local_alerts(
+    json_output: Annotated[bool, typer.Option("--json", help="Print each alert's JSON document on one line.")] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many alerts (default: follow until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Follow the running local stack's alerts (an SQS queue subscribed to AlertsTopic): one line per alert."""
+    import uuid
+
+    found = _running_local_stack()
+    session = _session(None, None, local=True)
+    with _readable_errors():
+        sqs, sns = session.client("sqs"), session.client("sns")
+        topic = _local_output(session, found.stack_name, "AlertsTopicArn")
+        url = sqs.create_queue(QueueName=f"sagepush-local-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        subscription = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
+        typer.echo(f"following the alerts of {found.stack_name} at {found.endpoint}; Ctrl-C stops", err=True)
+        shown = 0
+        try:
+            while limit is None or shown < limit:
+                for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get(
+                    "Messages", []
+                ):
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    typer.echo(_alert_line(json.loads(message["Body"]), json_output=json_output))
+                    shown += 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sns.unsubscribe(SubscriptionArn=subscription)
+            sqs.delete_queue(QueueUrl=url)
+
+
+def _local_output(session: Any, stack_name: str, output: str) -> str:
+    from sagepush_cli.push import deployed_output
+
+    return deployed_output(session, output, stack=stack_name, samconfig=Path("samconfig.toml"))
+
+
+def _alert_line(envelope: dict[str, Any], *, json_output: bool) -> str:
+    """One alert as `local alerts` prints it: its time, job, status and the first line of its reason."""
+    text = envelope.get("Message") or ""
+    if json_output:
+        return " ".join(text.split("\n"))
     try:
-        sagemaker.stop_training_job(TrainingJobName=job_name)
-    except ClientError as exc:
-        _fail(exc.response["Error"]["Message"], EXIT_FAILED)
-    typer.echo(f"stopping {job_name}")
+        document = json.loads(text)
+    except ValueError:
+        return envelope.get("Subject") or text.partition("\n")[0]
+    reason = (document.get("failure_reason") or "").partition("\n")[0]
+    fields = [document.get("time") or "", document.get("job_name") or document.get("project") or "", document["status"]]
+    return "  ".join(str(field) for field in fields) + (f"  {reason}" if reason else "")
+
+
+local_data_app = typer.Typer(help="Training data on the running local stack.")
+local_app.add_typer(local_data_app, name="data")
+
+
+@local_data_app.command("put")
+def local_data_put(
+    directory: Annotated[Path, typer.Argument(help="The files to upload (a directory, or one file).", exists=True)],
+    uri: Annotated[
+        str | None,
+        typer.Argument(help="Where: s3://bucket/prefix/ (default: the artifact bucket's data/<project>/)."),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option(help="The project the data is for (default: the directory name).")
+    ] = None,
+) -> None:
+    """Upload training data to the running local stack; print the S3 URI to name as a channel in sagepush.toml."""
+    from sagepush import naming
+    from sagepush_cli.project import project_name
+
+    found = _running_local_stack()
+    session = _session(None, None, local=True)
+    with _readable_errors():
+        if uri is None:
+            bucket = _local_output(session, found.stack_name, "ArtifactBucketName")
+            name = naming.check_project(project or project_name(directory.resolve()), where="--project")
+            uri = f"s3://{bucket}/data/{name}/"
+        if not uri.startswith("s3://") or "/" not in uri.removeprefix("s3://"):
+            _fail(f"{uri}: is not an s3://bucket/prefix/ URI")
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
+        files = [directory] if directory.is_file() else sorted(p for p in directory.rglob("*") if p.is_file())
+        s3 = session.client("s3")
+        for file in files:
+            relative = file.name if directory.is_file() else file.relative_to(directory).as_posix()
+            s3.upload_file(str(file), bucket, prefix + relative)
+    typer.echo(f"uploaded {len(files)} file(s) to s3://{bucket}/{prefix}")
+    typer.echo(f'name it as a channel in sagepush.toml: channels = {{ train = "s3://{bucket}/{prefix}" }}')
 
 
 @local_app.command("prune")

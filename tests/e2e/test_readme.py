@@ -274,7 +274,7 @@ def local_up(tmp_path: Path) -> Iterator[str]:
     process = subprocess.Popen(
         ["bash", "-c", f"exec {line}"],
         cwd=tmp_path,
-        env=environment(PYTHONUNBUFFERED="1"),
+        env=environment(PYTHONUNBUFFERED="1", SAGEPUSH_LOCAL_PORT="0"),  # 4599 may be taken by someone's own
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -293,13 +293,14 @@ def local_up(tmp_path: Path) -> Iterator[str]:
 
 
 def test_pushing_to_local_up_works_as_written(local_up: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    [text] = [block for block in of("Run everything locally") if "export AWS_ENDPOINT_URL" in block]
+    [text] = [block for block in of("Run everything locally") if "push --local" in block]
     isolate(monkeypatch, tmp_path)
     project = tmp_path / "iris-local"
     shutil.copytree(EXAMPLES / "sklearn-iris", project)
     commit_all(project, "iris")
-    env = {k: v for k, v in environment().items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in environment().items() if not k.startswith("AWS_")}  # --local needs no AWS_* variable
 
-    output = run_script(text.replace("http://127.0.0.1:<port>", local_up), cwd=project, env=env)
+    output = run_script(text, cwd=project, env=env)
 
     assert "Completed (Completed)" in output
+    assert re.search(r"^iris-local-\S+\s.*Completed", output, re.MULTILINE), output  # status --local lists the job

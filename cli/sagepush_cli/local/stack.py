@@ -60,6 +60,8 @@ class LocalStack:
 
     region: str = "us-east-1"
     stack_name: str = "sagepush-local"
+    port: int = 0
+    """The port the moto server listens on, on 127.0.0.1; 0 picks a free one."""
     parameters: Mapping[str, str] = field(default_factory=dict)
     root: Path = sam.ROOT
     keep_staged_code: bool = False
@@ -103,7 +105,9 @@ class LocalStack:
                     extra={"entries": len(self.pruned.removed), "bytes": self.pruned.bytes_freed},
                 )
         _quiet_moto()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        if self.port:
+            _check_port_free(self.port)  # moto's server would wait forever for a port it cannot bind
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -595,6 +599,21 @@ def _keep_task_failure_cause() -> Callable[[], None]:
         setattr(StepFunctionResponse, "send_task_failure", original)  # noqa: B010
 
     return undo
+
+
+class PortInUseError(RuntimeError):
+    """The local stack's port is taken (another local stack, or another server)."""
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds it
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUseError(f"port {port} on 127.0.0.1 is in use ({exc.strerror})") from exc
 
 
 def _quiet_moto() -> None:
