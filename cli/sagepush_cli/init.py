@@ -169,22 +169,27 @@ class Plan:
     instance_type: str
     entry_point: str
     detected_from: str | None  # the file the framework was read from, None when defaulted
+    vocabulary: str = "v2"  # "v3" when the project uses the SDK's ModelTrainer: the manifest then uses its names
 
 
 def requirements_of(directory: Path) -> tuple[list[tuple[str, str | None]], str | None]:
     """Return the project's requirements as (normalised name, pinned version or None), and the file they came from."""
+    lines, source = requirement_lines(directory)
+    return [_parse(line) for line in lines if _parse(line)[0]], source
+
+
+def requirement_lines(directory: Path) -> tuple[list[str], str | None]:
+    """The project's requirement lines (requirements.txt, else pyproject.toml's dependencies) and their file."""
     requirements = directory / "requirements.txt"
     if requirements.is_file():
-        lines = requirements.read_text(encoding="utf-8", errors="replace").splitlines()
-        return [_parse(line) for line in lines if _parse(line)[0]], requirements.name
+        return requirements.read_text(encoding="utf-8", errors="replace").splitlines(), requirements.name
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
         try:
             document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise InitError(str(pyproject), f"is not valid TOML ({exc})") from exc
-        dependencies = document.get("project", {}).get("dependencies", [])
-        return [_parse(str(item)) for item in dependencies if _parse(str(item))[0]], pyproject.name
+        return [str(item) for item in document.get("project", {}).get("dependencies", [])], pyproject.name
     return [], None
 
 
@@ -226,7 +231,24 @@ def plan(directory: Path, *, project: str, framework: str | None = None, entry_p
         instance_type=_GPU_ONLY.get(chosen, "ml.m5.large"),
         entry_point=script,
         detected_from=source if package else None,
+        vocabulary=sdk_vocabulary(directory, script),
     )
+
+
+_V3_IMPORTS: Final = ("sagemaker.train", "sagemaker.modules", "sagemaker.core")
+# `sagemaker==3.1`, `sagemaker>=3`, `sagemaker~=3.2`, `sagemaker[all]>3.0`: the major version the project asks for.
+_SDK_REQUIREMENT = re.compile(r"^\s*sagemaker\s*(?:\[[^]]*\])?\s*(?:==|>=|~=|>|===)\s*(\d+)", re.IGNORECASE)
+
+
+def sdk_vocabulary(directory: Path, script: str) -> str:
+    """Return "v3" when the project uses the SageMaker Python SDK v3 (it requires `sagemaker` 3 or later, or a script imports
+    `sagemaker.train`, `sagemaker.modules` or `sagemaker.core`, where ModelTrainer lives), else "v2"."""
+    lines, _ = requirement_lines(directory)
+    majors = [int(m.group(1)) for line in lines if (m := _SDK_REQUIREMENT.match(line.split("#", 1)[0]))]
+    if majors:
+        return "v3" if majors[0] >= 3 else "v2"
+    modules = _imported_modules(directory, script)
+    return "v3" if any(m == v3 or m.startswith(f"{v3}.") for m in modules for v3 in _V3_IMPORTS) else "v2"
 
 
 def _framework_in(packages: Iterable[str]) -> tuple[str | None, str | None]:
@@ -238,6 +260,12 @@ def _framework_in(packages: Iterable[str]) -> tuple[str | None, str | None]:
 def imports_of(directory: Path, script: str) -> list[str]:
     """The top-level packages `script` and the other scripts beside it import, as requirement names (`sklearn` is
     scikit-learn's import name and `_FRAMEWORKS` knows both); a script that does not parse imports nothing."""
+    tops = (module.partition(".")[0] for module in _imported_modules(directory, script))
+    return list(dict.fromkeys(name.lower().replace("_", "-") for name in tops))
+
+
+def _imported_modules(directory: Path, script: str) -> list[str]:
+    """The absolute module names `script` and the other scripts beside it import (`from a.b import c` gives a.b)."""
     found: list[str] = []
     paths = [directory / script, *sorted(p for p in directory.glob("*.py") if p.name != script)]
     for path in paths:
@@ -247,10 +275,10 @@ def imports_of(directory: Path, script: str) -> list[str]:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                found += [alias.name.partition(".")[0] for alias in node.names]
+                found += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.append(node.module.partition(".")[0])
-    return list(dict.fromkeys(name.lower().replace("_", "-") for name in found))
+                found.append(node.module)
+    return found
 
 
 def _entry_point(directory: Path, given: str | None = None) -> str:
@@ -276,7 +304,22 @@ def manifest_text(chosen: Plan) -> str:
     """Return a commented sagepush.toml for `chosen`."""
     detected = f"read from {chosen.detected_from}" if chosen.detected_from else "a default: no framework found"
     py = "".join(f'{key} = "{value}"\n' for key, value in sorted(chosen.versions.items()))
-    return f"""\
+    if chosen.vocabulary == "v3":
+        job = f"""\
+# sagepush: what a push of this project trains. The keys are the SageMaker Python SDK v3's ModelTrainer names (the
+# v2 estimator names work too); README.md's manifest reference lists each one and the CreateTrainingJob field it sets.
+
+framework = "{chosen.framework}"  # {detected}
+framework_version = "{chosen.framework_version}"
+{py}source_code = {{ entry_script = "{chosen.entry_point}" }}
+
+# The training instance: ml.m5.large is the smallest CPU one; ml.g5.xlarge a small GPU one.
+compute = {{ instance_type = "{chosen.instance_type}", instance_count = 1 }}
+# The job is stopped (SIGTERM, then SIGKILL) after this many seconds.
+stopping_condition = {{ max_runtime_in_seconds = 3600 }}
+"""
+    else:
+        job = f"""\
 # sagepush: what a push of this project trains. The keys are the SageMaker Python SDK's estimator arguments;
 # README.md's manifest reference lists each one and the CreateTrainingJob field it sets.
 
@@ -288,16 +331,20 @@ framework_version = "{chosen.framework_version}"
 instance_type = "{chosen.instance_type}"
 # The job is stopped (SIGTERM, then SIGKILL) after this long: 90m, 2h, 1h30m or seconds.
 max_run = "1h"
-
+"""
+    return (
+        job
+        + """
 # Passed to the entry point as --name value arguments and in SM_HPS.
-# hyperparameters = {{ epochs = 10, lr = 0.001 }}
+# hyperparameters = { epochs = 10, lr = 0.001 }
 
 # Data channels: each is downloaded to /opt/ml/input/data/<name>/ and named by SM_CHANNEL_<NAME>.
-# channels = {{ train = "s3://my-bucket/datasets/train/" }}
+# channels = { train = "s3://my-bucket/datasets/train/" }
 
 # Metrics SageMaker reads from the job's log lines; they appear in alerts and in `sagepush status`.
-# metric_definitions = [{{ Name = "validation:loss", Regex = "val_loss=([0-9.]+)" }}]
+# metric_definitions = [{ Name = "validation:loss", Regex = "val_loss=([0-9.]+)" }]
 """
+    )
 
 
 def workflow_text(source: CliSource, project: str | None = None) -> str:

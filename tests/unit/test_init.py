@@ -130,6 +130,37 @@ def test_the_entry_point_can_be_named_and_must_exist(tmp_path: Path) -> None:
     assert "--entry-point: 'c.py' is not a file in" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    ("code", "requirements", "vocabulary"),
+    [
+        ("from sagemaker.train import ModelTrainer\nimport torch\n", None, "v3"),
+        ("from sagemaker.modules.train import ModelTrainer\nimport torch\n", None, "v3"),
+        ("import torch\n", "torch==2.5.1\nsagemaker>=3.1\n", "v3"),
+        ("import torch\n", "torch==2.5.1\nsagemaker==2.232.1\n", "v2"),
+        ("from sagemaker.pytorch import PyTorch\nimport torch\n", None, "v2"),
+        ("import torch\n", None, "v2"),
+    ],
+    ids=["imports-sagemaker-train", "imports-sagemaker-modules", "pins-v3", "pins-v2", "imports-v2", "neither"],
+)
+def test_init_writes_the_sdk_vocabulary_the_project_uses_and_both_render_alike(
+    tmp_path: Path, code: str, requirements: str | None, vocabulary: str
+) -> None:
+    directory = project(tmp_path, requirements)
+    (directory / "train.py").write_text(code)
+
+    result = CliRunner().invoke(app, ["init", str(directory), "--no-workflow"])
+
+    assert result.exit_code == 0, result.output
+    manifest = (directory / "sagepush.toml").read_text()
+    v3_keys = ("source_code = ", "compute = ", "stopping_condition = ")
+    assert all((key in manifest) == (vocabulary == "v3") for key in v3_keys), manifest
+    assert ("entry_point = " in manifest) == (vocabulary == "v2")
+    request = render(directory, region="eu-west-1")
+    assert request["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 3600
+    assert request["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+
+
 def test_existing_files_are_kept_and_nothing_is_written(tmp_path: Path) -> None:
     directory = project(tmp_path, "torch\n")
     (directory / "sagepush.toml").write_text("# mine\n")
