@@ -504,3 +504,55 @@ def test_readme_reference_gives_each_field_its_v3_spelling() -> None:
     column = {key: row[3] for row in rows for key in re.findall(r"`([a-z0-9_]+)`", row[0])}
     for v3_key, field in V3_NAMES.items():
         assert f"`{v3_key}`" in column[field], (field, v3_key)
+
+
+BASE_V3 = {
+    "framework": "pytorch",
+    "framework_version": "2.8.0",
+    "py_version": "py312",
+    "source_code": {"entry_script": "train.py"},
+}
+
+
+@pytest.mark.parametrize(
+    ("v2", "v3", "v2_error", "v3_error"),
+    [
+        (
+            {"max_run": 3600, "max_wait": 7200},
+            {"stopping_condition": {"max_runtime_in_seconds": 3600, "max_wait_time_in_seconds": 7200}},
+            "max_wait: applies only with use_spot_instances = true",
+            "stopping_condition.max_wait_time_in_seconds: applies only with compute.enable_managed_spot_training = true",
+        ),
+        (
+            {"use_spot_instances": True, "max_run": 3600, "max_wait": 60},
+            {
+                "compute": {"enable_managed_spot_training": True},
+                "stopping_condition": {"max_runtime_in_seconds": 3600, "max_wait_time_in_seconds": 60},
+            },
+            "max_wait: 60s is shorter than max_run (3600s)",
+            "stopping_condition.max_wait_time_in_seconds: 60s is shorter than "
+            "stopping_condition.max_runtime_in_seconds (3600s)",
+        ),
+        (
+            {"checkpoint_local_path": "/opt/ml/checkpoints"},
+            {"checkpoint_config": {"local_path": "/opt/ml/checkpoints"}},
+            "checkpoint_local_path: needs checkpoint_s3_uri (where the checkpoints go)",
+            "checkpoint_config.local_path: needs checkpoint_config.s3_uri (where the checkpoints go)",
+        ),
+        (
+            {"subnets": ["subnet-0abc1234"]},
+            {"networking": {"subnets": ["subnet-0abc1234"]}},
+            "subnets: needs security_group_ids too: a VPC job needs both",
+            "networking.subnets: needs networking.security_group_ids too: a VPC job needs both",
+        ),
+    ],
+    ids=["max-wait-without-spot", "max-wait-short", "checkpoint-path-alone", "subnets-alone"],
+)
+def test_a_check_across_fields_names_every_field_in_the_manifest_s_own_vocabulary(
+    v2: dict[str, Any], v3: dict[str, Any], v2_error: str, v3_error: str
+) -> None:
+    v2_base = {k: v for k, v in BASE_V3.items() if k != "source_code"} | {"entry_point": "train.py"}
+    for table, expected in ((v2_base | v2, v2_error), (BASE_V3 | v3, v3_error)):
+        with pytest.raises(SpecError) as caught:
+            resolve(table)
+        assert str(caught.value) == f"sagepush.toml: {expected}"

@@ -280,7 +280,14 @@ def resolve_spec(
         declared=frozenset(declared),
     )
     origins = {key: origin for key, (_, origin) in values.items()}
-    _check_spec(spec, lambda name: f"{origins.get(name.split('.')[0], source)}: {labels.get(name, name)}")
+    v3 = any(label != key and label.split(".")[0] in _V3_SPELLINGS for key, label in labels.items())
+    spelled = {field: label for label, field in V3_NAMES.items()} if v3 else {}
+
+    def name(field: str) -> str:
+        """The key the manifest set `field` with, else its spelling in the manifest's vocabulary (v2 or v3)."""
+        return labels.get(field) or spelled.get(field, field)
+
+    _check_spec(spec, lambda field: f"{origins.get(field.split('.')[0], source)}: {name(field)}", name)
     return spec
 
 
@@ -385,6 +392,7 @@ V3_NAMES: Mapping[str, str] = MappingProxyType(
 _V3_REQUIREMENTS = "source_code.requirements"
 _V3_GROUPS = frozenset(name.split(".")[0] for name in [*V3_NAMES, _V3_REQUIREMENTS] if "." in name)
 V3_KEYS = tuple(sorted([*V3_NAMES, _V3_REQUIREMENTS]))
+_V3_SPELLINGS = frozenset(name.split(".")[0] for name in V3_KEYS)
 """Every v3 (ModelTrainer) key a manifest accepts beside MANIFEST_KEYS, nested ones dotted."""
 _V3_CHANNEL_OPTIONS = {
     "content_type": "content_type",
@@ -940,17 +948,19 @@ _STRATEGIES = {
 }
 
 
-def _check_spec(spec: TrainingSpec, where: Callable[[str], str]) -> None:
+def _check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[str], str] = str) -> None:
+    """Check what no single field can: `where(field)` locates a field in the error, `name(field)` names another one
+    in the message, each as the manifest spells it (`max_wait` or `stopping_condition.max_wait_time_in_seconds`)."""
     _check_framework(spec, where)
     if spec.max_wait is not None and not spec.use_spot_instances:
-        raise SpecError(where("max_wait"), "applies only with use_spot_instances = true")
+        raise SpecError(where("max_wait"), f"applies only with {name('use_spot_instances')} = true")
     if spec.max_wait is not None and spec.max_wait < spec.max_run:
-        raise SpecError(where("max_wait"), f"{spec.max_wait}s is shorter than max_run ({spec.max_run}s)")
+        raise SpecError(where("max_wait"), f"{spec.max_wait}s is shorter than {name('max_run')} ({spec.max_run}s)")
     if spec.checkpoint_local_path and not spec.checkpoint_s3_uri:
-        raise SpecError(where("checkpoint_local_path"), "needs checkpoint_s3_uri (where the checkpoints go)")
+        raise SpecError(where("checkpoint_local_path"), f"needs {name('checkpoint_s3_uri')} (where the checkpoints go)")
     if bool(spec.subnets) != bool(spec.security_group_ids):
         present, missing = ("subnets", "security_group_ids") if spec.subnets else ("security_group_ids", "subnets")
-        raise SpecError(where(present), f"needs {missing} too: a VPC job needs both")
+        raise SpecError(where(present), f"needs {name(missing)} too: a VPC job needs both")
     reserved = {"code"} if spec.enable_network_isolation else set()
     reserved |= {"model"} if spec.model_uri else set()
     for channel in spec.channels:
