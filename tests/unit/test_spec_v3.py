@@ -35,6 +35,7 @@ TWINS = [
             "use_spot_instances": True,
             "max_run": "2h",
             "max_wait": "3h",
+            "max_pending_time": "1h",
             "input_mode": "FastFile",
             "hyperparameters": {"epochs": 3, "lr": 0.001},
             "environment": {"NCCL_DEBUG": "INFO"},
@@ -73,7 +74,11 @@ TWINS = [
                 "keep_alive_period_in_seconds": 600,
                 "enable_managed_spot_training": True,
             },
-            "stopping_condition": {"max_runtime_in_seconds": 7200, "max_wait_time_in_seconds": 10800},
+            "stopping_condition": {
+                "max_runtime_in_seconds": 7200,
+                "max_wait_time_in_seconds": 10800,
+                "max_pending_time_in_seconds": 3600,
+            },
             "training_input_mode": "FastFile",
             "hyperparameters": {"epochs": 3, "lr": 0.001},
             "environment": {"NCCL_DEBUG": "INFO"},
@@ -367,6 +372,12 @@ def test_one_field_spelled_both_ways_is_refused_naming_both_keys(
         pytest.param(
             {"stopping_condition": {"max_pending_time_in_seconds": 60}},
             "stopping_condition.max_pending_time_in_seconds",
+            "60 is out of range (30 minutes to 28 days)",
+            id="pending-time-range",
+        ),
+        pytest.param(
+            {"compute": {"instance_groups": [{"instance_group_name": "a"}]}},
+            "compute.instance_groups",
             "unknown key",
             id="unsupported-attribute",
         ),
@@ -556,3 +567,17 @@ def test_a_check_across_fields_names_every_field_in_the_manifest_s_own_vocabular
         with pytest.raises(SpecError) as caught:
             resolve(table)
         assert str(caught.value) == f"sagepush.toml: {expected}"
+
+
+def test_max_pending_time_reaches_the_stopping_condition_in_either_spelling() -> None:
+    v3 = resolve(
+        {**BASE_V3, "compute": {"instance_type": "ml.g5.xlarge"}}
+        | {"stopping_condition": {"max_runtime_in_seconds": 3600, "max_pending_time_in_seconds": 7200}}
+    )
+    v2 = resolve(
+        {k: v for k, v in BASE_V3.items() if k != "source_code"}
+        | {"entry_point": "train.py", "instance_type": "ml.g5.xlarge", "max_run": "1h", "max_pending_time": "2h"}
+    )
+
+    assert v2 == v3
+    assert request(v3)["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxPendingTimeInSeconds": 7200}

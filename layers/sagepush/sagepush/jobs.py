@@ -309,7 +309,11 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
         "spec": dict(code.manifest.table) if code.manifest else {},
         "source": source,
         "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
-        "timeout_seconds": resolved.max_run + (resolved.max_wait or 0) + SETTLE_GRACE_SECONDS,
+        # Pending for capacity (up to max_pending_time), then waiting for spot and running.
+        "timeout_seconds": (resolved.max_pending_time or 0)
+        + resolved.max_run
+        + (resolved.max_wait or 0)
+        + SETTLE_GRACE_SECONDS,
     }
     execution_arn, already = _start_execution(sfn, settings.state_machine_arn, job_name, execution_input)
     logger.info("training execution started", extra={"job_name": job_name, "already_started": already})

@@ -51,6 +51,7 @@ _FIELDS = {
     "ResourceConfig.KeepAlivePeriodInSeconds": "keep_alive_period_in_seconds",
     "StoppingCondition.MaxRuntimeInSeconds": "max_run",
     "StoppingCondition.MaxWaitTimeInSeconds": "max_wait",
+    "StoppingCondition.MaxPendingTimeInSeconds": "max_pending_time",
     "RoleArn": "role",
     "HyperParameters": "hyperparameters",
     "Environment": "environment",
@@ -269,6 +270,8 @@ def _stopping(spec: TrainingSpec) -> dict[str, Any]:
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": spec.max_run}
     if spec.max_wait:
         stopping["MaxWaitTimeInSeconds"] = spec.max_wait
+    if spec.max_pending_time:
+        stopping["MaxPendingTimeInSeconds"] = spec.max_pending_time
     return stopping
 
 

@@ -22,7 +22,9 @@ MANIFEST_NAMES = ("sagepush.toml", "pyproject.toml")
 FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost", "huggingface")
 INPUT_MODES = ("File", "Pipe", "FastFile")
 MAX_RUN_LIMIT = 28 * 24 * 3600
-"""SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds: 28 days."""
+"""SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds (and MaxPendingTimeInSeconds): 28 days."""
+MIN_PENDING_TIME = 1800
+"""The shortest StoppingCondition.MaxPendingTimeInSeconds SageMaker accepts (30 minutes)."""
 MAX_NESTING = 32
 """Deepest nesting of arrays and tables a manifest may use; deeper is refused before anything walks it."""
 
@@ -130,6 +132,7 @@ class TrainingSpec:
     metric_definitions: tuple[MetricDefinition, ...] = ()
     use_spot_instances: bool = False
     max_wait: int | None = None
+    max_pending_time: int | None = None
     checkpoint_s3_uri: str | None = None
     checkpoint_local_path: str | None = None
     subnets: tuple[str, ...] = ()
@@ -375,6 +378,7 @@ V3_NAMES: Mapping[str, str] = MappingProxyType(
         "compute.enable_managed_spot_training": "use_spot_instances",
         "stopping_condition.max_runtime_in_seconds": "max_run",
         "stopping_condition.max_wait_time_in_seconds": "max_wait",
+        "stopping_condition.max_pending_time_in_seconds": "max_pending_time",
         "input_data_config": "channels",
         "output_data_config.s3_output_path": "output_path",
         "output_data_config.kms_key_id": "output_kms_key",
@@ -594,6 +598,14 @@ def _duration(value: object, where: str) -> int:
     seconds = parse_duration(value, where)
     if not 1 <= seconds <= MAX_RUN_LIMIT:
         raise SpecError(where, f"{_quote(value)} is out of range (1 second to 28 days)")
+    return seconds
+
+
+def _pending_time(value: object, where: str) -> int:
+    """StoppingCondition.MaxPendingTimeInSeconds: 30 minutes to 28 days in botocore's model."""
+    seconds = parse_duration(value, where)
+    if not MIN_PENDING_TIME <= seconds <= MAX_RUN_LIMIT:
+        raise SpecError(where, f"{_quote(value)} is out of range (30 minutes to 28 days)")
     return seconds
 
 
@@ -835,6 +847,7 @@ _PARSERS: dict[str, Callable[[object, str], Any]] = {
     "metric_definitions": _metric_definitions,
     "use_spot_instances": _boolean,
     "max_wait": _duration,
+    "max_pending_time": _pending_time,
     "checkpoint_s3_uri": _s3_uri,
     "checkpoint_local_path": _string,
     "subnets": _strings,
