@@ -81,7 +81,18 @@ class LoadedFunction:
             invoked_function_arn=self.arn,
             log_group_name=f"/aws/lambda/{self.name}",
         )
-        return self.handler(event, context)
+        try:
+            return self.handler(event, context)
+        finally:
+            self._discard_metrics()
+
+    def _discard_metrics(self) -> None:
+        """Drop the invocation's metrics: they are disabled here (POWERTOOLS_METRICS_DISABLED), and Powertools then
+        keeps every value and, once one metric holds 100, prints the set into whatever this process's stdout is."""
+        metrics = getattr(self.module, "metrics", None)
+        clear = getattr(metrics, "clear_metrics", None)
+        if callable(clear):
+            clear()
 
 
 def load_function(
