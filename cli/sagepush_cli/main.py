@@ -310,7 +310,8 @@ def render(
     policy: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call).
+    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call); with a [strategy]
+    matrix, every job's request (--json: a list, in matrix order).
 
     The job is checked against the deployment's job policy: --policy FILE, else template.yaml's defaults.
     """
@@ -319,22 +320,22 @@ def render(
 
     try:
         job_policy = projects.policy_file(policy) if policy else None
-        rendered = projects.render(
+        requests = projects.render_jobs(
             path, region=region, project=project, role=role, output_path=output_path, job_policy=job_policy
         )
     except InputError as exc:
         _fail(str(exc))
     if json_output:
-        _print_json(rendered)
+        _print_json(requests[0] if len(requests) == 1 else requests)  # a [strategy] matrix: a list, in matrix order
         return
     from rich.console import Console
     from rich.syntax import Syntax
 
     console = Console()
-    console.print(
-        f"[bold]{rendered['TrainingJobName']}[/]  (code {rendered['HyperParameters']['sagemaker_submit_directory']})"
-    )
-    console.print(Syntax(json.dumps(rendered, indent=2), "json", theme="ansi_dark", word_wrap=True))
+    for rendered in requests:
+        code = rendered["HyperParameters"]["sagemaker_submit_directory"]
+        console.print(f"[bold]{rendered['TrainingJobName']}[/]  (code {code})")
+        console.print(Syntax(json.dumps(rendered, indent=2), "json", theme="ansi_dark", word_wrap=True))
 
 
 @app.command()

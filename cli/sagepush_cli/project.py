@@ -82,6 +82,53 @@ def render(
     )
 
 
+def render_jobs(
+    path: Path,
+    *,
+    region: str,
+    project: str | None = None,
+    role: str | None = None,
+    output_path: str = "s3://sagepush-artifacts/output/",
+    artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
+    job_policy: policy.Policy | None = None,
+) -> list[dict[str, Any]]:
+    """Return the request of every job a push of `path` makes: one, or one per combination of its `[strategy]`
+    matrix, in matrix order, each named `…-<n>`.
+
+    Raises:
+        InputError: the strategy, the manifest or a request is wrong, or a job goes beyond the policy.
+    """
+    from dataclasses import replace
+
+    from sagepush import strategy
+
+    name = naming.check_project(project or project_name(path), where="--project")
+    chosen_policy = job_policy or template_policy(artifact_bucket)
+    with tempfile.TemporaryDirectory(prefix="sagepush-render-") as workdir:
+        staged, _ = stage_path(path, Path(workdir))
+    manifest = staged.manifest
+    matrix = None
+    if manifest is not None:
+        names = [str(m.get("Name")) for m in manifest.table.get("metric_definitions", []) if isinstance(m, dict)]
+        matrix = strategy.read_strategy(
+            manifest.table, source=manifest.source, max_jobs=chosen_policy.max_jobs_per_push, metric_names=names
+        )
+    options: dict[str, Any] = {
+        "project": name,
+        "region": region,
+        "role": role,
+        "output_path": output_path,
+        "artifact_bucket": artifact_bucket,
+        "job_policy": chosen_policy,
+    }
+    if manifest is None or matrix is None:
+        return [render_staged(staged, **options)]
+    return [
+        render_staged(replace(staged, manifest=replace(manifest, table=table)), matrix_job=index, **options)
+        for index, table in enumerate(matrix.manifests(manifest.table), 1)
+    ]
+
+
 def render_staged(
     staged: staging.StagedCode,
     *,
@@ -92,6 +139,7 @@ def render_staged(
     artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
     defaults: spec.Defaults | None = None,
     job_policy: policy.Policy | None = None,
+    matrix_job: int | None = None,
 ) -> dict[str, Any]:
     """Return the request for staged code: resolved against `defaults` (or the deployment's `role` and
     `output_path`), checked against `job_policy` (else the template's defaults for `artifact_bucket`).
@@ -124,7 +172,7 @@ def render_staged(
         resolved,
         job_policy=job_policy or template_policy(artifact_bucket),
         deployment=deployment,
-        job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID),
+        job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID, matrix_job=matrix_job),
         tags=jobs.job_tags(project, staged.digest, {}),
     )
 

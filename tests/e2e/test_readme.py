@@ -209,7 +209,7 @@ def test_commands_without_aws_work_as_written(tmp_path: Path) -> None:
 
 
 def test_the_manifest_sample_renders(tmp_path: Path) -> None:
-    [text] = of("The manifest", "toml")
+    [text] = [block for block in of("The manifest", "toml") if "[strategy" not in block]
     (tmp_path / "sagepush.toml").write_text(text)
     (tmp_path / "train.py").write_text("print('training')\n")
 
@@ -217,6 +217,23 @@ def test_the_manifest_sample_renders(tmp_path: Path) -> None:
 
     assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
+
+
+def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None:
+    from sagepush import policy
+    from sagepush_cli.project import render_jobs
+
+    [text] = [block for block in of("The manifest", "toml") if "[strategy" in block]
+    job = 'framework = "xgboost"\nframework_version = "1.7-1"\nentry_point = "train.py"\n'
+    metrics = 'metric_definitions = [{ Name = "validation:accuracy", Regex = "accuracy=([0-9.]+)" }]\n'
+    (tmp_path / "sagepush.toml").write_text(job + metrics + text)
+    (tmp_path / "train.py").write_text("print('training')\n")
+    allowing = policy.Policy(max_jobs_per_push=8, instance_types=("ml.m5.*", "ml.c5.*", "ml.g5.xlarge"))
+
+    requests = render_jobs(tmp_path, region="us-east-1", project="boost", job_policy=allowing)
+
+    assert len(requests) == 3 * 2 - 1 + 1
+    assert requests[-1]["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
 
 
 def test_the_manifest_reference_lists_every_key() -> None:

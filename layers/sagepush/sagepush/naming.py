@@ -58,10 +58,13 @@ def check_project(project: str, *, where: str = "project") -> str:
     return project
 
 
-def job_name(project: str, code_digest: str, upload_id: str) -> str:
-    """Return `<project>-<code-digest[:8]>-<upload-id[:6]>`, the project cut so the name fits 63 characters."""
+def job_name(project: str, code_digest: str, upload_id: str, *, matrix_job: int | None = None) -> str:
+    """Return `<project>-<code-digest[:8]>-<upload-id[:6]>`, the project cut so the name fits 63 characters; the
+    jobs of a `[strategy]` matrix end in `-<n>`, their 1-based place in matrix order."""
     check_project(project)
     suffix = f"-{code_digest[:_DIGEST_CHARS]}-{upload_id[:_UPLOAD_CHARS]}"
+    if matrix_job is not None:
+        suffix += f"-{matrix_job}"
     head = project[: MAX_JOB_NAME - len(suffix)].rstrip("-")
     name = f"{head}{suffix}"
     if not JOB_NAME_PATTERN.fullmatch(name):

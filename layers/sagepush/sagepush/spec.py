@@ -434,6 +434,12 @@ def _spellings(table: Mapping[str, Any], origin: str) -> Iterable[tuple[str, str
                     raise SpecError(f"{origin}: {label}", f"unknown key{_did_you_mean(attribute, known)}")
         elif raw_key in V3_NAMES:
             yield raw_key, V3_NAMES[raw_key], _from_v3(raw_key, value, f"{origin}: {raw_key}")
+        elif raw_key == "strategy":  # read by sagepush.strategy, which hands each job its table without it
+            raise SpecError(
+                f"{origin}: strategy",
+                "a matrix of jobs is rendered by `sagepush render` but not yet run by a push: "
+                "push each combination on its own (`--set`)",
+            )
         else:
             known = [*MANIFEST_KEYS, *_V3_GROUPS, *(k for k in V3_NAMES if "." not in k)]
             raise SpecError(f"{origin}: {raw_key}", f"unknown key{_did_you_mean(raw_key, known)}")
