@@ -106,6 +106,21 @@ def test_a_script_that_exits_without_a_traceback_fails_with_its_last_error_line(
     assert "sagemaker-training-toolkit" not in job.failure_reason
 
 
+def test_a_network_isolated_job_gets_its_code_as_a_channel_and_trains(stack: LocalStack, tmp_path: Path) -> None:
+    project = tmp_path / "iris-isolated"
+    shutil.copytree(EXAMPLES / "sklearn-iris", project)
+    with (project / "sagepush.toml").open("a") as manifest:
+        manifest.write("enable_network_isolation = true\n")
+
+    result = demo.run(stack, project)
+    job = ended(result)
+
+    assert result.request["EnableNetworkIsolation"] is True
+    assert result.request["HyperParameters"]["sagemaker_submit_directory"].startswith('"/opt/ml/input/data/code/')
+    assert job.status == "Completed", job.failure_reason
+    assert job.metrics["validation:accuracy"] > 0.8
+
+
 def test_failing_script_fails_the_execution_with_its_traceback(stack: LocalStack) -> None:
     result = demo.run(stack, EXAMPLES / "failing")
     job = ended(result)

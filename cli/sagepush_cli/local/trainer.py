@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 GRACE_ENV = "SAGEPUSH_LOCAL_STOP_GRACE_SECONDS"
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
+CONTAINER_ROOT = "/opt/ml/"
+"""Where a training container's files are; a job directory stands for it here."""
 HOST = "localhost"
 """The host named in resourceconfig.json: the toolkit waits until every host resolves, and algo-1 never does here."""
 DEFAULT_GRACE_SECONDS = 120.0
@@ -536,6 +538,14 @@ def _download_code(job: Any, layout: Path, s3: Any) -> None:
     if not raw:
         raise JobError("ClientError: the hyperparameter sagemaker_submit_directory names no code to run")
     uri = json.loads(raw) if raw.startswith('"') else raw
+    if uri.startswith(CONTAINER_ROOT):
+        # Under network isolation the code arrives as an input channel, already downloaded into the layout.
+        archive = (layout / uri.removeprefix(CONTAINER_ROOT)).resolve()
+        if not archive.is_relative_to(layout.resolve()) or not archive.is_file():
+            raise JobError(f"ClientError: sagemaker_submit_directory {uri} is not a file any input channel delivered")
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(layout / "code", filter="data")
+        return
     bucket, key = _s3_location(uri, "sagemaker_submit_directory")
     archive = layout / "sourcedir.tar.gz"
     try:
