@@ -66,6 +66,12 @@ _POLL_SECONDS = 0.2
 _SHIP_SECONDS = 1.0
 _TRACEBACK_LINES = 12
 _TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
+# uv's banner and progress lines, which say nothing about why an environment did not build.
+_UV_PROGRESS = re.compile(
+    r"^\s*(Using (Python|CPython) .* (environment|interpreter) at|Resolved |Prepared |Installed |"
+    r"Uninstalled |Audited |Built |Downloading |Downloaded |Creating virtual environment|[+~-] \S)"
+)
+_UV_ERROR = ("error:", "\N{MULTIPLICATION SIGN}")  # how uv starts an error: plain, or as a diagnostic
 _INVOKING = "Invoking script with the following command:"  # the toolkit's last words before the script runs
 _REPORTING = "Reporting training FAILURE"  # its first after a script failed
 
@@ -659,7 +665,17 @@ def _run_logged(command: list[str], sink: _LogSink) -> None:
     for line in output:
         sink.write(line)
     if completed.returncode != 0:
-        raise JobError("InstallRequirementsError: " + "\n".join(output[-_TRACEBACK_LINES:]))
+        raise JobError(install_failure(output))
+
+
+def install_failure(output: list[str]) -> str:
+    """The FailureReason of a job environment that did not build: uv's error and its causes, not its banner or
+    progress lines (`Using Python … environment at`, `Resolved …`)."""
+    start = next((i for i, line in enumerate(output) if line.lstrip().startswith(_UV_ERROR)), None)
+    lines = output[start:] if start is not None else [line for line in output if not _UV_PROGRESS.match(line)]
+    lines = [line for line in lines if line.strip()][:_TRACEBACK_LINES] or ["the environment build failed"]
+    lines[0] = lines[0].lstrip().removeprefix(_UV_ERROR[0]).removeprefix(_UV_ERROR[1]).strip()
+    return "InstallRequirementsError: " + "\n".join(lines)
 
 
 def _epoch_ms(value: Any) -> Any:
