@@ -12,6 +12,7 @@ from sagepush import aws, jobs, refusals
 from sagepush.config import StageSettings
 from sagepush.errors import InputError
 from sagepush.events import object_created
+from sagepush.ledger import DynamoDBLedger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -43,6 +44,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ingest_prefix=settings.ingest_prefix,
             sqs=aws.client("sqs"),
             sns=aws.client("sns"),
+            ledger=DynamoDBLedger(settings.ledger_table, dynamodb=aws.client("dynamodb")),
         )
         metrics.add_metric(name="UploadsRefused", unit=MetricUnit.Count, value=1)
         return refusal.as_dict()

@@ -165,6 +165,14 @@ def test_refused_upload_is_tagged_with_the_reason_and_starts_nothing(stack: Loca
     assert executions(stack, sfn) == []
     reason = upload_tags(stack, s3, key)["sagepush-refused"]
     assert "max_run" in reason and "sagepush.toml" in reason
+    # `sagepush status` lists it among the project's jobs, with the exact reason.
+    from sagepush.ledger import REFUSED, DynamoDBLedger
+
+    [listed] = DynamoDBLedger(stack.resources["LedgerTable"], dynamodb=boto3.client("dynamodb")).project_jobs(
+        "mnist", limit=5
+    )
+    assert listed.job_name.startswith("refused-mnist-") and listed.status == REFUSED
+    assert listed.failure_reason is not None and '"forever"' in listed.failure_reason
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from sagepush.events import TERMINAL_STATUSES
 from sagepush.ledger import (
     CLAIMED,
     NOT_CREATED,
+    REFUSED,
     SENT,
     SETTLED,
     SUBMITTING,
@@ -21,6 +22,7 @@ from sagepush.ledger import (
     Claim,
     LedgerEntry,
     Recorded,
+    RefusedUpload,
     Submission,
     _iso,
     state_seq,
@@ -202,6 +204,19 @@ class FakeLedger:
     def project_jobs(self, project: str, *, limit: int) -> list[LedgerEntry]:
         found = [e for e in self.entries.values() if e.project == project and e.created_at]
         return sorted(found, key=lambda e: e.created_at or "", reverse=True)[:limit]
+
+    def record_refusal(self, refusal: RefusedUpload, *, now_ms: int) -> None:
+        self.calls.append(("record_refusal", refusal.name))
+        self.entries[refusal.name] = LedgerEntry(
+            job_name=refusal.name,
+            project=refusal.project,
+            created_at=_iso(now_ms),
+            status=REFUSED,
+            secondary_status=REFUSED,
+            failure_reason=refusal.reason,
+            source={"upload": refusal.upload_uri},
+        )
+        self.touched[refusal.name] = now_ms
 
 
 def _held_by(held: Mapping[str, Any] | None, claim_id: str) -> bool:

@@ -47,6 +47,7 @@ VALID = {
     "MAX_MEMBERS": "10",
     "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/stage-dlq",
+    "LEDGER_TABLE": "ledger",
 }
 
 

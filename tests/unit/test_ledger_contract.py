@@ -18,7 +18,16 @@ import boto3
 import pytest
 
 from sagepush.events import training_state_change
-from sagepush.ledger import NOT_CREATED, SETTLED, SUBMITTING, WAITING, DynamoDBLedger, Submission
+from sagepush.ledger import (
+    NOT_CREATED,
+    REFUSED,
+    SETTLED,
+    SUBMITTING,
+    WAITING,
+    DynamoDBLedger,
+    RefusedUpload,
+    Submission,
+)
 from tests.unit.ledger_fake import FakeLedger
 
 if TYPE_CHECKING:
@@ -519,3 +528,25 @@ def test_a_late_token_of_an_older_attempt_never_replaces_a_newer_attempts(ledger
     assert entry(ledger).task_token == "third-token"
     submit("direct-invoke-token", 2)  # the same attempt again (a caller without retry counts): the later write wins
     assert entry(ledger).task_token == "direct-invoke-token"
+
+
+def test_a_refused_upload_is_listed_with_its_reason_and_never_reconciled(ledger: Ledger) -> None:
+    submitted(ledger, "iris-job", now_ms=NOW)
+    refusal = RefusedUpload(
+        project="iris",
+        upload_uri="s3://ingest/incoming/iris/9fce.tar.gz?versionId=v1",
+        reason='sagepush.toml: max_run: "forever" is not a duration',
+    )
+
+    ledger.record_refusal(refusal, now_ms=NOW + 60_000)
+    ledger.record_refusal(refusal, now_ms=NOW + 120_000)  # the same upload delivered again: the same item
+
+    found = entry(ledger, refusal.name)
+    assert refusal.name.startswith("refused-iris-") and len(refusal.name) == len("refused-iris-") + 12
+    assert (found.status, found.secondary_status, found.project) == (REFUSED, REFUSED, "iris")
+    assert found.failure_reason == refusal.reason and found.source == {"upload": refusal.upload_uri}
+    assert not found.unsettled and found.waiting_token is None
+    assert [e.job_name for e in ledger.project_jobs("iris", limit=10)] == [refusal.name, "iris-job"]
+    assert silent(ledger, since_ms=NOW + 10**9) == ["iris-job"]
+    other = RefusedUpload(project="iris", upload_uri="s3://ingest/incoming/iris/9fce.tar.gz?versionId=v2", reason="x")
+    assert other.name != refusal.name

@@ -178,7 +178,8 @@ class JobDefaultSettings(_Settings):
 class StageSettings(JobDefaultSettings):
     """StageFunction: where uploads come from, where staged code goes, which state machine runs the job.
 
-    A refused upload is parked in `dead_letter_queue_url` and alerted on `alerts_topic_arn` (see sagepush.refusals).
+    A refused upload is parked in `dead_letter_queue_url`, recorded in `ledger_table` and alerted on `alerts_topic_arn`
+    (see sagepush.refusals).
     """
 
     artifact_bucket: str
@@ -190,6 +191,7 @@ class StageSettings(JobDefaultSettings):
     max_members: int
     alerts_topic_arn: str
     dead_letter_queue_url: str
+    ledger_table: str  # where a refused upload is recorded, so `sagepush status` lists it
 
 
 @dataclass(frozen=True, slots=True)

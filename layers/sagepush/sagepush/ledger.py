@@ -4,11 +4,13 @@ Item attributes: `job_name` (key), `project`, `created_at` (ISO 8601, the Projec
 `code_digest`, `source` (commit, branch, repo, author), `status`, `secondary_status`, `seq` (the ordering key of the
 latest recorded state, see `state_seq`), `event_time` (its LastModifiedTime, epoch ms), `job_arn`, `failure_reason`,
 `task_token` + `token_state`, `alerts` (transition key -> claim or sent record), `unsettled` + `touched_at` (the
-sparse UnsettledIndex the reconciler reads), `expires_at` (TTL, epoch seconds).
+sparse UnsettledIndex the reconciler reads), `expires_at` (TTL, epoch seconds). An upload StageFunction refused is
+an item too (`refused-…`, status Refused, the reason as `failure_reason`), so `sagepush status` lists it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import uuid
@@ -31,6 +33,8 @@ PROJECT_INDEX = "ProjectIndex"
 UNSETTLED_INDEX = "UnsettledIndex"
 SUBMITTING = "Submitting"
 NOT_CREATED = "NotCreated"
+REFUSED = "Refused"
+"""The status of an upload StageFunction refused: an item of its own, never a job, never unsettled."""
 WAITING = "waiting"
 SETTLED = "settled"
 CLAIMED = "claimed"
@@ -82,6 +86,21 @@ class Submission:
     source: Mapping[str, str] = field(default_factory=dict)
     task_token: str | None = None
     attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedUpload:
+    """An upload StageFunction refused: which one, for which project, and why."""
+
+    project: str
+    upload_uri: str  # s3://bucket/key, with ?versionId=… when the bucket versions it
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """The item's key: `refused-<project>-<12 hex of the upload>`, the same for every delivery of the upload."""
+        digest = hashlib.sha256(self.upload_uri.encode()).hexdigest()[:12]
+        return f"refused-{self.project}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,7 @@ class Ledger(Protocol):
     def touch(self, job_name: str, *, now_ms: int) -> None: ...
     def get(self, job_name: str) -> LedgerEntry | None: ...
     def unsettled_jobs(self, *, silent_since_ms: int, limit: int) -> list[LedgerEntry]: ...
+    def record_refusal(self, refusal: RefusedUpload, *, now_ms: int) -> None: ...
     def project_jobs(self, project: str, *, limit: int) -> list[LedgerEntry]: ...
 
 
@@ -363,6 +383,28 @@ class DynamoDBLedger:
             "SET #status = :not_created, #secondary_status = :not_created, #touched_at = :now REMOVE #unsettled",
             condition="#status IN (:submitting, :not_created)",
             values={":not_created": NOT_CREATED, ":submitting": SUBMITTING, ":now": now_ms},
+        )
+
+    def record_refusal(self, refusal: RefusedUpload, *, now_ms: int) -> None:
+        """Record a refused upload under `refusal.name`: a redelivery of the same upload writes the same item again.
+
+        It is never unsettled, so the reconciler never sees it, and never a job name SageMaker could hold.
+        """
+        item = {
+            "job_name": refusal.name,
+            "project": refusal.project,
+            "created_at": _iso(now_ms),
+            "status": REFUSED,
+            "secondary_status": REFUSED,
+            "seq": 0,
+            "failure_reason": refusal.reason,
+            "source": {"upload": refusal.upload_uri},
+            "alerts": {},
+            "touched_at": now_ms,
+            "expires_at": now_ms // 1000 + RETENTION_SECONDS,
+        }
+        self._dynamodb.put_item(
+            TableName=self.table_name, Item={k: self._serializer.serialize(v) for k, v in item.items()}
         )
 
     def touch(self, job_name: str, *, now_ms: int) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sagepush import alerts, naming
+from sagepush.ledger import RefusedUpload
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from sagepush.errors import InputError
+    from sagepush.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -99,17 +102,22 @@ def refuse(
     ingest_prefix: str,
     sqs: SQSClient,
     sns: SNSClient,
+    ledger: Ledger | None = None,
 ) -> Refusal:
-    """Park `event` in the dead-letter queue with `error`, then alert the project the event names, if any.
+    """Park `event` in the dead-letter queue with `error`, then record the refusal in `ledger` (so `sagepush status`
+    lists it) and alert the project the event names, if any.
 
-    Parking comes first: should the alert fail, the invocation fails and is retried, and the retry parks a second
-    record rather than the project missing its alert.
+    Parking comes first: should the ledger or the alert fail, the invocation fails and is retried, and the retry
+    parks a second record rather than the project missing its alert.
     """
     park(event, error, function_arn=function_arn, queue_url=queue_url, sqs=sqs)
     project = project_of(event, prefix=ingest_prefix)
     alert_id = None
     if project is not None:
         detail = event["detail"]
+        if ledger is not None:
+            recorded = RefusedUpload(project=project, upload_uri=_upload_uri(detail), reason=str(error))
+            ledger.record_refusal(recorded, now_ms=int(time.time() * 1000))
         refused = refused_alert(
             project=project,
             bucket=str(detail.get("bucket", {}).get("name", "")),
@@ -141,6 +149,14 @@ def park(event: Any, error: InputError, *, function_arn: str, queue_url: str, sq
     }
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, default=str))
     return response["MessageId"]
+
+
+def _upload_uri(detail: Mapping[str, Any]) -> str:
+    """s3://bucket/key of the refused upload, with its version when the bucket keeps versions."""
+    obj = detail.get("object", {})
+    uri = f"s3://{detail.get('bucket', {}).get('name', '')}/{obj.get('key', '')}"
+    version = obj.get("version-id")
+    return f"{uri}?versionId={version}" if version not in (None, "", "null") else uri
 
 
 def _now() -> str:
