@@ -67,9 +67,7 @@ def render(
     """Return the CreateTrainingJob request a push of `path` would send, validated and checked against the job
     policy, without calling AWS (see `render_staged`).
     """
-    name = naming.check_project(project or project_name(path), where="--project")
-    with tempfile.TemporaryDirectory(prefix="sagepush-render-") as workdir:
-        staged, _ = stage_path(path, Path(workdir))
+    name, staged = _staged_project(path, project)
     return render_staged(
         staged,
         project=name,
@@ -102,10 +100,8 @@ def render_jobs(
 
     from sagepush import strategy
 
-    name = naming.check_project(project or project_name(path), where="--project")
+    name, staged = _staged_project(path, project)
     chosen_policy = job_policy or template_policy(artifact_bucket)
-    with tempfile.TemporaryDirectory(prefix="sagepush-render-") as workdir:
-        staged, _ = stage_path(path, Path(workdir))
     manifest = staged.manifest
     matrix = None
     if manifest is not None:
@@ -127,6 +123,14 @@ def render_jobs(
         render_staged(replace(staged, manifest=replace(manifest, table=table)), matrix_job=index, **options)
         for index, table in enumerate(matrix.manifests(manifest.table), 1)
     ]
+
+
+def _staged_project(path: Path, project: str | None) -> tuple[str, staging.StagedCode]:
+    """The project name (checked) and what staging `path` in a scratch directory reports, as a render needs them."""
+    name = naming.check_project(project or project_name(path), where="--project")
+    with tempfile.TemporaryDirectory(prefix="sagepush-render-") as workdir:
+        staged, _ = stage_path(path, Path(workdir))
+    return name, staged
 
 
 def render_staged(
