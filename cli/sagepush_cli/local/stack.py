@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -166,9 +167,12 @@ class LocalStack:
     def reset(self) -> None:
         """Forget every AWS resource and redeploy the template: a clean stack for the next test.
 
-        Jobs still training are stopped first, and their last events delivered, so nothing from before the reset
-        reaches the redeployed stack.
+        Deliveries under way finish first; then every execution still running is stopped and its worker awaited (a
+        worker inside SubmitFunction would otherwise create a job whose run reports into the redeployed stack), then
+        every job still training, whose last events are delivered. Nothing from before the reset reaches the new stack.
         """
+        self.drain()
+        self._stop_executions()
         self._stop_jobs()
         self.drain()
         self.post("/moto-api/reset", {})
@@ -189,6 +193,32 @@ class LocalStack:
     def _stop_jobs(self) -> None:
         if self._trainer is not None:
             self._trainer.shutdown()
+
+    def _stop_executions(self, timeout: float = 60) -> None:
+        """Stop every running Step Functions execution and wait until its worker has ended.
+
+        moto runs an execution in daemon threads that outlive a moto reset: a worker in the middle of a lambda:invoke
+        task would finish it after the reset. An execution leaves RUNNING only once its worker is done.
+
+        Raises:
+            TimeoutError: an execution was still running `timeout` seconds after it was stopped.
+        """
+        from datetime import UTC, datetime
+
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+        idle = threading.Event()
+        deadline = time.monotonic() + timeout
+        while running := [e for m in backend.state_machines for e in m.executions if e.status == "RUNNING"]:
+            for execution in running:
+                # A worker that has not yet built its environment has nothing to stop: the next round stops it.
+                if getattr(getattr(execution, "exec_worker", None), "env", None) is not None:
+                    execution.stop(stop_date=datetime.now(UTC), error="sagepush.LocalReset", cause="stack reset")
+            if time.monotonic() > deadline:
+                names = ", ".join(e.name for e in running)
+                raise TimeoutError(f"{len(running)} execution(s) still running {timeout:.0f} s after stop: {names}")
+            idle.wait(0.01)  # moto's workers poll their stop flag; there is nothing to wait on but the status
 
     def drain(self, timeout: float = 120) -> None:
         """Wait until every asynchronous invocation started so far (and any it started) has finished.
