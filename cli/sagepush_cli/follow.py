@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sagepush.errors import SagepushError
 from sagepush.events import TERMINAL_STATUSES, TrainingJobStatus
-from sagepush.jobs import UPLOAD_JOB_TAG as JOB_TAG
-from sagepush.jobs import refusal_of
+from sagepush.starting import UPLOAD_JOB_TAG as JOB_TAG
+from sagepush.starting import refusal_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

@@ -226,7 +226,7 @@ def earlier_job(s3: S3Client, *, bucket: str, key: str, prefix: str) -> str | No
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from sagepush.jobs import UPLOAD_JOB_TAG
+    from sagepush.starting import UPLOAD_JOB_TAG
 
     try:
         tag_set = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sagepush import aws, jobs, refusals
+from sagepush import aws, refusals, starting
 from sagepush.config import StageSettings
 from sagepush.errors import InputError
 from sagepush.events import object_created
@@ -28,7 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         upload = object_created(event)
         logger.append_keys(bucket=upload.bucket, key=upload.key)
-        started = jobs.start_from_upload(
+        started = starting.start_from_upload(
             upload, settings=settings, s3=aws.client("s3"), sfn=aws.client("stepfunctions")
         )
     except InputError as exc:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sagepush import aws, jobs
+from sagepush import aws, submitting
 from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
 from sagepush.ledger import DynamoDBLedger
@@ -25,7 +25,7 @@ settings = SubmitSettings.from_env()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = submit_task(event)
     logger.append_keys(project=task.project, job_name=task.job_name)
-    submitted = jobs.submit_job(
+    submitted = submitting.submit_job(
         task,
         settings=settings,
         sagemaker=aws.client("sagemaker"),

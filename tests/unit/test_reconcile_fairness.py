@@ -140,7 +140,7 @@ def test_a_job_refused_for_good_on_a_retried_submit_is_still_closed(quiet_client
     name = "iris-3f5c0f2a-6b1e9d"
     for token, at in (("token-1", NOW - 7_200_000), ("token-2", NOW - 7_100_000)):
         ledger.record_submission(Submission(name, "iris", "s3://a/b", "3f5c", {}, token), now_ms=at)
-        ledger.mark_not_created(name, now_ms=at + 1_000)  # what jobs.submit_job does on a refusal for good
+        ledger.mark_not_created(name, now_ms=at + 1_000)  # what submitting.submit_job does on a refusal for good
     sagemaker = boto3.client(
         "sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )

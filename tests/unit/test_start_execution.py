@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 from botocore.stub import ANY, Stubber
 
-from sagepush.jobs import _start_execution
+from sagepush.starting import _start_execution
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:sagepush-training"
 JOB = "iris-3f5c0f2a-6b1e9d"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import sagepush
-from sagepush import jobs
+from sagepush import submitting
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachine" / "training.asl.json").read_text())
@@ -49,7 +49,7 @@ def _error_names(document: Any) -> set[str]:
 def test_every_retried_or_caught_lambda_error_is_an_exception_class_in_the_core() -> None:
     classes = {
         name
-        for module in (jobs,)
+        for module in (submitting,)
         for name, value in inspect.getmembers(module, inspect.isclass)
         if issubclass(value, sagepush.errors.SagepushError)
     }

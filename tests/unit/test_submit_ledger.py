@@ -10,7 +10,9 @@ from botocore.stub import Stubber
 
 from sagepush.config import SubmitSettings
 from sagepush.events import submit_task
-from sagepush.jobs import (
+from sagepush.ledger import NOT_CREATED, DynamoDBLedger
+from sagepush.policy import Policy
+from sagepush.submitting import (
     CAPACITY_TRANSITION,
     CapacityError,
     CapacityExhaustedError,
@@ -18,8 +20,6 @@ from sagepush.jobs import (
     UnansweredError,
     submit_job,
 )
-from sagepush.ledger import NOT_CREATED, DynamoDBLedger
-from sagepush.policy import Policy
 from tests.unit.ledger_fake import FakeLedger
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "submit-task-token.json").read_text())

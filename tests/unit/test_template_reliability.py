@@ -30,7 +30,7 @@ QUEUES = _of_type("AWS::SQS::Queue")
 ALARMS = _of_type("AWS::CloudWatch::Alarm")
 # Every alarm notifies the deployer's topic when AlarmTopicArn names one, the stack's AlarmsTopic otherwise.
 ALARM_ACTIONS = [{"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmsTopic"}]}]
-# The AWS calls one SubmitFunction invocation makes at most (sagepush.jobs.submit_job): the ledger's PutItem, and its
+# The AWS calls one SubmitFunction invocation makes at most (sagepush.submitting.submit_job): the ledger's PutItem, and its
 # UpdateItem when the job is already recorded (a retried task) or SageMaker refused it for good; CreateTrainingJob, and
 # DescribeTrainingJob when the job exists already (the attach path, the one that matters most).
 SUBMIT_CALLS = {"dynamodb": 2, "sagemaker": 2}

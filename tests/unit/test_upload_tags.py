@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sagepush.jobs import REFUSAL_PIECES, UPLOAD_REFUSED_TAG, refusal_of, refusal_tags, tag_value
+from sagepush.jobs import tag_value
+from sagepush.starting import REFUSAL_PIECES, UPLOAD_REFUSED_TAG, refusal_of, refusal_tags
 
 REASONS = [
     'sagepush.toml: max_run: \'forever\' is not a duration (e.g. "2h", "90m", 3600)',

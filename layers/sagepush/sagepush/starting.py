@@ -1,0 +1,244 @@
+"""StageFunction's use case: an upload becomes staged code and an execution named after its job; the upload is tagged
+with the outcome (the job, or the exact reason it was refused)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sagepush import jobs, naming, spec, staging
+from sagepush.errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import TagTypeDef
+    from mypy_boto3_stepfunctions import SFNClient
+
+    from sagepush.config import StageSettings
+    from sagepush.events import ObjectCreated
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_JOB_TAG = "sagepush-job"
+"""Tag StageFunction puts on an uploaded object: the training job it became."""
+
+
+UPLOAD_REFUSED_TAG = "sagepush-refused"
+"""Tag StageFunction puts on an uploaded object it refused: why, as a tag value allows (readable, not exact)."""
+
+
+REFUSAL_PIECES = 8
+"""Tags `sagepush-refused-1` … `-8` hold the exact refusal, base64 in 256-character pieces (S3 allows 10 tags)."""
+
+
+# S3's answers for a key that is not there: a versioned bucket answers a GET with a VersionId for a wrong key with
+# NoSuchVersion, an unversioned one (or a GET without VersionId) with NoSuchKey.
+_NO_SUCH_OBJECT = frozenset({"NoSuchKey", "NoSuchVersion"})
+
+
+class UploadError(InputError):
+    """The upload itself cannot be staged: wrong key, wrong kind of file, too large."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedJob:
+    """What StageFunction did with one upload."""
+
+    job_name: str
+    project: str
+    code_uri: str
+    code_digest: str
+    code_reused: bool
+    execution_arn: str
+    already_started: bool
+    dropped: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
+    """Stage one upload and start its training execution, named after the job; tag the upload with the outcome.
+
+    Idempotent: the staged code is content-addressed and the execution name is the job name, so a redelivered
+    event reuses both. The uploaded object (its version) is tagged `sagepush-job=<job name>`, or
+    `sagepush-refused=<reason>` when it is refused, so whoever pushed it can follow it (`sagepush push --wait`).
+
+    Raises:
+        InputError: the key, the archive or the manifest is wrong; the message names the culprit.
+    """
+    try:
+        started = _start_from_upload(upload, settings=settings, s3=s3, sfn=sfn)
+    except InputError as exc:
+        if upload.key.startswith(settings.ingest_prefix):
+            tag_upload(s3, upload, refusal_tags(str(exc)))
+        raise
+    tag_upload(s3, upload, {UPLOAD_JOB_TAG: started.job_name})
+    return started
+
+
+def tag_upload(s3: S3Client, upload: ObjectCreated, tags: Mapping[str, str]) -> None:
+    """Add `tags` to the uploaded object's version, keeping the tags it has; a failure is logged, not raised.
+
+    The tags only tell the pusher what became of the upload: they must never turn a staged job into a retry.
+    """
+    version: dict[str, Any] = {"VersionId": upload.version_id} if upload.version_id not in (None, "null") else {}
+    for key in upload.candidate_keys:
+        try:
+            current = s3.get_object_tagging(Bucket=upload.bucket, Key=key, **version)["TagSet"]
+            merged = {name: jobs.tag_value(value) for name, value in tags.items()}
+            merged.update({tag["Key"]: tag["Value"] for tag in current if tag["Key"] not in merged})
+            # S3 keeps at most 10 tags on an object: sagepush's come first.
+            tag_set: list[TagTypeDef] = [{"Key": name, "Value": value} for name, value in merged.items()]
+            s3.put_object_tagging(Bucket=upload.bucket, Key=key, Tagging={"TagSet": tag_set[:10]}, **version)
+        except Exception as exc:  # best effort by design: the outcome is in the logs and the ledger anyway
+            if jobs.error_code(exc) in _NO_SUCH_OBJECT:
+                continue
+            logger.warning("could not tag the upload", extra={"key": key, "tags": dict(tags)}, exc_info=True)
+        return
+
+
+def refusal_tags(reason: str) -> dict[str, str]:
+    """The tags that tell the pusher why its upload was refused: `sagepush-refused`, the reason as a tag value allows
+    (quotes, brackets and newlines replaced, cut at 256), and the exact reason in base64 pieces (`refusal_of` reads
+    them back). A reason longer than the pieces hold is cut and ends with "…"."""
+    room = REFUSAL_PIECES * jobs.TAG_VALUE_MAX * 3 // 4  # bytes that fit, base64 being 4 characters per 3 bytes
+    exact = reason.encode()
+    if len(exact) > room:
+        exact = exact[: room - len("…".encode())].decode(errors="ignore").encode() + "…".encode()
+    encoded = base64.b64encode(exact).decode()
+    pieces = [encoded[start : start + jobs.TAG_VALUE_MAX] for start in range(0, len(encoded), jobs.TAG_VALUE_MAX)]
+    return {UPLOAD_REFUSED_TAG: jobs.tag_value(reason)} | {
+        f"{UPLOAD_REFUSED_TAG}-{n}": piece for n, piece in enumerate(pieces, 1)
+    }
+
+
+def refusal_of(tags: Mapping[str, str]) -> str | None:
+    """The reason StageFunction refused an upload, from the upload's tags (`refusal_tags`); None if it was not."""
+    pieces = []
+    for n in range(1, REFUSAL_PIECES + 1):
+        piece = tags.get(f"{UPLOAD_REFUSED_TAG}-{n}")
+        if piece is None:
+            break
+        pieces.append(piece)
+    if pieces:
+        with contextlib.suppress(ValueError):
+            return base64.b64decode("".join(pieces), validate=True).decode(errors="replace")
+    return tags.get(UPLOAD_REFUSED_TAG)
+
+
+def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3Client, sfn: SFNClient) -> StartedJob:
+    project = naming.project_from_key(upload.key, prefix=settings.ingest_prefix)
+    if upload.size is not None and upload.size > settings.max_upload_bytes:
+        raise UploadError(upload.key, f"is {upload.size} bytes, over the {settings.max_upload_bytes}-byte upload limit")
+    limits = staging.Limits(max_members=settings.max_members, max_total_bytes=settings.max_expanded_bytes)
+    planned: dict[str, Any] = {}
+
+    def plan(
+        manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str], files: frozenset[str]
+    ) -> None:
+        # The request is built, and checked against the job policy, before the code is staged: a bad manifest, or
+        # one beyond the policy, is refused at the upload with nothing staged, not half-way through an execution.
+        source = {name: metadata.get(f"sagepush-{name}", "") for name in jobs.SOURCE_FIELDS}
+        job_name = naming.job_name(project, digest, upload.identity.upload_id())
+        resolved = spec.resolve_spec(manifest, jobs.defaults_from(settings, project))
+        jobs.check_entry_point(resolved, files)
+        jobs.build_job_request(
+            resolved,
+            job_policy=settings.job_policy,
+            deployment=jobs.deployment_of(settings, project=project, code_uri=uri),
+            job_name=job_name,
+            tags=jobs.job_tags(project, digest, source),
+        )
+        planned.update(job_name=job_name, resolved=resolved, source=source)
+
+    staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3, before_upload=plan)
+    code = staged.code
+    job_name, resolved, source = planned["job_name"], planned["resolved"], planned["source"]
+    execution_input = {
+        "job_name": job_name,
+        "project": project,
+        "code_uri": staged.uri,
+        "code_digest": code.digest,
+        "spec": dict(code.manifest.table) if code.manifest else {},
+        "source": source,
+        "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
+        # Pending for capacity (up to max_pending_time), then waiting for spot and running.
+        "timeout_seconds": (resolved.max_pending_time or 0)
+        + resolved.max_run
+        + (resolved.max_wait or 0)
+        + jobs.SETTLE_GRACE_SECONDS,
+    }
+    execution_arn, already = _start_execution(sfn, settings.state_machine_arn, job_name, execution_input)
+    logger.info("training execution started", extra={"job_name": job_name, "already_started": already})
+    return StartedJob(
+        job_name=job_name,
+        project=project,
+        code_uri=staged.uri,
+        code_digest=code.digest,
+        code_reused=staged.reused,
+        execution_arn=execution_arn,
+        already_started=already,
+        dropped=code.dropped,
+    )
+
+
+def _stage_first_found(
+    upload: ObjectCreated,
+    *,
+    project: str,
+    settings: StageSettings,
+    limits: staging.Limits,
+    s3: S3Client,
+    before_upload: staging.BeforeUpload,
+) -> staging.StagedObject:
+    keys = upload.candidate_keys
+    for index, key in enumerate(keys):
+        try:
+            return staging.stage_object(
+                bucket=upload.bucket,
+                key=key,
+                version_id=upload.version_id if upload.version_id != "null" else None,
+                dest_bucket=settings.artifact_bucket,
+                dest_prefix=f"{settings.code_prefix}{project}",
+                limits=limits,
+                s3=s3,
+                before_upload=before_upload,
+            )
+        except s3.exceptions.ClientError as exc:
+            if jobs.error_code(exc) not in _NO_SUCH_OBJECT:
+                raise
+            if index == len(keys) - 1:
+                # Retrying cannot bring it back (deleted, or a key no encoding of the event finds): refuse it visibly.
+                tried = ", ".join(repr(k) for k in keys)
+                raise UploadError(upload.key, f"is not in s3://{upload.bucket} (tried {tried})") from exc
+            logger.info("decoded key not found, trying the key as delivered", extra={"key": key})
+    raise AssertionError("unreachable: candidate_keys is never empty")
+
+
+def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[str, Any]) -> tuple[str, bool]:
+    """Start the execution named `name` unless it exists; return its ARN and whether it already existed.
+
+    StartExecution alone cannot tell: AWS answers a repeat with identical input with the running execution, and
+    raises ExecutionAlreadyExists for a finished one. Looking first makes a redelivered event visible as such.
+    """
+    arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
+    try:
+        sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
+    else:
+        return arn, True
+    try:
+        response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        # A concurrent delivery of the same upload started it between the two calls.
+        return arn, True
+    return response["executionArn"], False
