@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sagepush import aws, refusals, starting
 from sagepush.config import StageSettings
 from sagepush.errors import InputError
-from sagepush.events import object_created
+from sagepush.events import ObjectCreated, object_created, object_named
 from sagepush.ledger import DynamoDBLedger
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ settings = StageSettings.from_env()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    upload: ObjectCreated | None = None  # None while the event itself has not been read
     try:
         upload = object_created(event)
         logger.append_keys(bucket=upload.bucket, key=upload.key)
@@ -37,6 +38,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         refusal = refusals.refuse(
             event,
             exc,
+            upload or object_named(event),
             function_arn=context.invoked_function_arn,
             queue_url=settings.dead_letter_queue_url,
             topic_arn=settings.alerts_topic_arn,

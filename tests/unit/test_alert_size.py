@@ -18,7 +18,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from sagepush import alerts, refusals, staging
-from sagepush.events import training_state_change
+from sagepush.events import object_created, training_state_change
 from sagepush.ledger import LedgerEntry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +197,7 @@ def test_a_refused_upload_with_a_huge_reason_fits_and_is_alerted_in_the_same_for
     with Stubber(sqs) as sqs_stub, publishes.stub:
         sqs_stub.add_response("send_message", {"MessageId": "m-1"})
         refusal = refusals.refuse(
-            event, error, function_arn="arn:aws:lambda:us-east-1:123456789012:function:stage",
+            event, error, object_created(event), function_arn="arn:aws:lambda:us-east-1:123456789012:function:stage",
             queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/stage-dlq", topic_arn=TOPIC,
             region="us-east-1", ingest_prefix="incoming/", sqs=sqs, sns=publishes.sns,
         )  # fmt: skip

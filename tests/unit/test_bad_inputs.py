@@ -16,7 +16,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from sagepush import refusals, request, spec, staging
 from sagepush.errors import InputError
-from sagepush.events import EventError, object_created
+from sagepush.events import EventError, object_created, object_named
 from sagepush.naming import NamingError, project_from_key
 from tests.unit.archives import file, tar_bytes
 
@@ -77,7 +77,9 @@ def test_keys_outside_incoming_and_invalid_projects_are_named(key: str, problem:
     assert caught.value.where == "detail.object.key"
     assert problem in caught.value.message
     assert (
-        refusals.project_of(changed(lambda e: e["detail"]["object"].__setitem__("key", key)), prefix="incoming/")
+        refusals.project_of(
+            object_created(changed(lambda e: e["detail"]["object"].__setitem__("key", key))), prefix="incoming/"
+        )
         is None
     )
 
@@ -160,8 +162,13 @@ def _clients() -> tuple[Any, Any]:
 
 
 def _refuse(event: Any, error: InputError, sqs: Any, sns: Any) -> refusals.Refusal:
+    """Refuse `event` as StageFunction does: with the upload read from it, or None when it cannot be read."""
+    try:
+        upload = object_created(event)
+    except InputError:
+        upload = object_named(event)
     return refusals.refuse(
-        event, error, function_arn=FUNCTION, queue_url=QUEUE, topic_arn=TOPIC, region="us-east-1",
+        event, error, upload, function_arn=FUNCTION, queue_url=QUEUE, topic_arn=TOPIC, region="us-east-1",
         ingest_prefix="incoming/", sqs=sqs, sns=sns,
     )  # fmt: skip
 

@@ -114,6 +114,28 @@ def object_created(event: Mapping[str, Any]) -> ObjectCreated:
     )
 
 
+def object_named(event: object) -> ObjectCreated | None:
+    """What can still be read of an S3 event `object_created` refused: its bucket and key (decoded), the rest when
+    well-formed; None when it names no object. A refusal tells the project the key names, even for a broken event.
+    """
+    if not isinstance(event, dict):
+        return None
+    bucket, raw_key = _optional(event, "detail.bucket.name"), _optional(event, "detail.object.key")
+    if bucket is None or raw_key is None:
+        return None
+    return ObjectCreated(
+        event_id=_optional(event, "id") or "",
+        time=_optional(event, "time") or "",
+        bucket=bucket,
+        key=unquote_plus(raw_key),
+        raw_key=raw_key,
+        size=None,
+        etag=_optional(event, "detail.object.etag") or _optional(event, "detail.object.eTag"),
+        version_id=_optional(event, "detail.object.version-id"),
+        sequencer=_optional(event, "detail.object.sequencer"),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitTask:
     """A request to submit one training job: from the state machine (with or without a task token) or a direct invoke.

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from sagepush.errors import InputError
+    from sagepush.events import ObjectCreated
     from sagepush.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -79,14 +80,12 @@ class Refusal:
         }
 
 
-def project_of(event: Any, *, prefix: str) -> str | None:
-    """Return the project an S3 Object Created event's key names, or None when it names none validly."""
-    obj = event.get("detail", {}).get("object", {}) if isinstance(event, dict) else {}
-    key = obj.get("key") if isinstance(obj, dict) else None
-    if not isinstance(key, str):
+def project_of(upload: ObjectCreated | None, *, prefix: str) -> str | None:
+    """Return the project an upload's key names, or None when the event could not be read or names none validly."""
+    if upload is None:
         return None
     try:
-        return naming.project_from_key(key, prefix=prefix)
+        return naming.project_from_key(upload.key, prefix=prefix)
     except naming.NamingError:
         return None
 
@@ -94,6 +93,7 @@ def project_of(event: Any, *, prefix: str) -> str | None:
 def refuse(
     event: Any,
     error: InputError,
+    upload: ObjectCreated | None,
     *,
     function_arn: str,
     queue_url: str,
@@ -105,26 +105,28 @@ def refuse(
     ledger: Ledger | None = None,
 ) -> Refusal:
     """Park `event` in the dead-letter queue with `error`, then record the refusal in `ledger` (so `sagepush status`
-    lists it) and alert the project the event names, if any.
+    lists it) and alert the project the upload names, if any.
+
+    `upload` is the event as `events.object_created` read it (or, for a broken event, `events.object_named`), None when
+    it names no object: then it is parked and nobody is alerted. The raw `event` is what is parked, to be redriven.
 
     Parking comes first: should the ledger or the alert fail, the invocation fails and is retried, and the retry
     parks a second record rather than the project missing its alert.
     """
     park(event, error, function_arn=function_arn, queue_url=queue_url, sqs=sqs)
-    project = project_of(event, prefix=ingest_prefix)
+    project = project_of(upload, prefix=ingest_prefix)
     alert_id = None
-    if project is not None:
-        detail = event["detail"]
+    if upload is not None and project is not None:
         if ledger is not None:
-            recorded = RefusedUpload(project=project, upload_uri=_upload_uri(detail), reason=str(error))
+            recorded = RefusedUpload(project=project, upload_uri=_upload_uri(upload), reason=str(error))
             ledger.record_refusal(recorded, now_ms=int(time.time() * 1000))
         refused = refused_alert(
             project=project,
-            bucket=str(detail.get("bucket", {}).get("name", "")),
-            key=str(detail["object"]["key"]),
+            bucket=upload.bucket,
+            key=upload.key,
             error=error,
             region=region,
-            time=event.get("time") if isinstance(event.get("time"), str) else _now(),
+            time=upload.time if "T" in upload.time else _now(),  # EventBridge's ISO time; anything else is replaced
         )
         alert_id = alerts.publish_alert(refused, topic_arn=topic_arn, sns=sns)
     logger.warning(
@@ -151,12 +153,10 @@ def park(event: Any, error: InputError, *, function_arn: str, queue_url: str, sq
     return response["MessageId"]
 
 
-def _upload_uri(detail: Mapping[str, Any]) -> str:
+def _upload_uri(upload: ObjectCreated) -> str:
     """s3://bucket/key of the refused upload, with its version when the bucket keeps versions."""
-    obj = detail.get("object", {})
-    uri = f"s3://{detail.get('bucket', {}).get('name', '')}/{obj.get('key', '')}"
-    version = obj.get("version-id")
-    return f"{uri}?versionId={version}" if version not in (None, "", "null") else uri
+    uri = f"s3://{upload.bucket}/{upload.key}"
+    return f"{uri}?versionId={upload.version_id}" if upload.version_id not in (None, "", "null") else uri
 
 
 def _now() -> str:
