@@ -86,6 +86,8 @@ class LocalStack:
     _async: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="lambda-async"))
     _pending: set[Future[None]] = field(default_factory=set)
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+    _sync_invocations: int = 0  # RequestResponse invocations under way (Step Functions' lambda:invoke tasks)
+    _invoking: threading.Condition = field(default_factory=threading.Condition)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalStack:
@@ -167,9 +169,10 @@ class LocalStack:
     def reset(self) -> None:
         """Forget every AWS resource and redeploy the template: a clean stack for the next test.
 
-        Deliveries under way finish first; then every execution still running is stopped and its worker awaited (a
-        worker inside SubmitFunction would otherwise create a job whose run reports into the redeployed stack), then
-        every job still training, whose last events are delivered. Nothing from before the reset reaches the new stack.
+        Deliveries under way finish first; then every execution still running is stopped and the Lambda invocations
+        its tasks have under way are awaited (SubmitFunction would otherwise create a job whose run reports into the
+        redeployed stack), then every job still training is stopped and its last events delivered. Nothing from
+        before the reset reaches the new stack.
         """
         self.drain()
         self._stop_executions()
@@ -195,30 +198,44 @@ class LocalStack:
             self._trainer.shutdown()
 
     def _stop_executions(self, timeout: float = 60) -> None:
-        """Stop every running Step Functions execution and wait until its worker has ended.
+        """Stop every running Step Functions execution, then wait until no Lambda invocation of one is under way.
 
         moto runs an execution in daemon threads that outlive a moto reset: a worker in the middle of a lambda:invoke
-        task would finish it after the reset. An execution leaves RUNNING only once its worker is done.
+        task would finish it after the reset (SubmitFunction would create its job then). A stopped execution starts
+        no further state; one waiting for a task token stays parked in moto's wait, which touches nothing.
 
         Raises:
-            TimeoutError: an execution was still running `timeout` seconds after it was stopped.
+            TimeoutError: an execution did not start, or an invocation did not end, within `timeout` seconds.
         """
         from datetime import UTC, datetime
 
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         backend = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
-        idle = threading.Event()
         deadline = time.monotonic() + timeout
-        while running := [e for m in backend.state_machines for e in m.executions if e.status == "RUNNING"]:
+        while True:
+            running = [e for m in backend.state_machines for e in m.executions if e.status == "RUNNING"]
+            unstarted = [e for e in running if getattr(getattr(e, "exec_worker", None), "env", None) is None]
             for execution in running:
-                # A worker that has not yet built its environment has nothing to stop: the next round stops it.
-                if getattr(getattr(execution, "exec_worker", None), "env", None) is not None:
+                if execution not in unstarted:
                     execution.stop(stop_date=datetime.now(UTC), error="sagepush.LocalReset", cause="stack reset")
+            if not unstarted:
+                break
             if time.monotonic() > deadline:
-                names = ", ".join(e.name for e in running)
-                raise TimeoutError(f"{len(running)} execution(s) still running {timeout:.0f} s after stop: {names}")
-            idle.wait(0.01)  # moto's workers poll their stop flag; there is nothing to wait on but the status
+                raise TimeoutError(self._threads(f"{len(unstarted)} execution(s) never started"))
+            threading.Event().wait(0.01)  # a worker builds its environment on its own thread: nothing to wait on
+        with self._invoking:
+            if not self._invoking.wait_for(lambda: self._sync_invocations == 0, timeout=timeout):
+                raise TimeoutError(self._threads(f"{self._sync_invocations} invocation(s) still running"))
+
+    def _threads(self, what: str) -> str:
+        frames = sys._current_frames()
+        stacks = "\n".join(
+            f"thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident])[-10:])
+            for thread in threading.enumerate()
+            if thread.ident in frames and thread is not threading.current_thread()
+        )
+        return f"{what}; threads:\n{stacks}"
 
     def drain(self, timeout: float = 120) -> None:
         """Wait until every asynchronous invocation started so far (and any it started) has finished.
@@ -492,6 +509,8 @@ class LocalStack:
         if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
             self.invoke_async(function_name, event)
             return b""
+        with self._invoking:
+            self._sync_invocations += 1
         try:
             result = self.invoke(function_name, event)
         except Exception as exc:
@@ -502,6 +521,10 @@ class LocalStack:
                 "stackTrace": traceback.format_exception(exc)[-5:],
             }
             return json.dumps(error).encode()
+        finally:
+            with self._invoking:
+                self._sync_invocations -= 1
+                self._invoking.notify_all()
         return json.dumps(result).encode()
 
     # ------------------------------------------------------------------ moto hooks
