@@ -16,7 +16,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from sagepush import refusals, request, spec, staging
 from sagepush.errors import InputError
-from sagepush.events import EventError, object_created, object_named
+from sagepush.events import EventError, ObjectCreated, object_created, object_named
 from sagepush.naming import NamingError, project_from_key
 from tests.unit.archives import file, tar_bytes
 
@@ -163,6 +163,7 @@ def _clients() -> tuple[Any, Any]:
 
 def _refuse(event: Any, error: InputError, sqs: Any, sns: Any) -> refusals.Refusal:
     """Refuse `event` as StageFunction does: with the upload read from it, or None when it cannot be read."""
+    upload: ObjectCreated | None
     try:
         upload = object_created(event)
     except InputError:

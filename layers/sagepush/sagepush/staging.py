@@ -779,3 +779,20 @@ def _collect_script(src: ReadableStream, tree: _Tree, upload: str) -> Manifest |
         text = "".join(f"{dep}\n" for dep in manifest.dependencies).encode()
         tree.add(Member("requirements.txt", "file", False, len(text), iter([text])))
     return manifest
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IGNORE_FILE",
+    "LISTING_VERSION",
+    "OUTPUT_NAME",
+    "UPLOAD_SUFFIXES",
+    "Limits",
+    "ReadableStream",
+    "StagedCode",
+    "StagedObject",
+    "StagingError",
+    "stage_archive",
+    "stage_object",
+    "tree_listing",
+]
