@@ -81,6 +81,7 @@ def test_every_block_is_checked_by_a_test_here() -> None:
         ("Push from CI", "bash"),
         ("The CLI", "bash"),
         ("The manifest", "toml"),
+        ("Bring your own container", "toml"),
         ("Submit from your own state machine", "json"),
         ("Run everything locally", "bash"),
     }
@@ -234,6 +235,44 @@ def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None
 
     assert len(requests) == 3 * 2 - 1 + 1
     assert requests[-1]["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+
+
+def test_the_own_container_sample_renders_the_walkthrough_request(tmp_path: Path) -> None:
+    from sagepush import policy
+
+    [text] = of("Bring your own container", "toml")
+    (tmp_path / "sagepush.toml").write_text(text)
+    # The walkthrough asks for more than the template's default policy allows, as README says.
+    widened = policy.Policy(
+        instance_types=("ml.c4.*",),
+        max_run=48 * 3600,
+        image_accounts=("123456789012",),
+        input_locations=("s3://my-bucket/",),
+    )
+
+    request = render(tmp_path, region="us-east-1", project="walkthrough", job_policy=widened)
+
+    # The Step Functions walkthrough's Parameters block, field for field.
+    assert request["AlgorithmSpecification"] == {
+        "TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11",
+        "TrainingInputMode": "File",
+    }
+    assert request["InputDataConfig"] == [
+        {
+            "ChannelName": "training",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": "s3://my-bucket/train.csv",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "ContentType": "text/csv",
+        }
+    ]
+    assert request["ResourceConfig"] == {"InstanceCount": 1, "InstanceType": "ml.c4.2xlarge", "VolumeSizeInGB": 10}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 172800}
+    assert request["HyperParameters"] == {}
 
 
 def test_the_manifest_reference_lists_every_key() -> None:

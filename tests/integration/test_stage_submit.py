@@ -12,6 +12,7 @@ import pytest
 
 from sagepush_cli import follow
 from tests.integration.conftest import load_event
+from tests.integration.test_status import finished, wait_for
 
 if TYPE_CHECKING:
     from sagepush_cli.local.stack import LocalStack
@@ -230,3 +231,40 @@ def test_a_manifest_beyond_the_policy_is_refused_with_nothing_staged(stack: Loca
     with pytest.raises(follow.UploadRefusedError) as refused:
         follow.job_of_upload(s3, bucket=stack.outputs["IngestBucketName"], key=key, version_id=None, timeout=0)
     assert str(refused.value).endswith(f" was refused: {alert['failure_reason']}")
+
+
+def own_image_manifest(stack: LocalStack) -> bytes:
+    """A job that runs its image's own entrypoint, inside the local deployment's policy."""
+    data = f"s3://{stack.outputs['ArtifactBucketName']}/data/kmeans/train.csv"
+    return f"""image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11"
+instance_type = "ml.m5.large"
+volume_size = 10
+max_run = 3600
+
+[hyperparameters]
+k = 10
+
+[channels.training]
+s3_data = "{data}"
+content_type = "text/csv"
+""".encode()
+
+
+@pytest.mark.parametrize("key", ["incoming/kmeans/sagepush.toml", "incoming/kmeans/main.tar.gz"])
+def test_a_job_running_its_images_entrypoint_stages_nothing_and_sends_plain_hyperparameters(
+    stack: LocalStack, s3: Any, sfn: Any, sagemaker: Any, key: str
+) -> None:
+    manifest = own_image_manifest(stack)
+    upload(stack, s3, key, manifest if key.endswith(".toml") else tar_gz({"sagepush.toml": manifest}))
+
+    assert staged_objects(stack, s3) == []
+    [execution] = executions(stack, sfn)
+    assert json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["code_uri"] == ""
+    ended = wait_for(finished(sfn, execution["executionArn"]), "the execution to end")
+    assert (ended["status"], ended["error"]) == ("FAILED", "sagepush.TrainingFailed")
+    job = sagemaker.describe_training_job(TrainingJobName=execution["name"])
+    assert job["HyperParameters"] == {"k": "10"}
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/my-trainer:2024.11")
+    # No container runtime here: the local stack says so at once instead of failing somewhere obscure.
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: the local stack runs scripts, not images")

@@ -1,4 +1,5 @@
-"""Capture the CreateTrainingJob request the SageMaker Python SDK v2 sends for framework estimators, without AWS.
+"""Capture the CreateTrainingJob request the SageMaker Python SDK v2 sends for framework estimators (and for its
+generic `Estimator`, when the spec names an image and no framework), without AWS.
 
 stdin: a JSON list of cases, each `{"id", "region", "job_name", "code_uri", "tags", "spec"}` where `spec` is a
 resolved sagepush manifest table (`spec_to_manifest`). stdout: `{id: request}`, or `{id: {"error": "..."}}` when the
@@ -29,7 +30,10 @@ os.environ.update(
     }
 )
 
+import inspect  # noqa: E402
+
 import boto3  # noqa: E402
+from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.huggingface import HuggingFace  # noqa: E402
 from sagemaker.inputs import ShuffleConfig, TrainingInput  # noqa: E402
 from sagemaker.pytorch import PyTorch  # noqa: E402
@@ -142,10 +146,16 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
         kwargs["metric_definitions"] = spec["metric_definitions"]
     tags = [*({"Key": k, "Value": v} for k, v in spec.get("tags", {}).items()), *case["tags"]]
     kwargs["tags"] = tags or None
-    kwargs["source_dir"] = case["code_uri"]
-    if spec["framework"] == "huggingface":
-        kwargs["transformers_version"] = kwargs.pop("framework_version", None)
-    estimator = ESTIMATORS[spec["framework"]](sagemaker_session=session(case["region"], client), **kwargs)
+    if "framework" not in spec and "entry_point" not in spec:
+        # The image runs its own entrypoint: the generic Estimator, no code, only the arguments it takes.
+        accepted = inspect.signature(Estimator.__init__).parameters
+        kwargs = {key: value for key, value in kwargs.items() if key in accepted}
+        estimator: Any = Estimator(sagemaker_session=session(case["region"], client), **kwargs)
+    else:
+        kwargs["source_dir"] = case["code_uri"]
+        if spec["framework"] == "huggingface":
+            kwargs["transformers_version"] = kwargs.pop("framework_version", None)
+        estimator = ESTIMATORS[spec["framework"]](sagemaker_session=session(case["region"], client), **kwargs)
     channels = {name: channel(value) for name, value in spec.get("channels", {}).items()}
     estimator.fit(channels or None, wait=False, logs="None", job_name=case["job_name"])
     (request,) = client.requests

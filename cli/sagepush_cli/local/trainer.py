@@ -211,6 +211,7 @@ class LocalTrainer:
         sink: _LogSink | None = None
         try:
             self._transition(run, clients["events"], SecondaryStatus.STARTING)
+            _check_runs_a_script(run.job)
             layout = _lay_out(run)
             run.holds.enter_context(in_use(layout))
             sink = _LogSink(
@@ -536,6 +537,18 @@ def _download_channels(job: Any, layout: Path, s3: Any) -> None:
                 raise JobError(f"ClientError: channel {name}: key {key!r} leaves the channel directory")
             destination.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(destination))
+
+
+def _check_runs_a_script(job: Any) -> None:
+    """Refuse a job that runs its image's own entrypoint: the local trainer runs scripts through the training toolkit
+    in a Python environment, and never starts a container."""
+    if "sagemaker_program" not in (job.hyper_parameters or {}):
+        image = (job.algorithm_specification or {}).get("TrainingImage", "its image")
+        raise JobError(
+            f"ClientError: the local stack runs scripts, not images: this job runs the entrypoint of {image}, which "
+            "needs a container runtime the local stack does not use. Push it to AWS, or set entry_point to run a "
+            "script in a framework image"
+        )
 
 
 def _download_code(job: Any, layout: Path, s3: Any) -> None:

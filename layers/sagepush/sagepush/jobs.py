@@ -52,6 +52,8 @@ def check_entry_point(resolved: spec.TrainingSpec, files: frozenset[str]) -> Non
     Raises:
         SpecError: naming `entry_point` (or `source_dir`), the path looked for and the nearest staged files.
     """
+    if not resolved.runs_script:
+        return  # the image runs its own entrypoint
     base = [p for p in (resolved.source_dir or "").split("/") if p not in ("", ".")]
     path = request.program(resolved)
     if path in files:

@@ -111,7 +111,7 @@ def build_request(
     if spec.model_uri:
         model = _channel(MODEL_CHANNEL, spec.model_uri, content_type="application/x-sagemaker-model", input_mode="File")
         channels.append(model)
-    if isolated:
+    if isolated and spec.runs_script:
         channels.append(_channel(CODE_CHANNEL, code_uri))
     if channels:
         request["InputDataConfig"] = channels
@@ -132,15 +132,24 @@ def build_request(
 def program(spec: TrainingSpec) -> str:
     """Return the entry point as a path in the staged code: under `source_dir` when the manifest sets one.
 
+    Raises:
+        ValueError: the job runs no script (`spec.runs_script` is false).
+
     The SDK uploads only `source_dir` and names the script inside it; sagepush stages the whole project, so the
     script is named by its path from the project's root, and the framework container runs it from there.
     """
+    if spec.entry_point is None:
+        raise ValueError("the job runs the image's own entrypoint: it has no program")
     parts = [p for p in f"{spec.source_dir or ''}/{spec.entry_point}".split("/") if p not in ("", ".")]
     return "/".join(parts)
 
 
 def hyperparameters(spec: TrainingSpec, *, job_name: str, code_dir: str, region: str) -> dict[str, str]:
-    """Return the job's hyperparameters, every value JSON-encoded, with the SDK's script-mode and distribution keys."""
+    """Return the job's hyperparameters: for a script, every value JSON-encoded, with the SDK's script-mode and
+    distribution keys; for an image's own entrypoint, each value as `str()` gives it and nothing added, as the SDK's
+    generic `Estimator` sends them (a built-in algorithm reads `10`, not a JSON string `"10"`)."""
+    if not spec.runs_script:
+        return {str(key): str(value) for key, value in spec.hyperparameters.items()}
     values: dict[str, Any] = dict(spec.hyperparameters)
     values[SUBMIT_DIRECTORY] = code_dir
     values[PROGRAM] = program(spec)

@@ -103,6 +103,12 @@ def check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[
     """Check what no single field can: `where(field)` locates a field in the error, `name(field)` names another one
     in the message, each as the manifest spells it (`max_wait` or `stopping_condition.max_wait_time_in_seconds`)."""
     _check_framework(spec, where)
+    if not spec.runs_script:
+        # The image runs its own entrypoint: what only a script uses has nothing to apply to (the SDK's Estimator
+        # takes none of these without an entry_point).
+        for key in ("source_dir", "distribution"):
+            if getattr(spec, key):
+                raise SpecError(where(key), f"applies only to a script: set {name('entry_point')} too")
     if spec.max_wait is not None and not spec.use_spot_instances:
         raise SpecError(where("max_wait"), f"applies only with {name('use_spot_instances')} = true")
     if spec.max_wait is not None and spec.max_wait < spec.max_run:
@@ -221,7 +227,7 @@ def _check_torch_distributed(spec: TrainingSpec, family: str, version: str | Non
                 raise SpecError(at, f"on Trainium needs a framework version among {listed}, found {quote(version)}")
         else:
             raise SpecError(at, f"runs only on GPU or Trainium instances, not {spec.instance_type}")
-    if not spec.entry_point.endswith(".py"):
+    if spec.entry_point is not None and not spec.entry_point.endswith(".py"):
         raise SpecError(at, f"needs a Python entry point (*.py), not {quote(spec.entry_point)}")
 
 

@@ -44,7 +44,7 @@ MANIFEST_KEYS = tuple(
 )
 """Every key a `[tool.sagepush]` table accepts."""
 
-_REQUIRED = ("entry_point", "role", "instance_type", "output_path")
+_REQUIRED = ("role", "instance_type", "output_path")
 
 
 def read_script_metadata(script: str, *, source: str) -> dict[str, Any] | None:
@@ -121,6 +121,11 @@ def resolve_spec(
     if parsed.get("use_spot_instances") and "max_wait" not in parsed:
         # Managed spot needs MaxWaitTimeInSeconds; waiting as long as the job may run is the least surprising.
         parsed["max_wait"] = parsed.get("max_run", defaults.max_run)
+    if "entry_point" not in parsed:
+        if "image_uri" not in parsed or "framework" in parsed:
+            # Only an image of one's own runs without a script: a framework image needs one.
+            raise SpecError(f"{source}: entry_point", "is required (set it in the manifest or as a deployment default)")
+        parsed["entry_point"] = None
     for key in _REQUIRED:
         if key not in parsed:
             raise SpecError(f"{source}: {key}", "is required (set it in the manifest or as a deployment default)")

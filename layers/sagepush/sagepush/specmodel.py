@@ -101,7 +101,7 @@ class TrainingSpec:
     manifest set, so later errors can say which file to fix.
     """
 
-    entry_point: str
+    entry_point: str | None  # None: the image runs its own entrypoint (an image_uri job without a framework)
     role: str
     instance_type: str
     output_path: str
@@ -148,6 +148,11 @@ class TrainingSpec:
     dependencies: tuple[str, ...] = ()
     source: str = field(default=DEFAULTS_SOURCE, compare=False)
     declared: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def runs_script(self) -> bool:
+        """Whether the job runs a staged script (script mode), rather than the image's own entrypoint."""
+        return self.entry_point is not None
 
     @property
     def transformers_version(self) -> str | None:

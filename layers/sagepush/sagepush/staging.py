@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-    BeforeUpload = Callable[[Manifest | None, str, str, Mapping[str, str], frozenset[str]], None]
+    BeforeUpload = Callable[[Manifest | None, str, str, Mapping[str, str], frozenset[str]], bool | None]
     """Called with the manifest, the code digest, the staged URI, the upload's metadata and the staged files, before
-    staging writes anything."""
+    staging writes anything; False when the job needs no code (nothing is written, the URI is then "")."""
 
 OUTPUT_NAME: Final = "sourcedir.tar.gz"
 """File name of the staged code, as the SageMaker SDK names it."""
@@ -43,8 +43,9 @@ _CHUNK: Final = _MiB  # bytes read or written at a time
 _RATIO_FLOOR: Final = _MiB  # the ratio rule allows max_ratio x 1 MiB before it compares against the bytes read
 _NAME_MAX: Final = 255  # bytes in one path component (Linux NAME_MAX)
 _SNIFF: Final = 64 * _KiB  # bytes of a suspected secret that are looked at
-UPLOAD_SUFFIXES: Final = (".tar.gz", ".tgz", ".tar", ".zip", ".py")
-"""The uploads staging accepts: archives and a single script."""
+UPLOAD_SUFFIXES: Final = (".tar.gz", ".tgz", ".tar", ".zip", ".py", ".toml")
+"""The uploads staging accepts: archives, a single script, or a manifest alone (a job that runs its image's own
+entrypoint needs no code)."""
 
 # Dropped wherever they appear (component names); `.git` also as the file a submodule checkout leaves.
 _DROP_DIRS: Final = frozenset(
@@ -57,7 +58,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _METADATA_KEYS: Final = ("sagepush-commit", "sagepush-branch", "sagepush-repo", "sagepush-author")
 _STAGED_OBJECT_ARGS: Final = {"ContentType": "application/gzip"}
 
-_Format = Literal["tar.gz", "tar", "zip", "py"]
+_Format = Literal["tar.gz", "tar", "zip", "py", "toml"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,8 @@ def _collected(src: ReadableStream, filename: str, limits: Limits) -> Iterator[_
         tree = _Tree(spool, limits, filename)
         if fmt == "py":
             manifest = _collect_script(src, tree, filename)
+        elif fmt == "toml":
+            manifest = _collect_manifest(src, tree, filename)
         else:
             _collect_archive(src, fmt, tree, filename, Path(work))
             tree.finish()
@@ -264,7 +267,7 @@ def stage_object(
 
     `before_upload(manifest, digest, uri, metadata, files)` runs once the upload has been read and checked, before anything
     is written: whatever it raises stops the staging with nothing staged (a manifest refused by the job policy
-    leaves no code behind).
+    leaves no code behind); when it returns False the job needs no code, and nothing is written (`uri` is "").
 
     Idempotent: the destination is addressed by the staged code's digest, known as soon as the upload is read, so
     code already there is reused without being compressed or uploaded again. Otherwise sourcedir.tar.gz is compressed
@@ -292,7 +295,11 @@ def stage_object(
             dest_key = "/".join(p for p in (dest_prefix.strip("/"), digest, OUTPUT_NAME) if p)
             if before_upload is not None:
                 files = frozenset(name for name, entry in collected.output if entry is not None)
-                before_upload(collected.manifest, digest, f"s3://{dest_bucket}/{dest_key}", _metadata(response), files)
+                uri = f"s3://{dest_bucket}/{dest_key}"
+                if before_upload(collected.manifest, digest, uri, _metadata(response), files) is False:
+                    # The job runs its image's own entrypoint: nothing to stage.
+                    code = collected.code(digest, 0)
+                    return StagedObject(uri="", reused=False, code=code, metadata=_metadata(response))
             size = _object_size(s3, dest_bucket, dest_key)
             reused = size is not None
             if size is None:
@@ -644,8 +651,12 @@ def _format_of(filename: str) -> _Format:
         return "zip"
     if lower.endswith(".py"):
         return "py"
+    if lower.endswith(".toml"):
+        return "toml"
     raise StagingError(
-        filename, "has an unsupported suffix; expected .tar.gz, .tgz, .tar, .zip or a single .py script", rule="format"
+        filename,
+        "has an unsupported suffix; expected .tar.gz, .tgz, .tar, .zip, a single .py script or a sagepush.toml",
+        rule="format",
     )
 
 
@@ -756,7 +767,21 @@ def _read_zip(fp: BinaryIO, tree: _Tree, upload: str) -> None:
         tree.add(member)
 
 
-# -------------------------------------------------------------------------------------------------------- script
+# ------------------------------------------------------------------------------------------------ script, manifest
+
+
+def _collect_manifest(src: ReadableStream, tree: _Tree, upload: str) -> Manifest | None:
+    """A manifest uploaded alone (any `*.toml` name): staged as `sagepush.toml`, the only member."""
+    data = _read_head(src, tree.limits.max_manifest_bytes + 1)
+    if len(data) > tree.limits.max_manifest_bytes:
+        raise StagingError(
+            upload, f"is over {tree.limits.max_manifest_bytes} bytes; a manifest is at most that", rule="limit"
+        )
+    if not data:
+        raise StagingError(upload, "is empty (0 bytes); expected a sagepush.toml manifest", rule="empty")
+    tree.compressed = lambda: len(data)
+    tree.add(Member(MANIFEST_NAMES[0], "file", False, len(data), iter([data])))
+    return find_manifest({MANIFEST_NAMES[0]: data})
 
 
 def _collect_script(src: ReadableStream, tree: _Tree, upload: str) -> Manifest | None:

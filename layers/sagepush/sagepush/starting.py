@@ -143,7 +143,7 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
 
     def plan(
         manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str], files: frozenset[str]
-    ) -> None:
+    ) -> bool:
         # The request is built, and checked against the job policy, before the code is staged: a bad manifest, or
         # one beyond the policy, is refused at the upload with nothing staged, not half-way through an execution.
         source = {name: metadata.get(f"sagepush-{name}", "") for name in jobs.SOURCE_FIELDS}
@@ -158,6 +158,7 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
             tags=jobs.job_tags(project, digest, source),
         )
         planned.update(job_name=job_name, resolved=resolved, source=source)
+        return resolved.runs_script  # an image that runs its own entrypoint needs no staged code
 
     staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3, before_upload=plan)
     code = staged.code

@@ -1,0 +1,116 @@
+"""Jobs without a script: an image of one's own (`image_uri`, no framework, no entry_point) runs its own entrypoint.
+
+The request is the one the SageMaker SDK's generic `Estimator` sends (tests/integration/test_request_sdk_parity.py
+compares them): no `sagemaker_*` hyperparameters, each value as `str()` gives it, no code channel.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from sagepush import jobs
+from sagepush.request import build_request
+from sagepush.spec import Defaults, Manifest, SpecError, TrainingSpec, resolve_spec
+
+ROLE = "arn:aws:iam::123456789012:role/SagepushTraining"
+DEFAULTS = Defaults(role=ROLE, output_path="s3://sagepush-artifacts/output/demo/")
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11"
+
+# The Step Functions walkthrough's training task ("custom docker image in ECR"), as a sagepush manifest.
+WALKTHROUGH = f"""
+image_uri = "{IMAGE}"
+instance_type = "ml.c4.2xlarge"
+volume_size = 10
+max_run = 172800
+
+[channels.training]
+s3_data = "s3://sagepush-data/train.csv"
+content_type = "text/csv"
+distribution = "FullyReplicated"
+"""
+
+
+def resolve(text: str, defaults: Defaults = DEFAULTS) -> TrainingSpec:
+    return resolve_spec(Manifest(source="sagepush.toml", table=tomllib.loads(text)), defaults)
+
+
+def build(the_spec: TrainingSpec, *, code_uri: str = "s3://sagepush-artifacts/code/demo/abc/sourcedir.tar.gz") -> Any:
+    return build_request(the_spec, job_name="demo-1a2b3c4d-ef0123", code_uri=code_uri, region="us-east-1")
+
+
+def test_the_walkthrough_manifest_gives_the_walkthrough_request() -> None:
+    request = build(resolve(WALKTHROUGH))
+
+    assert request["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    assert request["InputDataConfig"] == [
+        {
+            "ChannelName": "training",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": "s3://sagepush-data/train.csv",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "ContentType": "text/csv",
+        }
+    ]
+    assert request["ResourceConfig"] == {"InstanceCount": 1, "InstanceType": "ml.c4.2xlarge", "VolumeSizeInGB": 10}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 172800}
+    assert request["HyperParameters"] == {}
+
+
+def test_hyperparameters_are_plain_strings_with_nothing_added() -> None:
+    the_spec = resolve(WALKTHROUGH + '\n[hyperparameters]\nk = 10\nfeature_dim = 784\ninit = "kmeans++"\nhalf = true\n')
+
+    assert build(the_spec)["HyperParameters"] == {"k": "10", "feature_dim": "784", "init": "kmeans++", "half": "True"}
+
+
+def test_no_code_channel_even_when_network_isolated() -> None:
+    request = build(resolve("enable_network_isolation = true\n" + WALKTHROUGH))
+    isolated = build(
+        resolve(f'image_uri = "{IMAGE}"\ninstance_type = "ml.m5.large"\nenable_network_isolation = true\n')
+    )
+
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["training"]
+    assert "InputDataConfig" not in isolated and isolated["EnableNetworkIsolation"] is True
+
+
+def test_the_staged_code_need_not_hold_an_entry_point() -> None:
+    jobs.check_entry_point(resolve(WALKTHROUGH), frozenset({"sagepush.toml"}))  # nothing to look for: no error
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ('instance_type = "ml.m5.large"\n', "sagepush.toml: entry_point", "is required"),
+        (
+            f'image_uri = "{IMAGE}"\nframework = "pytorch"\nframework_version = "2.5"\npy_version = "py311"\n',
+            "sagepush.toml: entry_point",
+            "is required",
+        ),
+        (f'image_uri = "{IMAGE}"\nsource_dir = "src"\n', "sagepush.toml: source_dir", "applies only to a script"),
+        (
+            f'image_uri = "{IMAGE}"\n[distribution.torch_distributed]\nenabled = true\n',
+            "sagepush.toml: distribution",
+            "applies only to a script: set entry_point too",
+        ),
+    ],
+    ids=["no-image", "framework-image", "source-dir", "distribution"],
+)
+def test_what_needs_a_script_is_refused_without_one(text: str, where: str, problem: str) -> None:
+    defaults = Defaults(role=ROLE, instance_type="ml.m5.large", output_path="s3://sagepush-artifacts/output/demo/")
+    with pytest.raises(SpecError) as caught:
+        resolve(text, defaults)
+    assert caught.value.where == where
+    assert problem in caught.value.message
+
+
+def test_an_image_with_an_entry_point_stays_a_script_job() -> None:
+    the_spec = resolve('entry_point = "train.py"\n' + WALKTHROUGH)
+
+    assert the_spec.runs_script
+    assert build(the_spec)["HyperParameters"]["sagemaker_program"] == '"train.py"'
