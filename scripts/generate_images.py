@@ -4,11 +4,13 @@ Run it from the repository root (`make images`):
 
     uv run python scripts/generate_images.py [--sdk sagemaker==3.27.0] [--legacy-sdk 'sagemaker<3']
 
+(`--sdk 'sagemaker==3.27.0 sagemaker-core==2.27.0 botocore==1.44.18'` pins every package the data records.)
+
 It runs itself (`--dump`) in two isolated uv environments: the newest SDK release on PyPI (v3, whose image-URI config
 lives in `sagemaker-core` as `sagemaker/core/image_uri_config/*.json`) and the newest v2 release, which froze with
 the estimators. Each dump holds the training scopes of pytorch, tensorflow, sklearn, xgboost and huggingface, and of
 `pytorch-neuron` and `pytorch-smp` (the SDK switches to them for Trainium instances and for the model-parallel
-library), the latest version of each as `retrieve(..., image_scope="training")` picks it, and the few tables the SDK
+library), the built-in algorithms' images (kmeans, linear-learner, ...), the latest version of each as `retrieve(..., image_scope="training")` picks it, and the few tables the SDK
 keeps in code. The table is v3's; whatever v2 knows that v3 dropped (a version, an alias, a base framework, a region,
 a Python version) is kept, and listed under `kept`; where both know a value and it differs, v3 wins. ECR hostnames
 come from the botocore the v3 SDK installs, for every region either config names.
@@ -38,6 +40,25 @@ PUBLIC_FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost", "huggingface
 # The SDK resolves pytorch on trn*/inf* instances through `pytorch-neuron`, and any framework whose distribution
 # enables smdistributed model parallelism with torch_distributed through `pytorch-smp`.
 VARIANT_FRAMEWORKS = ("pytorch-neuron", "pytorch-smp")
+# SageMaker's built-in training algorithms that have their own image (XGBoost's is the framework image above).
+ALGORITHMS = (
+    "blazingtext",
+    "factorization-machines",
+    "forecasting-deepar",
+    "image-classification",
+    "ipinsights",
+    "kmeans",
+    "knn",
+    "lda",
+    "linear-learner",
+    "ntm",
+    "object-detection",
+    "object2vec",
+    "pca",
+    "randomcutforest",
+    "semantic-segmentation",
+    "seq2seq",
+)
 FORMAT = 2
 SDK = "sagemaker"
 LEGACY_SDK = "sagemaker<3"
@@ -107,6 +128,13 @@ def dump(extra_regions: list[str]) -> dict[str, Any]:
         _regions(full["training"], regions)
         if framework != "pytorch-neuron":  # an empty version is resolved against the requested framework only
             latest[framework] = image_uris._fetch_latest_version_from_config(full, "training")
+    algorithms: dict[str, Any] = {}
+    for algorithm in ALGORITHMS:
+        full = image_uris.config_for_framework(algorithm)
+        if "training" not in full.get("scope", []):
+            sys.exit(f"{algorithm} is no longer a training algorithm in the SDK: review before regenerating")
+        algorithms[algorithm] = {"versions": full["versions"]}
+        _regions(full["versions"], regions)
     smp = inspect.getsource(image_uris.get_training_image_uri)
     if '"p5" in instance_type' not in smp:
         sys.exit("get_training_image_uri changed how it picks the smp container version: review before regenerating")
@@ -120,6 +148,7 @@ def dump(extra_regions: list[str]) -> dict[str, Any]:
         "packages": packages,
         "botocore": botocore.__version__,
         "configs": configs,
+        "algorithms": algorithms,
         "latest": latest,
         "hostnames": _hostnames(utils, regions + [r for r in extra_regions if r not in regions]),
         "graviton_families": list(fw_utils.GRAVITON_ALLOWED_TARGET_INSTANCE_FAMILY),
@@ -187,6 +216,10 @@ def build(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
         framework: _compact(merge(config, legacy["configs"].get(framework), framework, kept), registries)
         for framework, config in current["configs"].items()
     }
+    algorithms = {
+        name: _compact(merge(config, legacy.get("algorithms", {}).get(name), f"algorithms/{name}", kept), registries)
+        for name, config in current["algorithms"].items()
+    }
     regions: list[str] = []
     for registry in registries.maps:
         regions.extend(r for r in registry if r not in regions)
@@ -210,6 +243,7 @@ def build(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
         "auto_container_versions": current["auto_container_versions"],
         "smp_container_versions": current["smp_container_versions"],
         "configs": configs,
+        "algorithms": algorithms,
         "registries": registries.maps,
     }
 
@@ -227,7 +261,9 @@ def _dump_under(requirement: str, extra_regions: list[str]) -> dict[str, Any]:
     env.pop("VIRTUAL_ENV", None)
     command = [_uv(), "run", "--isolated", "--no-project", "--python", SDK_PYTHON]
     # Ask the index again, so an unpinned requirement means the newest release, not the newest one cached.
-    command += ["--refresh-package", "sagemaker", "--refresh-package", "sagemaker-core", "--with", requirement]
+    command += ["--refresh-package", "sagemaker", "--refresh-package", "sagemaker-core"]
+    for one in requirement.split():
+        command += ["--with", one]
     command += ["python", str(Path(__file__).resolve()), "--dump"]
     print(f"reading the image config of {requirement}", file=sys.stderr)
     done = subprocess.run(

@@ -297,6 +297,33 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "checkpoint_s3_uri": "s3://sagepush-data/checkpoints/",
         },
     ),
+    "algorithm-kmeans-kubeflow-example": (
+        "us-east-1",
+        {
+            "algorithm": "kmeans",
+            "instance_type": "ml.m4.xlarge",
+            "volume_size": 50,
+            "max_run": 3600,
+            "hyperparameters": {"k": "10", "feature_dim": "784"},
+            "channels": {
+                "train": {
+                    "s3_data": "s3://kubeflow-pipeline-data/mnist_kmeans_example/data",
+                    "distribution": "FullyReplicated",
+                    "record_wrapping": "RecordIO",
+                }
+            },
+        },
+    ),
+    "algorithm-xgboost-built-in-cn": (
+        "cn-north-1",
+        {
+            "algorithm": "xgboost",
+            "framework_version": "1.7-1",
+            "instance_type": "ml.m5.2xlarge",
+            "hyperparameters": {"objective": "binary:logistic", "num_round": 100, "eta": 0.2},
+            "channels": {"train": {"s3_data": "s3://sagepush-data/train/", "content_type": "text/csv"}},
+        },
+    ),
     "own-image-isolated-vpc": (
         "us-gov-west-1",
         {
@@ -316,7 +343,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _case(case_id: str, region: str, table: dict[str, Any]) -> dict[str, Any]:
     partition = PARTITIONS.get(region, "aws")
-    own_entrypoint = "image_uri" in table and "framework" not in table  # no script: the generic Estimator
+    own_entrypoint = ("image_uri" in table or "algorithm" in table) and "framework" not in table  # no script
     defaults = Defaults(
         role=ROLES[partition],
         instance_type="ml.m5.xlarge",

@@ -33,6 +33,7 @@ os.environ.update(
 import inspect  # noqa: E402
 
 import boto3  # noqa: E402
+from sagemaker import image_uris  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.huggingface import HuggingFace  # noqa: E402
 from sagemaker.inputs import ShuffleConfig, TrainingInput  # noqa: E402
@@ -147,7 +148,15 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
     tags = [*({"Key": k, "Value": v} for k, v in spec.get("tags", {}).items()), *case["tags"]]
     kwargs["tags"] = tags or None
     if "framework" not in spec and "entry_point" not in spec:
-        # The image runs its own entrypoint: the generic Estimator, no code, only the arguments it takes.
+        # The image runs its own entrypoint: the generic Estimator, no code, only the arguments it takes; a built-in
+        # algorithm's image is the one the SDK's image_uris gives.
+        if "algorithm" in spec:
+            kwargs["image_uri"] = image_uris.retrieve(
+                spec["algorithm"],
+                case["region"],
+                version=spec.get("framework_version"),
+                instance_type=spec["instance_type"],
+            )
         accepted = inspect.signature(Estimator.__init__).parameters
         kwargs = {key: value for key, value in kwargs.items() if key in accepted}
         estimator: Any = Estimator(sagemaker_session=session(case["region"], client), **kwargs)

@@ -114,3 +114,30 @@ def test_an_image_with_an_entry_point_stays_a_script_job() -> None:
 
     assert the_spec.runs_script
     assert build(the_spec)["HyperParameters"]["sagemaker_program"] == '"train.py"'
+
+
+def test_a_built_in_algorithm_is_named_and_its_image_resolved() -> None:
+    the_spec = resolve('algorithm = "kmeans"\ninstance_type = "ml.m4.xlarge"\n[hyperparameters]\nk = 10\n')
+    request = build(the_spec)
+
+    assert not the_spec.runs_script
+    assert request["AlgorithmSpecification"]["TrainingImage"] == "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
+    assert request["HyperParameters"] == {"k": "10"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ('algorithm = "kmean"\n', "sagepush.toml: algorithm", "did you mean `kmeans`?"),
+        ('algorithm = "kmeans"\nentry_point = "train.py"\n', "sagepush.toml: algorithm", "remove entry_point"),
+        (f'algorithm = "kmeans"\nimage_uri = "{IMAGE}"\n', "sagepush.toml: algorithm", "remove image_uri"),
+        ('algorithm = "xgboost"\n', "sagepush.toml: framework_version", 'is required for algorithm = "xgboost"'),
+    ],
+    ids=["unknown", "with-a-script", "with-an-image", "xgboost-without-version"],
+)
+def test_an_algorithm_is_refused_beside_what_would_choose_another_image(text: str, where: str, problem: str) -> None:
+    defaults = Defaults(role=ROLE, instance_type="ml.m5.large", output_path="s3://sagepush-artifacts/output/demo/")
+    with pytest.raises(SpecError) as caught:
+        resolve(text, defaults)
+    assert caught.value.where == where
+    assert problem in caught.value.message

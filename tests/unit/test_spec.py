@@ -357,7 +357,7 @@ def test_missing_required_field_says_where_to_set_it() -> None:
 
 def test_framework_or_image_is_required() -> None:
     defaults = Defaults(role=ROLE, instance_type="ml.m5.xlarge", output_path="s3://bkt/o", entry_point="t.py")
-    with pytest.raises(SpecError, match="framework: is required unless image_uri is set"):
+    with pytest.raises(SpecError, match="framework: is required unless image_uri or algorithm is set"):
         resolve({}, defaults=defaults)
     assert resolve({"image_uri": "1.dkr.ecr.us-east-1.amazonaws.com/x:1"}, defaults=defaults).framework is None
 

@@ -1,4 +1,5 @@
-"""Framework training image URIs, resolved offline from data generated out of the SageMaker Python SDK."""
+"""Framework and built-in algorithm training image URIs, resolved offline from data generated out of the SageMaker
+Python SDK."""
 
 from __future__ import annotations
 
@@ -136,8 +137,37 @@ def _release_of_base(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
+def algorithms() -> tuple[str, ...]:
+    """The built-in algorithms with an image of their own (XGBoost's built-in mode is its framework image)."""
+    return tuple(_table()["algorithms"])
+
+
+def algorithm_image_uri(algorithm: str, *, region: str, version: str = "") -> str:
+    """Return the image of a built-in algorithm as the SageMaker Python SDK (v3) gives it:
+    `image_uris.retrieve(algorithm, region, version=...)`. An algorithm with one version (all of them today) gets it
+    whatever `version` says, as in the SDK.
+
+    Raises:
+        ImageError: no such algorithm, version or region; `where` names the argument to change.
+    """
+    known = _table()["algorithms"]
+    if algorithm not in known:
+        raise ImageError("algorithm", _unsupported("algorithm", algorithm, [*known]))
+    versions: dict[str, Any] = known[algorithm]["versions"]
+    if len(versions) == 1:
+        version = next(iter(versions))  # a lone version wins outright, whatever was asked (as in the SDK)
+    if version not in versions:
+        raise ImageError("framework_version", _unsupported(f"{algorithm} version", version or None, [*versions]))
+    config = versions[version]
+    registries: dict[str, str] = _table()["registries"][config["registries"]]
+    if region not in registries:
+        raise ImageError("region", _unsupported("region", region, [*registries]))
+    return f"{registries[region]}.dkr.ecr.{region}.{_hostnames()[region]}/{config['repository']}:{version}"
+
+
 def framework_accounts(region: str) -> frozenset[str]:
-    """Return the accounts whose ECR registries in `region` hold SageMaker framework images (any framework)."""
+    """Return the accounts whose ECR registries in `region` hold SageMaker framework images (any framework) and the
+    built-in algorithms' images."""
     return frozenset(registries[region] for registries in _table()["registries"] if region in registries)
 
 

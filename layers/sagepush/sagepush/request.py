@@ -415,7 +415,12 @@ def _s3_path_join(*parts: str) -> str:
 
 
 def _image_uri(spec: TrainingSpec, region: str) -> str:
-    framework, version = spec.framework or "", spec.framework_version or ""
+    framework, version = spec.framework or spec.algorithm or "", spec.framework_version or ""
+    if spec.algorithm is not None and spec.algorithm != "xgboost":
+        try:
+            return images.algorithm_image_uri(spec.algorithm, region=region, version=version)
+        except images.ImageError as exc:
+            raise RequestError("region" if exc.where == "region" else spec.where(exc.where), exc.message) from exc
     extra: dict[str, Any] = {}
     if framework == "huggingface":
         base = "tensorflow" if spec.tensorflow_version else "pytorch"
@@ -524,6 +529,8 @@ def _where(path: str, spec: TrainingSpec) -> str:
         if index < len(spec.channels):
             return spec.where(f"channels.{spec.channels[index].name}")
         return spec.where("model_uri" if spec.model_uri and index == len(spec.channels) else "channels")
+    if path == "AlgorithmSpecification.TrainingImage" and spec.image_uri is None:
+        return spec.where("algorithm" if spec.algorithm else "framework")  # the field that picked the image
     match = re.match(r"(HyperParameters|Environment|Tags)\.?(.*)", path)
     if match:
         base = _FIELDS[match.group(1)]

@@ -128,9 +128,15 @@ def check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[
 
 
 def _check_framework(spec: TrainingSpec, where: Callable[[str], str]) -> None:
+    if spec.algorithm is not None:
+        _check_algorithm(spec, where)
+        return
     if spec.framework is None:
         if spec.image_uri is None:
-            raise SpecError(where("framework"), f"is required unless image_uri is set (one of {', '.join(FRAMEWORKS)})")
+            raise SpecError(
+                where("framework"),
+                f"is required unless image_uri or algorithm is set (one of {', '.join(FRAMEWORKS)})",
+            )
         return
     if spec.framework != "huggingface" and (spec.pytorch_version or spec.tensorflow_version):
         name = "pytorch_version" if spec.pytorch_version else "tensorflow_version"
@@ -151,6 +157,15 @@ def _check_framework(spec: TrainingSpec, where: Callable[[str], str]) -> None:
         raise SpecError(where("instance_count"), "must be 1: scikit-learn does not train distributed")
     if spec.framework == "huggingface":
         _check_huggingface(spec, spec.framework_version, where)
+
+
+def _check_algorithm(spec: TrainingSpec, where: Callable[[str], str]) -> None:
+    # A built-in algorithm is its own image, run without a script: nothing may choose another.
+    for key in ("framework", "image_uri", "entry_point"):
+        if getattr(spec, key) is not None:
+            raise SpecError(where("algorithm"), f"runs its own image without a script: remove {key}")
+    if spec.algorithm == "xgboost" and spec.framework_version is None:
+        raise SpecError(where("framework_version"), 'is required for algorithm = "xgboost" (like "1.7-1")')
 
 
 def _check_huggingface(spec: TrainingSpec, version: str, where: Callable[[str], str]) -> None:

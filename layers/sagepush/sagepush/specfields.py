@@ -97,6 +97,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[object, str], str]:
     return parse
 
 
+def _algorithm(value: object, where: str) -> str:
+    """A built-in algorithm with an image of its own, or "xgboost" (its framework image, run without a script)."""
+    from sagepush import images  # the image data is read only when a manifest names an algorithm
+
+    return _choice((*images.algorithms(), "xgboost"))(value, where)
+
+
 def _boolean(value: object, where: str) -> bool:
     if not isinstance(value, bool):
         raise SpecError(where, f"must be true or false, found {quote(value)}")
@@ -352,6 +359,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "framework_version": _version,
     "py_version": string,
     "image_uri": string,
+    "algorithm": _algorithm,
     "pytorch_version": _version,
     "tensorflow_version": _version,
     "role": _role,

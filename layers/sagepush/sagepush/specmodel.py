@@ -101,7 +101,7 @@ class TrainingSpec:
     manifest set, so later errors can say which file to fix.
     """
 
-    entry_point: str | None  # None: the image runs its own entrypoint (an image_uri job without a framework)
+    entry_point: str | None  # None: the image runs its own entrypoint (`image_uri` or `algorithm`, no framework)
     role: str
     instance_type: str
     output_path: str
@@ -109,6 +109,7 @@ class TrainingSpec:
     framework_version: str | None = None
     py_version: str | None = None
     image_uri: str | None = None
+    algorithm: str | None = None  # a built-in algorithm by name: its image, and no script
     pytorch_version: str | None = None
     tensorflow_version: str | None = None
     source_dir: str | None = None
