@@ -205,6 +205,7 @@ def push(
             progress=sys.stderr.isatty() and not json_output,
             new=new,
             large_file_mb=large_file_mb,
+            local=local,
         )
     for large, size in pushed.large_files:
         typer.echo(

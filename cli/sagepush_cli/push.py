@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from sagepush import naming, policy, staging
+from sagepush import request as request_module
 from sagepush.errors import InputError, SagepushError, shorten
 from sagepush_cli.project import project_name
 
@@ -148,6 +149,7 @@ def push(
     job_policy: policy.Policy | None = None,
     new: bool = False,
     large_file_mb: float = LARGE_FILE_MB,
+    local: bool = False,
 ) -> Pushed:
     """Archive `path`, stage it locally under the stage function's rules, then upload the archive.
 
@@ -159,7 +161,9 @@ def push(
     A commit already pushed with the same code and manifest (its upload tagged with a job of this code's name) is
     not uploaded again: the result is `attached` to that job, so a push run twice (a retried workflow, Ctrl-C during
     `--wait`) starts one job. `new` uploads anyway, and the upload becomes another job. Files in the staged code
-    over `large_file_mb` megabytes are listed in `large_files`: they ship with the code to every job.
+    over `large_file_mb` megabytes are listed in `large_files`: they ship with the code to every job. With `local`
+    (the target is `sagepush local up`), a job that runs its image's own entrypoint is refused before the upload:
+    the local stack runs scripts, not containers.
 
     Raises:
         InputError: the project, an option or the archive is wrong (exit 2).
@@ -176,7 +180,7 @@ def push(
         with archive.open("rb") as src, (Path(work) / staging.OUTPUT_NAME).open("wb") as dst:
             staged = staging.stage_archive(src, dst, filename=key.rsplit("/", 1)[-1])
         target = resolve_bucket(session, bucket=bucket, stack=stack, samconfig=samconfig)
-        check_policy(
+        request = check_policy(
             staged,
             project=name,
             session=session,
@@ -185,6 +189,13 @@ def push(
             samconfig=samconfig,
             job_policy=job_policy,
         )
+        if local and request_module.PROGRAM not in request.get("HyperParameters", {}):
+            image = request["AlgorithmSpecification"].get("TrainingImage", "its image")
+            raise PushError(
+                "--local",
+                f"the local stack runs scripts, not images: this job runs the entrypoint of {image}; push it to AWS, "
+                "or set entry_point to run a script in a framework image",
+            )
         metadata = source.metadata()
         size = archive.stat().st_size
         s3 = session.client("s3")
@@ -729,8 +740,9 @@ def check_policy(
     bucket: str | None,
     samconfig: Path,
     job_policy: policy.Policy | None,
-) -> None:
-    """Check the job a push would start against the deployment's policy, before anything is uploaded.
+) -> dict[str, Any]:
+    """Check the job a push would start against the deployment's policy, before anything is uploaded; return its
+    request.
 
     The policy is `job_policy` (--policy), else the stack's JobPolicy output, else the template's defaults; the
     role and buckets are the stack's when it is known.
@@ -748,7 +760,7 @@ def check_policy(
             job_policy = policy.Policy.from_json(
                 outputs["JobPolicy"], source=f"stack {stack or 'samconfig'}: JobPolicy"
             )
-    projects.render_staged(
+    return projects.render_staged(
         staged,
         project=project,
         region=session.region_name or "us-east-1",

@@ -157,3 +157,28 @@ def test_dirty_tree_and_secret_are_refused_before_any_upload(stack: LocalStack, 
     assert dirty.exit_code == EXIT_INPUT and "uncommitted changes" in one_line_error(dirty)
     assert secret.exit_code == EXIT_INPUT and "id_rsa: looks like a secret" in one_line_error(secret)
     assert ingest_keys(stack, s3) == []
+
+
+def test_a_job_running_its_images_entrypoint_is_refused_for_the_local_stack_before_upload(
+    stack: LocalStack, s3: Any, repo: Path
+) -> None:
+    import boto3
+
+    from sagepush_cli import push as pushing
+    from sagepush_cli.push import PushError
+
+    (repo / "sagepush.toml").write_text(
+        'image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:1"\ninstance_type = "ml.m5.large"\n'
+    )
+    (repo / "train.py").unlink()
+    commit_all(repo)
+
+    with pytest.raises(PushError) as refused:
+        pushing.push(repo, session=boto3.Session(), stack=stack.stack_name, local=True)
+
+    assert refused.value.where == "--local"
+    assert refused.value.message.startswith("the local stack runs scripts, not images: this job runs the entrypoint")
+    assert ingest_keys(stack, s3) == []
+    # The same push to AWS goes ahead: only the local stack cannot run it.
+    pushed = pushing.push(repo, session=boto3.Session(), stack=stack.stack_name)
+    assert ingest_keys(stack, s3) == [pushed.key]

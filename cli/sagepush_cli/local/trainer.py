@@ -543,7 +543,15 @@ def _check_runs_a_script(job: Any) -> None:
     """Refuse a job that runs its image's own entrypoint: the local trainer runs scripts through the training toolkit
     in a Python environment, and never starts a container."""
     if "sagemaker_program" not in (job.hyper_parameters or {}):
+        from sagepush import images
+
         image = (job.algorithm_specification or {}).get("TrainingImage", "its image")
+        repository = image.rsplit("/", 1)[-1].split(":")[0]
+        if repository in images.algorithms():
+            raise JobError(
+                f"ClientError: the local stack runs scripts, not images: the built-in algorithm {repository} runs on "
+                "SageMaker only (its image is AWS's). Push it to AWS"
+            )
         raise JobError(
             f"ClientError: the local stack runs scripts, not images: this job runs the entrypoint of {image}, which "
             "needs a container runtime the local stack does not use. Push it to AWS, or set entry_point to run a "
