@@ -1,4 +1,9 @@
-"""Staging: an uploaded archive or script in, a reproducible, content-addressed sourcedir.tar.gz out."""
+"""Staging: an uploaded archive, script or manifest in, a reproducible, content-addressed sourcedir.tar.gz out.
+
+This module is the orchestration and the member rules (paths, kinds, limits, ignore files, secrets by name and
+content); the formats are read by `ustar` and `ziparchive` (both yield `archive.Member`), secrets are recognised by
+`secretscan`, the output is deflated by `deflate` and written to S3 by `s3stream`.
+"""
 
 from __future__ import annotations
 

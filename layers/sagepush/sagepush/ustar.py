@@ -32,6 +32,8 @@ END: Final = bytes(2 * BLOCK)
 
 
 class TarStream:
+    """A tar stream as it is read: inflate errors become StagingError, and every error names the last member read."""
+
     def __init__(self, reader: ReadableStream, upload: str) -> None:
         self._reader = reader
         self.upload = upload
@@ -159,6 +161,7 @@ def _drain_trailer(stream: TarStream) -> None:
 
 
 def padded(size: int) -> int:
+    """`size` rounded up to whole 512-byte blocks, as a member's data is stored."""
     return -(-size // BLOCK) * BLOCK
 
 
