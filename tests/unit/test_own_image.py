@@ -141,3 +141,31 @@ def test_an_algorithm_is_refused_beside_what_would_choose_another_image(text: st
         resolve(text, defaults)
     assert caught.value.where == where
     assert problem in caught.value.message
+
+
+def test_a_channel_may_name_an_s3_express_one_zone_directory_bucket() -> None:
+    from sagepush import policy
+
+    express = "s3://training-data--use1-az4--x-s3/mnist/"
+    the_spec = resolve(WALKTHROUGH + f'[channels.train]\ns3_data = "{express}"\ninput_mode = "FastFile"\n')
+    request = build_request(
+        the_spec, job_name="demo-1a2b3c4d-ef0123", code_uri="", region="us-east-1", tags={"sagepush:project": "demo"}
+    )
+
+    [train] = [c for c in request["InputDataConfig"] if c["ChannelName"] == "train"]
+    assert train["DataSource"]["S3DataSource"]["S3Uri"] == express and train["InputMode"] == "FastFile"
+    allowing = policy.Policy(
+        instance_types=("ml.c4.*",),
+        max_run=48 * 3600,
+        input_locations=(express, "s3://sagepush-data/"),
+    )
+    deployment = policy.Deployment(
+        project="demo",
+        region="us-east-1",
+        role=ROLE,
+        output_path="s3://sagepush-artifacts/output/",
+        code_uri="",
+        output_kms_key=None,
+        framework_accounts=frozenset(),
+    )
+    policy.check(request, allowing, deployment, overrides={}, manifest_tags={}, where=str)  # no PolicyError
