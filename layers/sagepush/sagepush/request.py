@@ -132,11 +132,11 @@ def build_request(
 def program(spec: TrainingSpec) -> str:
     """Return the entry point as a path in the staged code: under `source_dir` when the manifest sets one.
 
-    Raises:
-        ValueError: the job runs no script (`spec.runs_script` is false).
-
     The SDK uploads only `source_dir` and names the script inside it; sagepush stages the whole project, so the
     script is named by its path from the project's root, and the framework container runs it from there.
+
+    Raises:
+        ValueError: the job runs no script (`spec.runs_script` is false).
     """
     if spec.entry_point is None:
         raise ValueError("the job runs the image's own entrypoint: it has no program")
