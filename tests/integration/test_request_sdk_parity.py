@@ -324,6 +324,24 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "channels": {"train": {"s3_data": "s3://sagepush-data/train/", "content_type": "text/csv"}},
         },
     ),
+    "pytorch-tensorboard": (
+        "eu-central-1",
+        {
+            **PYTORCH,
+            "tensorboard_output_config": {
+                "s3_output_path": "s3://sagepush-artifacts/output/demo/tensorboard/",
+                "container_local_output_path": "/opt/ml/output/tensorboard",
+            },
+        },
+    ),
+    "own-image-tensorboard": (
+        "us-east-1",
+        {
+            "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11",
+            "instance_type": "ml.g5.xlarge",
+            "tensorboard_output_config": {"s3_output_path": "s3://sagepush-artifacts/output/demo/tb/"},
+        },
+    ),
     "own-image-isolated-vpc": (
         "us-gov-west-1",
         {

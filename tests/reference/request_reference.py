@@ -34,6 +34,7 @@ import inspect  # noqa: E402
 
 import boto3  # noqa: E402
 from sagemaker import image_uris  # noqa: E402
+from sagemaker.debugger import TensorBoardOutputConfig  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.huggingface import HuggingFace  # noqa: E402
 from sagemaker.inputs import ShuffleConfig, TrainingInput  # noqa: E402
@@ -145,6 +146,8 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
     kwargs = {key: spec[key] for key in PASSED if key in spec}
     if "metric_definitions" in spec:
         kwargs["metric_definitions"] = spec["metric_definitions"]
+    if "tensorboard_output_config" in spec:
+        kwargs["tensorboard_output_config"] = TensorBoardOutputConfig(**spec["tensorboard_output_config"])
     tags = [*({"Key": k, "Value": v} for k, v in spec.get("tags", {}).items()), *case["tags"]]
     kwargs["tags"] = tags or None
     if "framework" not in spec and "entry_point" not in spec:

@@ -169,3 +169,19 @@ def test_a_channel_may_name_an_s3_express_one_zone_directory_bucket() -> None:
         framework_accounts=frozenset(),
     )
     policy.check(request, allowing, deployment, overrides={}, manifest_tags={}, where=str)  # no PolicyError
+
+
+def test_tensorboard_output_goes_where_the_sdk_sends_it_and_needs_its_s3_path() -> None:
+    tensorboard = '[tensorboard_output_config]\ns3_output_path = "s3://sagepush-artifacts/output/demo/tb/"\n'
+    request = build(resolve(WALKTHROUGH + tensorboard + 'container_local_output_path = "/opt/ml/output/tb"\n'))
+
+    assert request["TensorBoardOutputConfig"] == {
+        "S3OutputPath": "s3://sagepush-artifacts/output/demo/tb/",
+        "LocalPath": "/opt/ml/output/tb",
+    }
+    with pytest.raises(SpecError) as missing:
+        resolve(WALKTHROUGH + '[tensorboard_output_config]\ncontainer_local_output_path = "/tb"\n')
+    assert missing.value.where == "sagepush.toml: tensorboard_output_config.s3_output_path"
+    with pytest.raises(SpecError) as unknown:
+        resolve(WALKTHROUGH + tensorboard + 'local_path = "/tb"\n')
+    assert unknown.value.where == "sagepush.toml: tensorboard_output_config.local_path"

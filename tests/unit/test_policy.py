@@ -33,6 +33,14 @@ ESCALATIONS = {
     ),
     "foreign-output": ('output_path = "s3://someone-elses-bucket/out/"', "sagepush.toml: output_path"),
     "other-project-output": ('output_path = "s3://sagepush-artifacts/output/vision/"', "sagepush.toml: output_path"),
+    "tensorboard-elsewhere": (
+        'tensorboard_output_config = { s3_output_path = "s3://someone-elses-bucket/tb/" }',
+        "sagepush.toml: tensorboard_output_config",
+    ),
+    "other-project-tensorboard": (
+        'tensorboard_output_config = { s3_output_path = "s3://sagepush-artifacts/output/vision/tb/" }',
+        "sagepush.toml: tensorboard_output_config",
+    ),
     "output-key": (f'output_kms_key = "{FOREIGN_KEY}"', "sagepush.toml: output_kms_key"),
     "volume-key": (f'volume_kms_key = "{FOREIGN_KEY}"', "sagepush.toml: volume_kms_key"),
     "network": (

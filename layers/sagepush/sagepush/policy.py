@@ -244,6 +244,9 @@ def _locations(request: Mapping[str, Any], policy: Policy, d: Deployment) -> Ite
     key = output.get("KmsKeyId")
     if key is not None and key not in (d.output_kms_key, *policy.kms_keys):
         yield Violation("OutputDataConfig.KmsKeyId", _q(key), f"allowed keys: {_list(policy.kms_keys)}")
+    tensorboard = request.get("TensorBoardOutputConfig", {}).get("S3OutputPath")
+    if tensorboard is not None and not str(tensorboard).startswith(own_output):
+        yield Violation("TensorBoardOutputConfig.S3OutputPath", _q(tensorboard), f"under {own_output}")
     checkpoint = request.get("CheckpointConfig", {}).get("S3Uri")
     own_checkpoints = _located(policy.checkpoint_location, d.project)
     if checkpoint is not None and (own_checkpoints is None or not str(checkpoint).startswith(own_checkpoints)):

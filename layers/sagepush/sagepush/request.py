@@ -64,6 +64,7 @@ _FIELDS = {
     "EnableManagedSpotTraining": "use_spot_instances",
     "CheckpointConfig.S3Uri": "checkpoint_s3_uri",
     "CheckpointConfig.LocalPath": "checkpoint_local_path",
+    "TensorBoardOutputConfig": "tensorboard_output_config",
     "RetryStrategy": "max_retry_attempts",
     "InfraCheckConfig": "enable_infra_check",
 }
@@ -233,6 +234,11 @@ def _options(spec: TrainingSpec) -> dict[str, Any]:
         if spec.checkpoint_local_path:
             checkpoint["LocalPath"] = spec.checkpoint_local_path
         request["CheckpointConfig"] = checkpoint
+    if spec.tensorboard_output_config:
+        tensorboard = {"S3OutputPath": spec.tensorboard_output_config["s3_output_path"]}
+        if "container_local_output_path" in spec.tensorboard_output_config:
+            tensorboard["LocalPath"] = spec.tensorboard_output_config["container_local_output_path"]
+        request["TensorBoardOutputConfig"] = tensorboard
     if spec.max_retry_attempts is not None:
         request["RetryStrategy"] = {"MaximumRetryAttempts": spec.max_retry_attempts}
     if spec.enable_infra_check is not None:

@@ -342,6 +342,14 @@ def _distribution(value: object, where: str) -> Mapping[str, Any]:
     return MappingProxyType(result)
 
 
+def _tensorboard(value: object, where: str) -> Mapping[str, str]:
+    """The SDK's TensorBoardOutputConfig: `s3_output_path` (required) and `container_local_output_path`."""
+    parsed = _options(value, where, {"s3_output_path": s3_uri, "container_local_output_path": string})
+    if "s3_output_path" not in parsed:
+        raise SpecError(f"{where}.s3_output_path", "is required (where SageMaker uploads the TensorBoard data)")
+    return MappingProxyType(parsed)
+
+
 def _options(value: object, where: str, schema: Mapping[str, Callable[[object, str], object]]) -> dict[str, Any]:
     table = table_of(value, where)
     result = {}
@@ -378,6 +386,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "max_pending_time": _pending_time,
     "checkpoint_s3_uri": s3_uri,
     "checkpoint_local_path": string,
+    "tensorboard_output_config": _tensorboard,
     "subnets": strings,
     "security_group_ids": strings,
     "enable_network_isolation": _boolean,

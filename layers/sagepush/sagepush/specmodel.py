@@ -127,6 +127,7 @@ class TrainingSpec:
     max_pending_time: int | None = None
     checkpoint_s3_uri: str | None = None
     checkpoint_local_path: str | None = None
+    tensorboard_output_config: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     subnets: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     enable_network_isolation: bool = False
