@@ -190,7 +190,8 @@ def push(
             job_policy=job_policy,
         )
         if local and request_module.PROGRAM not in request.get("HyperParameters", {}):
-            image = request["AlgorithmSpecification"].get("TrainingImage", "its image")
+            algorithm = request["AlgorithmSpecification"]
+            image = algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "its image"
             raise PushError(
                 "--local",
                 f"the local stack runs scripts, not images: this job runs the entrypoint of {image}; push it to AWS, "

@@ -281,3 +281,19 @@ def test_a_built_in_algorithm_is_refused_by_the_local_trainer_with_why(stack: Lo
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName=execution["name"])
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/kmeans:1")
     assert "the built-in algorithm kmeans runs on SageMaker only" in job["FailureReason"]
+
+
+def test_an_algorithm_resource_job_is_created_by_name_and_refused_by_the_local_trainer(
+    stack: LocalStack, s3: Any, sfn: Any
+) -> None:
+    manifest = own_image_manifest(stack).replace(
+        b'image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11"', b'algorithm_name = "my-algo"'
+    )
+    upload(stack, s3, "incoming/kmeans/sagepush.toml", manifest)
+
+    [execution] = executions(stack, sfn)
+    wait_for(finished(sfn, execution["executionArn"]), "the execution to end")
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=execution["name"])
+    assert job["AlgorithmSpecification"]["AlgorithmName"] == "my-algo"
+    assert "TrainingImage" not in job["AlgorithmSpecification"]
+    assert job["FailureReason"].startswith("ClientError: the local stack runs scripts, not images: this job runs the")

@@ -185,3 +185,55 @@ def test_tensorboard_output_goes_where_the_sdk_sends_it_and_needs_its_s3_path() 
     with pytest.raises(SpecError) as unknown:
         resolve(WALKTHROUGH + tensorboard + 'local_path = "/tb"\n')
     assert unknown.value.where == "sagepush.toml: tensorboard_output_config.local_path"
+
+
+MARKETPLACE = (
+    "arn:aws:sagemaker:us-east-1:865070037744:algorithm/scikit-decision-trees-15423055-57b73412d2e93e9239e4e16f83298b8f"
+)
+
+
+@pytest.mark.parametrize("name", ["my-algorithm", MARKETPLACE])
+def test_an_algorithm_resource_runs_by_name_with_no_image(name: str) -> None:
+    from sagepush import policy
+
+    the_spec = resolve(
+        f'algorithm_name = "{name}"\ninstance_type = "ml.m5.xlarge"\n[hyperparameters]\nmax_leaf_nodes = 10\n'
+    )
+    request = build_request(
+        the_spec, job_name="demo-1a2b3c4d-ef0123", code_uri="", region="us-east-1", tags={"sagepush:project": "demo"}
+    )
+
+    assert request["AlgorithmSpecification"] == {"TrainingInputMode": "File", "AlgorithmName": name}
+    assert request["HyperParameters"] == {"max_leaf_nodes": "10"}
+    deployment = policy.Deployment(
+        project="demo",
+        region="us-east-1",
+        role=ROLE,
+        output_path="s3://sagepush-artifacts/output/",
+        code_uri="",
+        output_kms_key=None,
+        framework_accounts=frozenset(),
+    )
+    trusting = policy.Policy(image_accounts=("865070037744",))
+    policy.check(request, trusting, deployment, overrides={}, manifest_tags={}, where=str)  # allowed
+    if name == MARKETPLACE:  # a seller's algorithm runs only when the policy trusts its account
+        with pytest.raises(policy.PolicyError) as refused:
+            policy.check(request, policy.Policy(), deployment, overrides={}, manifest_tags={}, where=str)
+        assert "AlgorithmSpecification.AlgorithmName" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ('algorithm_name = "not an algorithm!"\n', "sagepush.toml: algorithm_name", "is not an algorithm name or ARN"),
+        ('algorithm_name = "mine"\nalgorithm = "kmeans"\n', "sagepush.toml: algorithm", "remove algorithm_name"),
+        (f'algorithm_name = "mine"\nimage_uri = "{IMAGE}"\n', "sagepush.toml: algorithm_name", "remove image_uri"),
+    ],
+    ids=["malformed", "with-a-built-in", "with-an-image"],
+)
+def test_an_algorithm_resource_is_refused_beside_an_image(text: str, where: str, problem: str) -> None:
+    defaults = Defaults(role=ROLE, instance_type="ml.m5.large", output_path="s3://sagepush-artifacts/output/demo/")
+    with pytest.raises(SpecError) as caught:
+        resolve(text, defaults)
+    assert caught.value.where == where
+    assert problem in caught.value.message

@@ -545,7 +545,8 @@ def _check_runs_a_script(job: Any) -> None:
     if "sagemaker_program" not in (job.hyper_parameters or {}):
         from sagepush import images
 
-        image = (job.algorithm_specification or {}).get("TrainingImage", "its image")
+        algorithm = job.algorithm_specification or {}
+        image = algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "its image"
         repository = image.rsplit("/", 1)[-1].split(":")[0]
         if repository in images.algorithms():
             raise JobError(

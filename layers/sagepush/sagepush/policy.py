@@ -42,6 +42,7 @@ RESERVED_TAG_PREFIXES = ("sagepush:", "aws:")
 """Tag keys a manifest may not set: sagepush's own (they route alerts and IAM) and AWS's."""
 
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
+_ALGORITHM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):algorithm/")
 _S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.*/)?$")
 
 
@@ -191,12 +192,7 @@ def _violations(request: Mapping[str, Any], policy: Policy, d: Deployment) -> It
     roles = (d.role, *policy.roles)
     if request.get("RoleArn") not in roles:
         yield Violation("RoleArn", _q(request.get("RoleArn")), f"the role is the deployment's: {_list(roles)}")
-    image = str(request.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
-    accounts = {*d.framework_accounts, d.account, *policy.image_accounts}
-    match = _ECR_HOST.match(image)
-    if match is None or match.group("account") not in accounts or match.group("region") != d.region:
-        limit = f"ECR images in {d.region} of the SageMaker framework accounts, this account or {_list(accounts)}"
-        yield Violation("AlgorithmSpecification.TrainingImage", _q(image), limit)
+    yield from _image(request.get("AlgorithmSpecification", {}), policy, d)
     yield from _resources(request.get("ResourceConfig", {}), policy, d)
     yield from _stopping(request, policy)
     yield from _locations(request, policy, d)
@@ -222,6 +218,25 @@ def _resources(resources: Mapping[str, Any], policy: Policy, d: Deployment) -> I
     key = resources.get("VolumeKmsKeyId")
     if key is not None and key not in (d.volume_kms_key, *policy.kms_keys):
         yield Violation("ResourceConfig.VolumeKmsKeyId", _q(key), f"allowed keys: {_list(policy.kms_keys)}")
+
+
+def _image(algorithm: Mapping[str, Any], policy: Policy, d: Deployment) -> Iterator[Violation]:
+    if "AlgorithmName" in algorithm and "TrainingImage" not in algorithm:
+        # An algorithm resource: one of this account's, or one in an account the policy trusts for images (a
+        # subscribed AWS Marketplace algorithm is its seller's).
+        name = str(algorithm["AlgorithmName"])
+        match = _ALGORITHM_ARN.match(name)
+        trusted = {d.account, *policy.image_accounts}
+        if match is not None and (match.group("account") not in trusted or match.group("region") != d.region):
+            limit = f"algorithms in {d.region} of this account or {_list(trusted)}"
+            yield Violation("AlgorithmSpecification.AlgorithmName", _q(name), limit)
+        return
+    image = str(algorithm.get("TrainingImage", ""))
+    accounts = {*d.framework_accounts, d.account, *policy.image_accounts}
+    match = _ECR_HOST.match(image)
+    if match is None or match.group("account") not in accounts or match.group("region") != d.region:
+        limit = f"ECR images in {d.region} of the SageMaker framework accounts, this account or {_list(accounts)}"
+        yield Violation("AlgorithmSpecification.TrainingImage", _q(image), limit)
 
 
 def _stopping(request: Mapping[str, Any], policy: Policy) -> Iterator[Violation]:

@@ -36,6 +36,7 @@ MODEL_CHANNEL = "model"
 # Request paths and the manifest field a user changes to fix them; the longest matching prefix wins.
 _FIELDS = {
     "AlgorithmSpecification.TrainingImage": "image_uri",
+    "AlgorithmSpecification.AlgorithmName": "algorithm_name",
     "AlgorithmSpecification.TrainingInputMode": "input_mode",
     "AlgorithmSpecification.MetricDefinitions": "metric_definitions",
     "AlgorithmSpecification.EnableSageMakerMetricsTimeSeries": "enable_sagemaker_metrics",
@@ -98,7 +99,7 @@ def build_request(
     """
     partition = partition or partition_for_region(region)
     _check_partition(spec, partition, region)
-    image = spec.image_uri or _image_uri(spec, region)
+    image = None if spec.algorithm_name else spec.image_uri or _image_uri(spec, region)
     isolated = spec.enable_network_isolation
     request: dict[str, Any] = {
         "AlgorithmSpecification": _algorithm(spec, image),
@@ -246,8 +247,12 @@ def _options(spec: TrainingSpec) -> dict[str, Any]:
     return request
 
 
-def _algorithm(spec: TrainingSpec, image: str) -> dict[str, Any]:
-    algorithm: dict[str, Any] = {"TrainingInputMode": spec.input_mode, "TrainingImage": image}
+def _algorithm(spec: TrainingSpec, image: str | None) -> dict[str, Any]:
+    algorithm: dict[str, Any] = {"TrainingInputMode": spec.input_mode}
+    if image is None:
+        algorithm["AlgorithmName"] = spec.algorithm_name  # an algorithm resource brings its own image
+    else:
+        algorithm["TrainingImage"] = image
     if spec.metric_definitions:
         algorithm["MetricDefinitions"] = [{"Name": m.name, "Regex": m.regex} for m in spec.metric_definitions]
     metrics = _sagemaker_metrics(spec)

@@ -128,7 +128,7 @@ def check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[
 
 
 def _check_framework(spec: TrainingSpec, where: Callable[[str], str]) -> None:
-    if spec.algorithm is not None:
+    if spec.algorithm is not None or spec.algorithm_name is not None:
         _check_algorithm(spec, where)
         return
     if spec.framework is None:
@@ -160,10 +160,11 @@ def _check_framework(spec: TrainingSpec, where: Callable[[str], str]) -> None:
 
 
 def _check_algorithm(spec: TrainingSpec, where: Callable[[str], str]) -> None:
-    # A built-in algorithm is its own image, run without a script: nothing may choose another.
-    for key in ("framework", "image_uri", "entry_point"):
+    # An algorithm (built-in by name, or a resource) is its own image, run without a script: nothing may choose another.
+    named = "algorithm" if spec.algorithm is not None else "algorithm_name"
+    for key in ("framework", "image_uri", "entry_point", "algorithm_name" if named == "algorithm" else "algorithm"):
         if getattr(spec, key) is not None:
-            raise SpecError(where("algorithm"), f"runs its own image without a script: remove {key}")
+            raise SpecError(where(named), f"runs its own image without a script: remove {key}")
     if spec.algorithm == "xgboost" and spec.framework_version is None:
         raise SpecError(where("framework_version"), 'is required for algorithm = "xgboost" (like "1.7-1")')
 

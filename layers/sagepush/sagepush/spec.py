@@ -122,7 +122,7 @@ def resolve_spec(
         # Managed spot needs MaxWaitTimeInSeconds; waiting as long as the job may run is the least surprising.
         parsed["max_wait"] = parsed.get("max_run", defaults.max_run)
     if "entry_point" not in parsed:
-        if ("image_uri" not in parsed and "algorithm" not in parsed) or "framework" in parsed:
+        if not {"image_uri", "algorithm", "algorithm_name"} & set(parsed) or "framework" in parsed:
             # Only an image of one's own runs without a script: a framework image needs one.
             raise SpecError(f"{source}: entry_point", "is required (set it in the manifest or as a deployment default)")
         parsed["entry_point"] = None

@@ -29,6 +29,10 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9\-]+\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 _VERSION = re.compile(r"^\d+(\.\d+)*(-\d+)?$")
+_ALGORITHM_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ALGORITHM_ARN = re.compile(
+    r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:algorithm/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+)
 _LOG_LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20, "DEBUG": 10, "NOTSET": 0}
 
 
@@ -102,6 +106,17 @@ def _algorithm(value: object, where: str) -> str:
     from sagepush import images  # the image data is read only when a manifest names an algorithm
 
     return _choice((*images.algorithms(), "xgboost"))(value, where)
+
+
+def _algorithm_name(value: object, where: str) -> str:
+    """An algorithm resource: its name in this account, or its ARN (a subscribed AWS Marketplace algorithm)."""
+    text = string(value, where)
+    if not _ALGORITHM_NAME.match(text) and not _ALGORITHM_ARN.match(text):
+        raise SpecError(
+            where,
+            f"{quote(value)} is not an algorithm name or ARN (arn:aws:sagemaker:<region>:<account>:algorithm/<name>)",
+        )
+    return text
 
 
 def _boolean(value: object, where: str) -> bool:
@@ -368,6 +383,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "py_version": string,
     "image_uri": string,
     "algorithm": _algorithm,
+    "algorithm_name": _algorithm_name,
     "pytorch_version": _version,
     "tensorflow_version": _version,
     "role": _role,

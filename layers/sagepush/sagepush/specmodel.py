@@ -101,7 +101,7 @@ class TrainingSpec:
     manifest set, so later errors can say which file to fix.
     """
 
-    entry_point: str | None  # None: the image runs its own entrypoint (`image_uri` or `algorithm`, no framework)
+    entry_point: str | None  # None: no script (`image_uri`, `algorithm` or `algorithm_name`, no framework)
     role: str
     instance_type: str
     output_path: str
@@ -110,6 +110,7 @@ class TrainingSpec:
     py_version: str | None = None
     image_uri: str | None = None
     algorithm: str | None = None  # a built-in algorithm by name: its image, and no script
+    algorithm_name: str | None = None  # an algorithm resource (name or ARN): no image, no script
     pytorch_version: str | None = None
     tensorflow_version: str | None = None
     source_dir: str | None = None
