@@ -23,6 +23,7 @@ class Scale:
 
     tree: data.TreeShape
     stack_tree: data.TreeShape
+    weights_tree: data.TreeShape
     staging_runs: int
     large_mib: int
     init_runs: int
@@ -33,9 +34,12 @@ class Scale:
 
 
 FULL_TREE = data.TreeShape(3000, 16, 140, 28)
+# Real ML code ships weights and images: more than half of this tree is already-compressed data.
+WEIGHTS_TREE = data.TreeShape(1500, 16, 160, 20, binary_kinds=("random",))
 FULL = Scale(
     FULL_TREE,
     FULL_TREE,
+    WEIGHTS_TREE,
     staging_runs=3,
     large_mib=1024,
     init_runs=15,
@@ -49,6 +53,7 @@ FULL = Scale(
 QUICK = Scale(
     data.TreeShape(120, 8, 12, 8),
     FULL_TREE,
+    data.TreeShape(60, 8, 16, 4, binary_kinds=("random",)),
     staging_runs=5,
     large_mib=128,
     init_runs=3,
@@ -72,6 +77,14 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         if "staging" in steps or "python313" in steps:
             staging = rows.run_staging(archive, work, scale.staging_runs)
             found.extend(rows.staging_rows(staging, label))
+    if "staging" in steps:
+        heavy = work / "weights.tar.gz"
+        tree_bytes, archive_bytes = _archive(scale.weights_tree, work / "weights-tree", heavy, "weights-heavy inputs")
+        inputs["weights_tree_bytes"], inputs["weights_archive_bytes"] = tree_bytes, archive_bytes
+        heavy_work = work / "weights-staging"
+        heavy_work.mkdir()
+        label = f"(weights-heavy: {tree_bytes / 2**20:.0f} MiB tree, {archive_bytes / 2**20:.0f} MiB tar.gz)"
+        found.extend(rows.staging_rows(rows.run_staging(heavy, heavy_work, scale.staging_runs), label))
     if "memory" in steps:
         large = work / "large.tar.gz"
         inputs["large_archive_bytes"] = data.large_archive(large, scale.large_mib)

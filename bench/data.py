@@ -33,6 +33,7 @@ class TreeShape:
     text_kib: int
     binary_mib: int
     binary_files: int
+    binary_kinds: tuple[str, ...] = _BINARY_KINDS  # random: already compressed data (weights, images, archives)
 
 
 def write_tree(root: Path, shape: TreeShape, *, seed: int = 8) -> int:
@@ -53,7 +54,7 @@ def write_tree(root: Path, shape: TreeShape, *, seed: int = 8) -> int:
         total += len(text)
     per_file = shape.binary_mib * _MiB // max(shape.binary_files, 1)
     for j in range(shape.binary_files):
-        kind = _BINARY_KINDS[j % len(_BINARY_KINDS)]
+        kind = shape.binary_kinds[j % len(shape.binary_kinds)]
         path = root / f"assets/{kind}/blob_{j:03d}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _binary(rng, kind, per_file)

@@ -69,3 +69,32 @@ def test_a_failed_chunk_is_raised_to_the_writer_and_nothing_follows(monkeypatch:
     with pytest.raises(MemoryError, match="no room"), GzipWriter(out, workers=2) as writer:
         writer.write(bytes(3 * CHUNK))
     assert len(out.getvalue()) == 10  # the gzip header and nothing after it: no deflated piece, no trailer
+
+
+def _stored_size(length: int) -> int:
+    """A gzip member of `length` bytes held in stored blocks, piece by piece: header, 5 bytes a block, final block,
+    trailer."""
+    pieces = [min(CHUNK, length - start) for start in range(0, length, CHUNK)]
+    blocks = sum(-(-piece // 0xFFFF) for piece in pieces)
+    return 10 + length + 5 * blocks + 2 + 8
+
+
+def test_incompressible_pieces_are_stored_not_deflated_again() -> None:
+    data = random.Random(11).randbytes(3 * CHUNK)  # what weights, images and archives look like to deflate
+
+    output, _ = _gzip(data)
+
+    assert gzip.decompress(output) == data
+    assert len(output) == _stored_size(len(data))
+
+
+def test_a_piece_that_only_starts_incompressible_is_still_deflated() -> None:
+    # the end of a weights file, then source code, in one piece: the middle and end probes see the code
+    rng = random.Random(12)
+    code = b"".join(b"loss = criterion(model(x), y)  # step %d\n" % rng.randrange(10**6) for _ in range(40_000))
+    data = (rng.randbytes(CHUNK // 8) + code)[:CHUNK]
+
+    output, _ = _gzip(data)
+
+    assert gzip.decompress(output) == data
+    assert len(output) < len(data) // 2
