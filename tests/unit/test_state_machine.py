@@ -62,8 +62,19 @@ def test_every_retried_or_caught_lambda_error_is_an_exception_class_in_the_core(
     assert ours <= classes
 
 
+def test_an_uploads_execution_goes_straight_to_submit_and_one_started_by_hand_is_prepared_first() -> None:
+    start = ASL["States"][ASL["StartAt"]]
+    assert start["Type"] == "Choice"
+    assert start["Choices"] == [{"Variable": "$.job_name", "IsPresent": True, "Next": "Submit"}]
+    prepare = ASL["States"][start["Default"]]
+    assert prepare["Parameters"]["Payload"] == {"direct_start.$": "$", "execution.$": "$$.Execution.Name"}
+    assert (prepare["OutputPath"], prepare["Next"]) == ("$.Payload", "Submit")
+    # A start the manifest checks refuse is alerted like any submission that cannot be made.
+    assert prepare["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CheckSubmitCause"}]
+
+
 def test_submit_waits_for_its_task_token_and_passes_it_to_the_function() -> None:
-    submit = ASL["States"][ASL["StartAt"]]
+    submit = ASL["States"]["Submit"]
     assert submit["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
     assert submit["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
 

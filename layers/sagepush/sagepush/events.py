@@ -185,6 +185,41 @@ def _attempt(event: Mapping[str, Any]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectStart:
+    """TrainingStateMachine started by hand (console, another state machine, `aws stepfunctions start-execution`):
+    staged code, a manifest table and `set`, dotted manifest keys overriding it (`hyperparameters.lr`)."""
+
+    project: str
+    code_uri: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    set: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, str] = field(default_factory=dict)
+
+
+def direct_start(event: Mapping[str, Any]) -> DirectStart:
+    """Build a DirectStart view of an execution's own input.
+
+    Raises:
+        EventError: naming the JSON path that is missing or of the wrong type.
+    """
+    if not isinstance(event, dict):
+        raise EventError("$", f"is {shorten(event)}, expected a JSON object")
+    settings = event.get("set", {})
+    if not isinstance(settings, dict) or not all(isinstance(k, str) and k for k in settings):
+        raise EventError("$.set", f"is {shorten(settings)}, expected an object of manifest keys (hyperparameters.lr)")
+    source = event.get("source", {})
+    if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
+        raise EventError("$.source", f"is {shorten(source)}, expected an object of strings (commit, branch, ...)")
+    return DirectStart(
+        project=_get(event, "project"),
+        code_uri=_get(event, "code_uri") if "code_uri" in event else "",
+        spec=_get(event, "spec", dict) if "spec" in event else {},
+        set=settings,
+        source=source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitFailure:
     """A submission that failed for good, as the state machine hands it to NotifyFunction."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import TagTypeDef
     from mypy_boto3_stepfunctions import SFNClient
 
-    from sagepush.config import StageSettings
-    from sagepush.events import ObjectCreated
+    from sagepush.config import JobDefaultSettings, StageSettings
+    from sagepush.events import DirectStart, ObjectCreated
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ REFUSAL_PIECES = 8
 # S3's answers for a key that is not there: a versioned bucket answers a GET with a VersionId for a wrong key with
 # NoSuchVersion, an unversioned one (or a GET without VersionId) with NoSuchKey.
 _NO_SUCH_OBJECT = frozenset({"NoSuchKey", "NoSuchVersion"})
+# Staged code's address: s3://<bucket>/<code prefix><project>/<digest>/sourcedir.tar.gz
+_STAGED_CODE = re.compile(r"/([0-9a-f]{64})/sourcedir\.tar\.gz$")
 
 
 class UploadError(InputError):
@@ -243,3 +247,56 @@ def _start_execution(sfn: SFNClient, machine: str, name: str, document: Mapping[
         # A concurrent delivery of the same upload started it between the two calls.
         return arn, True
     return response["executionArn"], False
+
+
+def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: JobDefaultSettings) -> dict[str, Any]:
+    """Return the execution document a direct start of TrainingStateMachine runs on, as StageFunction writes one:
+    the manifest with `set` applied, checked as an upload's would be (the same errors), its job named after the code
+    and the execution, so a repeated start names the same job.
+
+    Raises:
+        InputError: the project, the code or the manifest is wrong, or the job goes beyond the policy.
+    """
+    project = naming.check_project(start.project, where="project")
+    table = apply_settings(start.spec, start.set)
+    resolved = spec.resolve_spec(spec.Manifest(source="input", table=table), jobs.defaults_from(settings, project))
+    if resolved.runs_script and not start.code_uri:
+        raise UploadError("code_uri", "is required: the job runs a script from the staged code")
+    match = _STAGED_CODE.search(start.code_uri)
+    digest = match.group(1) if match else hashlib.sha256(start.code_uri.encode()).hexdigest()
+    job_name = naming.job_name(project, digest, hashlib.sha256(execution_name.encode()).hexdigest())
+    jobs.build_job_request(
+        resolved,
+        job_policy=settings.job_policy,
+        deployment=jobs.deployment_of(settings, project=project, code_uri=start.code_uri),
+        job_name=job_name,
+        tags=jobs.job_tags(project, digest, start.source),
+    )
+    return {
+        "job_name": job_name,
+        "project": project,
+        "code_uri": start.code_uri,
+        "code_digest": digest,
+        "spec": table,
+        "source": dict(start.source),
+        "upload": None,
+        "timeout_seconds": (resolved.max_pending_time or 0)
+        + resolved.max_run
+        + (resolved.max_wait or 0)
+        + jobs.SETTLE_GRACE_SECONDS,
+    }
+
+
+def apply_settings(table: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of manifest `table` with each dotted key of `settings` set (`hyperparameters.lr` = 0.1)."""
+    merged: dict[str, Any] = json.loads(json.dumps(table))
+    for dotted, value in settings.items():
+        *parents, last = dotted.split(".")
+        node = merged
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UploadError(f"set.{dotted}", f"{'.'.join(parents[: depth + 1])} is not a table")
+            node = child
+        node[last] = value
+    return merged
