@@ -1,5 +1,6 @@
-"""StageFunction's use case: an upload becomes staged code and an execution named after its job; the upload is tagged
-with the outcome (the job, or the exact reason it was refused)."""
+"""How an execution starts: an upload becomes staged code and an execution named after its job, the upload tagged
+with the outcome (the job, or the exact reason it was refused) — StageFunction's use case; and the input of an
+execution started by hand becomes the same document (`prepare_direct_start`, run by SubmitFunction for Prepare)."""
 
 from __future__ import annotations
 
