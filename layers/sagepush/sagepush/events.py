@@ -162,9 +162,7 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
     """
     if not isinstance(event, dict):
         raise EventError("$", f"is {shorten(event)}, expected a JSON object")
-    source = event.get("source", {})
-    if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
-        raise EventError("$.source", f"is {shorten(source)}, expected an object of strings (commit, branch, ...)")
+    source = _source(event)
     return SubmitTask(
         project=_get(event, "project"),
         code_uri=_get(event, "code_uri"),
@@ -175,6 +173,14 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
         source=source,
         attempt=_attempt(event),
     )
+
+
+def _source(event: Mapping[str, Any]) -> dict[str, str]:
+    """The `source` object of a submit or start payload: commit, branch, ... as strings."""
+    source = event.get("source", {})
+    if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
+        raise EventError("$.source", f"is {shorten(source)}, expected an object of strings (commit, branch, ...)")
+    return source
 
 
 def _attempt(event: Mapping[str, Any]) -> int:
@@ -207,9 +213,7 @@ def direct_start(event: Mapping[str, Any]) -> DirectStart:
     settings = event.get("set", {})
     if not isinstance(settings, dict) or not all(isinstance(k, str) and k for k in settings):
         raise EventError("$.set", f"is {shorten(settings)}, expected an object of manifest keys (hyperparameters.lr)")
-    source = event.get("source", {})
-    if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
-        raise EventError("$.source", f"is {shorten(source)}, expected an object of strings (commit, branch, ...)")
+    source = _source(event)
     return DirectStart(
         project=_get(event, "project"),
         code_uri=_get(event, "code_uri") if "code_uri" in event else "",

@@ -107,6 +107,12 @@ def build_job_request(
     return dict(built)
 
 
+def execution_timeout(resolved: spec.TrainingSpec) -> int:
+    """Seconds the job's execution waits for its end: pending for capacity (up to max_pending_time), waiting for spot
+    and running, plus `SETTLE_GRACE_SECONDS`."""
+    return (resolved.max_pending_time or 0) + resolved.max_run + (resolved.max_wait or 0) + SETTLE_GRACE_SECONDS
+
+
 def job_tags(project: str, code_digest: str, source: Mapping[str, str]) -> dict[str, str]:
     """Return the `sagepush:*` tags of a job; the status rule selects jobs by `sagepush:project`."""
     tags = {"sagepush:project": project, "sagepush:code-digest": code_digest[:12]}

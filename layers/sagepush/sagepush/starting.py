@@ -176,11 +176,7 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
         "spec": dict(code.manifest.table) if code.manifest else {},
         "source": source,
         "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
-        # Pending for capacity (up to max_pending_time), then waiting for spot and running.
-        "timeout_seconds": (resolved.max_pending_time or 0)
-        + resolved.max_run
-        + (resolved.max_wait or 0)
-        + jobs.SETTLE_GRACE_SECONDS,
+        "timeout_seconds": jobs.execution_timeout(resolved),
     }
     execution_arn, already = _start_execution(sfn, settings.state_machine_arn, job_name, execution_input)
     logger.info("training execution started", extra={"job_name": job_name, "already_started": already})
@@ -281,10 +277,7 @@ def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: J
         "spec": table,
         "source": dict(start.source),
         "upload": None,
-        "timeout_seconds": (resolved.max_pending_time or 0)
-        + resolved.max_run
-        + (resolved.max_wait or 0)
-        + jobs.SETTLE_GRACE_SECONDS,
+        "timeout_seconds": jobs.execution_timeout(resolved),
     }
 
 
