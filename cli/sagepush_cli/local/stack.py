@@ -229,13 +229,7 @@ class LocalStack:
                 raise TimeoutError(self._threads(f"{self._sync_invocations} invocation(s) still running"))
 
     def _threads(self, what: str) -> str:
-        frames = sys._current_frames()
-        stacks = "\n".join(
-            f"thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident])[-10:])
-            for thread in threading.enumerate()
-            if thread.ident in frames and thread is not threading.current_thread()
-        )
-        return f"{what}; threads:\n{stacks}"
+        return f"{what}; threads:\n" + _stacks(lambda thread: thread is not threading.current_thread())
 
     def drain(self, timeout: float = 120) -> None:
         """Wait until every asynchronous invocation started so far (and any it started) has finished.
@@ -255,15 +249,10 @@ class LocalStack:
                 future.result()  # an invocation's own error (its retries and destination are handled inside)
 
     def _stuck(self, pending: int, timeout: float) -> str:
-        frames = sys._current_frames()
-        where = [
-            f"thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident])[-12:])
-            for thread in threading.enumerate()
-            if thread.name.startswith("lambda-async") and thread.ident in frames
-        ]
         return (
             f"{pending} asynchronous invocation(s) pending, none finished in {timeout:g} s; "
-            f"{self._async._work_queue.qsize()} queued. Invocation threads:\n" + "\n".join(where)
+            f"{self._async._work_queue.qsize()} queued. Invocation threads:\n"
+            + _stacks(lambda thread: thread.name.startswith("lambda-async"))
         )
 
     # ------------------------------------------------------------------ deployment
@@ -611,6 +600,16 @@ class LocalStack:
 def running_stack() -> LocalStack | None:
     """The local stack most recently started in this process and still running, if any."""
     return _RUNNING[-1] if _RUNNING else None
+
+
+def _stacks(chosen: Callable[[threading.Thread], bool]) -> str:
+    """The last frames of every live thread `chosen` picks, each under its name: where a stuck one is stuck."""
+    frames = sys._current_frames()
+    return "\n".join(
+        f"thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident])[-12:])
+        for thread in threading.enumerate()
+        if thread.ident in frames and chosen(thread)
+    )
 
 
 def _refuse_duplicate_training_jobs() -> Callable[[], None]:

@@ -127,13 +127,12 @@ def _incompressible(chunk: bytes, zdict: bytes) -> bool:
     deflated at the fastest level after the 32 KiB before it, as deflate itself would see them."""
     if len(chunk) < 4 * _PROBE:
         return False
-    stream = zdict + chunk
+    args = (1, isal_zlib.DEFLATED, -15, _MEM_LEVEL, isal_zlib.Z_DEFAULT_STRATEGY)
     for start in (0, (len(chunk) - _PROBE) // 2, len(chunk) - _PROBE):
-        at = len(zdict) + start
-        history = stream[max(0, at - _WINDOW) : at]
-        args = (1, isal_zlib.DEFLATED, -15, _MEM_LEVEL, isal_zlib.Z_DEFAULT_STRATEGY)
+        # The 32 KiB before the probe: in the chunk, reaching back into `zdict` only near the chunk's start.
+        history = chunk[start - _WINDOW : start] if start >= _WINDOW else (zdict + chunk[:start])[-_WINDOW:]
         compressor = isal_zlib.compressobj(*args, history) if history else isal_zlib.compressobj(*args)
-        probe = stream[at : at + _PROBE]
+        probe = chunk[start : start + _PROBE]
         size = len(compressor.compress(probe) + compressor.flush(isal_zlib.Z_SYNC_FLUSH))
         if size < _STORE_RATIO * len(probe):
             return False
