@@ -41,6 +41,21 @@ def build(the_spec: TrainingSpec, *, code_uri: str = "s3://sagepush-artifacts/co
     return build_request(the_spec, job_name="demo-1a2b3c4d-ef0123", code_uri=code_uri, region="us-east-1")
 
 
+def demo_deployment() -> Any:
+    """Project demo's deployment in us-east-1, for checking a request against a policy: no staged code."""
+    from sagepush import policy
+
+    return policy.Deployment(
+        project="demo",
+        region="us-east-1",
+        role=ROLE,
+        output_path="s3://sagepush-artifacts/output/",
+        code_uri="",
+        output_kms_key=None,
+        framework_accounts=frozenset(),
+    )
+
+
 def test_the_walkthrough_manifest_gives_the_walkthrough_request() -> None:
     request = build(resolve(WALKTHROUGH))
 
@@ -159,15 +174,7 @@ def test_a_channel_may_name_an_s3_express_one_zone_directory_bucket() -> None:
         max_run=48 * 3600,
         input_locations=(express, "s3://sagepush-data/"),
     )
-    deployment = policy.Deployment(
-        project="demo",
-        region="us-east-1",
-        role=ROLE,
-        output_path="s3://sagepush-artifacts/output/",
-        code_uri="",
-        output_kms_key=None,
-        framework_accounts=frozenset(),
-    )
+    deployment = demo_deployment()
     policy.check(request, allowing, deployment, overrides={}, manifest_tags={}, where=str)  # no PolicyError
 
 
@@ -205,15 +212,7 @@ def test_an_algorithm_resource_runs_by_name_with_no_image(name: str) -> None:
 
     assert request["AlgorithmSpecification"] == {"TrainingInputMode": "File", "AlgorithmName": name}
     assert request["HyperParameters"] == {"max_leaf_nodes": "10"}
-    deployment = policy.Deployment(
-        project="demo",
-        region="us-east-1",
-        role=ROLE,
-        output_path="s3://sagepush-artifacts/output/",
-        code_uri="",
-        output_kms_key=None,
-        framework_accounts=frozenset(),
-    )
+    deployment = demo_deployment()
     trusting = policy.Policy(image_accounts=("865070037744",))
     policy.check(request, trusting, deployment, overrides={}, manifest_tags={}, where=str)  # allowed
     if name == MARKETPLACE:  # a seller's algorithm runs only when the policy trusts its account
