@@ -332,8 +332,9 @@ def cold_init_rows(runs: int) -> list[Row]:
 # ------------------------------------------------------------------------------------------------------ render
 
 
-def isolated(requirement: str, *command: str, stdin: str = "", runs: int) -> list[float]:
-    """Wall times of `command` run `runs` times in a fresh uv environment holding only `requirement` (Python 3.11).
+def isolated(requirement: str, *command: str, stdin: str = "", runs: int) -> list[list[float]]:
+    """Wall times of each command (`::` between commands) run `runs` times in turn, in a fresh uv environment holding
+    only `requirement` (Python 3.11); one list per command.
 
     Bytecode is cached there (one untimed run first), as it is for any installed tool after its first use, whatever
     PYTHONDONTWRITEBYTECODE says in the calling shell.
@@ -344,12 +345,13 @@ def isolated(requirement: str, *command: str, stdin: str = "", runs: int) -> lis
     done = subprocess.run(spawn, input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr[-3000:])
-    times: list[float] = json.loads(done.stdout)
+    times: list[list[float]] = json.loads(done.stdout)
     return times
 
 
-def render_row(work: Path, runs: int) -> Row:
-    """`sagepush render` of a PyTorch project against the SageMaker SDK v2 building the same request.
+def render_rows(work: Path, runs: int, starts: int) -> list[Row]:
+    """`sagepush render` of a PyTorch project against the SageMaker SDK v2 building the same request, and
+    `sagepush --help` against `import boto3` in the same environment.
 
     Each side runs as a user installs it: in its own environment with its own dependencies only (this project as a
     wheel, not the development environment with SAM CLI and moto in it).
@@ -373,23 +375,36 @@ def render_row(work: Path, runs: int) -> Row:
     # sources change, so `--with ROOT` could time an earlier build of this code.
     subprocess.run([UV, "build", "--quiet", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], check=True)
     (wheel,) = (work / "dist").glob("sagepush-*.whl")
-    sagepush_s = isolated(str(wheel), *render, runs=runs)
+    (sagepush_s,) = isolated(str(wheel), *render, runs=runs)
     case = {
         "code_uri": json.loads(rendered["HyperParameters"]["sagemaker_submit_directory"]),
         "job_name": rendered["TrainingJobName"],
     }
     script = str(ROOT / "bench" / "sdk_render.py")
-    sdk_s = isolated(SDK_REQUIREMENT, "python", script, stdin=json.dumps(case), runs=runs)
+    (sdk_s,) = isolated(SDK_REQUIREMENT, "python", script, stdin=json.dumps(case), runs=runs)
     s, k = _median(sagepush_s), _median(sdk_s)
-    return _row(
-        "sagepush render (PyTorch)",
-        f"SageMaker SDK v2 estimator.fit: {k:.2f} s",
-        f"{s:.2f} s",
-        k / s,
-        "at_least",
-        10,
-        note=f"process wall time, each in its own environment, bytecode cached; median of {runs}; times faster",
-    )
+    help_s, boto3_s = isolated(str(wheel), "sagepush", "--help", "::", "python", "-c", "import boto3", runs=starts)
+    h, b = _median(help_s), _median(boto3_s)
+    return [
+        _row(
+            "sagepush render (PyTorch)",
+            f"SageMaker SDK v2 estimator.fit: {k:.2f} s",
+            f"{s:.2f} s",
+            k / s,
+            "at_least",
+            10,
+            note=f"process wall time, each in its own environment, bytecode cached; median of {runs}; times faster",
+        ),
+        _row(
+            "sagepush --help",
+            f"python -c 'import boto3' in the same environment: {b * 1000:.0f} ms",
+            f"{h * 1000:.0f} ms",
+            h / b,
+            "at_most",
+            0.3,
+            note=f"process wall time, taking turns, bytecode cached; median of {starts}",
+        ),
+    ]
 
 
 def timed(rows: list[Row], step: Callable[[], list[Row]], label: str) -> None:

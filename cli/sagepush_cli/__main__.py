@@ -1,3 +1,3 @@
-from sagepush_cli.main import main
+from sagepush_cli.entry import main
 
 main()

@@ -311,7 +311,7 @@ def render(
     policy: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call); with a [strategy]
+    """Print the CreateTrainingJob request a push of PATH would send (a dry run: no AWS call); with a \\[strategy]
     matrix, every job's request (--json: a list, in matrix order).
 
     The job is checked against the deployment's job policy: --policy FILE, else template.yaml's defaults.

@@ -53,33 +53,6 @@ def stage_path(path: Path, workdir: Path) -> tuple[staging.StagedCode, Path]:
     return staged, output
 
 
-def render(
-    path: Path,
-    *,
-    region: str,
-    project: str | None = None,
-    role: str | None = None,
-    output_path: str = "s3://sagepush-artifacts/output/",
-    artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
-    defaults: spec.Defaults | None = None,
-    job_policy: policy.Policy | None = None,
-) -> dict[str, Any]:
-    """Return the CreateTrainingJob request a push of `path` would send, validated and checked against the job
-    policy, without calling AWS (see `render_staged`).
-    """
-    name, staged = _staged_project(path, project)
-    return render_staged(
-        staged,
-        project=name,
-        region=region,
-        role=role,
-        output_path=output_path,
-        artifact_bucket=artifact_bucket,
-        defaults=defaults,
-        job_policy=job_policy,
-    )
-
-
 def render_jobs(
     path: Path,
     *,
@@ -141,12 +114,11 @@ def render_staged(
     role: str | None = None,
     output_path: str = "s3://sagepush-artifacts/output/",
     artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
-    defaults: spec.Defaults | None = None,
     job_policy: policy.Policy | None = None,
     matrix_job: int | None = None,
 ) -> dict[str, Any]:
-    """Return the request for staged code: resolved against `defaults` (or the deployment's `role` and
-    `output_path`), checked against `job_policy` (else the template's defaults for `artifact_bucket`).
+    """Return the request for staged code: resolved against the deployment's `role` and `output_path`, checked
+    against `job_policy` (else the template's defaults for `artifact_bucket`).
 
     Raises:
         InputError: the manifest or request is wrong, or the job goes beyond the policy (PolicyError).
@@ -155,11 +127,8 @@ def render_staged(
     role = role or PLACEHOLDER_ROLE.format(partition=partition)
     resolved = spec.resolve_spec(
         staged.manifest,
-        defaults
-        or spec.Defaults(
-            role=role,
-            instance_type="ml.m5.xlarge",
-            output_path=policy.project_output_path(output_path, project),
+        spec.Defaults(
+            role=role, instance_type="ml.m5.xlarge", output_path=policy.project_output_path(output_path, project)
         ),
     )
     jobs.check_entry_point(resolved, staged.files)
@@ -167,7 +136,7 @@ def render_staged(
     deployment = policy.Deployment(
         project=project,
         region=region,
-        role=defaults.role or role if defaults else role,
+        role=role,
         output_path=output_path,
         code_uri=code_uri,
         framework_accounts=images.framework_accounts(region),
@@ -181,15 +150,25 @@ def render_staged(
     )
 
 
-def template_policy(artifact_bucket: str, template: Mapping[str, Any] | None = None) -> policy.Policy:
+DEFAULT_POLICY = Path(__file__).with_name("default-policy.json")
+"""template.yaml's JOB_POLICY with its parameters' defaults, `${ArtifactBucket}` left in: what a render checks
+against when no deployment is named, installed with the CLI (template.yaml is not). A unit test keeps it equal to the
+template (`python -m tests.unit.test_policy --write` rewrites it)."""
+
+
+def template_policy(artifact_bucket: str) -> policy.Policy:
     """Return the job policy a deployment of template.yaml with default parameters would have."""
+    text = DEFAULT_POLICY.read_text().replace("${ArtifactBucket}", artifact_bucket)
+    return policy.Policy.from_json(text, source="template.yaml JOB_POLICY")
+
+
+def template_policy_text(template: Mapping[str, Any]) -> str:
+    """Return `template`'s JOB_POLICY with every parameter but ArtifactBucket replaced by its default."""
     from sagepush_cli import template as templates
 
-    document = template or templates.load()
-    rendered = document["Resources"]["StageFunction"]["Properties"]["Environment"]["Variables"]["JOB_POLICY"]["Fn::Sub"]
-    values = {**templates.parameter_defaults(document), "ArtifactBucket": artifact_bucket}
-    text = re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda match: values[match.group(1)], rendered)
-    return policy.Policy.from_json(text, source="template.yaml JOB_POLICY")
+    rendered = template["Resources"]["StageFunction"]["Properties"]["Environment"]["Variables"]["JOB_POLICY"]["Fn::Sub"]
+    values = {**templates.parameter_defaults(template), "ArtifactBucket": "${ArtifactBucket}"}
+    return re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda match: values[match.group(1)], str(rendered))
 
 
 def policy_file(path: Path) -> policy.Policy:

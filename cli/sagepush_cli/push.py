@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from sagepush import naming, policy, staging
-from sagepush import request as request_module
 from sagepush.errors import InputError, SagepushError, shorten
 from sagepush_cli.project import project_name
 
@@ -189,14 +188,12 @@ def push(
             samconfig=samconfig,
             job_policy=job_policy,
         )
-        if local and request_module.PROGRAM not in request.get("HyperParameters", {}):
-            algorithm = request["AlgorithmSpecification"]
-            image = algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "its image"
-            raise PushError(
-                "--local",
-                f"the local stack runs scripts, not images: this job runs the entrypoint of {image}; push it to AWS, "
-                "or set entry_point to run a script in a framework image",
-            )
+        if local:
+            from sagepush_cli.local.trainer import why_not_runnable
+
+            reason = why_not_runnable(request.get("HyperParameters", {}), request["AlgorithmSpecification"])
+            if reason is not None:
+                raise PushError("--local", reason)
         metadata = source.metadata()
         size = archive.stat().st_size
         s3 = session.client("s3")

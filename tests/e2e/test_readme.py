@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from sagepush import spec, staging
-from sagepush_cli.project import archive_directory, render
+from sagepush_cli.project import archive_directory, render_jobs
 from tests.e2e.conftest import EXAMPLES
 from tests.gitrepo import commit_all, isolate
 
@@ -214,7 +214,7 @@ def test_the_manifest_sample_renders(tmp_path: Path) -> None:
     (tmp_path / "sagepush.toml").write_text(text)
     (tmp_path / "train.py").write_text("print('training')\n")
 
-    request = render(tmp_path, region="us-east-1", project="mnist")
+    (request,) = render_jobs(tmp_path, region="us-east-1", project="mnist")
 
     assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
@@ -222,7 +222,6 @@ def test_the_manifest_sample_renders(tmp_path: Path) -> None:
 
 def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None:
     from sagepush import policy
-    from sagepush_cli.project import render_jobs
 
     [text] = [block for block in of("The manifest", "toml") if "[strategy" in block]
     job = 'framework = "xgboost"\nframework_version = "1.7-1"\nentry_point = "train.py"\n'
@@ -250,7 +249,7 @@ def test_the_own_container_sample_renders_the_walkthrough_request(tmp_path: Path
         input_locations=("s3://my-bucket/",),
     )
 
-    request = render(tmp_path, region="us-east-1", project="walkthrough", job_policy=widened)
+    (request,) = render_jobs(tmp_path, region="us-east-1", project="walkthrough", job_policy=widened)
 
     # The Step Functions walkthrough's Parameters block, field for field.
     assert request["AlgorithmSpecification"] == {

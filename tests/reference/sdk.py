@@ -23,7 +23,7 @@ SDK_REQUIREMENT = SDK_V2[0]
 HERE = Path(__file__).parent
 
 
-def _uv() -> str:
+def uv_path() -> str:
     """The uv that runs the tests: `uv run` (every make target) names itself in $UV; else the one on PATH."""
     found = os.environ.get("UV") or shutil.which("uv")
     if not found:
@@ -36,7 +36,7 @@ def _uv() -> str:
 
 def run_sdk_script(script: str, payload: Any, *, sdk: tuple[str, ...] = SDK_V2, timeout: float = 600) -> Any:
     """Run `tests/reference/<script>` with `sdk` installed, feeding `payload` as JSON; return its JSON output."""
-    uv = _uv()
+    uv = uv_path()
     env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sagepush_cli import init as initialising
 from sagepush_cli.main import EXIT_INPUT, app
-from sagepush_cli.project import render
+from sagepush_cli.project import render_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "3f1c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39"
@@ -73,7 +73,7 @@ def test_framework_is_read_from_requirements_and_the_manifest_renders(
 
     assert result.exit_code == 0, result.output
     assert f"framework {framework} {version} (from requirements.txt)" in result.stdout
-    request = render(directory, region="eu-west-1")
+    (request,) = render_jobs(directory, region="eu-west-1")
     assert request["HyperParameters"]["sagemaker_program"] == '"train.py"'
     image = request["AlgorithmSpecification"]["TrainingImage"]
     assert version.split("-")[0] in image
@@ -114,7 +114,7 @@ def test_without_a_framework_in_the_requirements_it_is_read_from_the_imports(
     assert (
         f'framework = "{framework}"  # read from the imports of train.py' in (directory / "sagepush.toml").read_text()
     )
-    render(directory, region="eu-west-1")
+    render_jobs(directory, region="eu-west-1")
 
 
 def test_the_entry_point_can_be_named_and_must_exist(tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ def test_init_writes_the_sdk_vocabulary_the_project_uses_and_both_render_alike(
     v3_keys = ("source_code = ", "compute = ", "stopping_condition = ")
     assert all((key in manifest) == (vocabulary == "v3") for key in v3_keys), manifest
     assert ("entry_point = " in manifest) == (vocabulary == "v2")
-    request = render(directory, region="eu-west-1")
+    (request,) = render_jobs(directory, region="eu-west-1")
     assert request["HyperParameters"]["sagemaker_program"] == '"train.py"'
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 3600
     assert request["ResourceConfig"]["InstanceType"] == "ml.m5.large"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
 
 from sagepush import policy
+from sagepush_cli import template
 from sagepush_cli.main import app
-from sagepush_cli.project import template_policy
+from sagepush_cli.project import DEFAULT_POLICY, template_policy, template_policy_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -155,6 +157,12 @@ def test_a_policy_file_with_an_unknown_key_is_named(tmp_path: Path) -> None:
     assert code == 2 and "instance_typs" in output and "unknown policy key" in output
 
 
+def test_the_installed_default_policy_is_the_templates() -> None:
+    # Installed with the CLI for renders without a deployment: it must say what template.yaml says.
+    expected = template_policy_text(template.load())
+    assert DEFAULT_POLICY.read_text() == expected + "\n", "run: python -m tests.unit.test_policy --write"
+
+
 def test_the_template_defaults_are_the_documented_policy() -> None:
     rendered = template_policy("artifacts")
     assert rendered.instance_types == policy.Policy().instance_types
@@ -164,8 +172,6 @@ def test_the_template_defaults_are_the_documented_policy() -> None:
 
 
 def test_every_function_and_the_output_carry_the_same_policy() -> None:
-    from sagepush_cli import template
-
     document = template.load()
     resources = document["Resources"]
     rendered = {
@@ -185,3 +191,7 @@ def test_overrides_may_reach_only_the_allowed_paths() -> None:
     overrides["ResourceConfig"]["InstanceType"] = "ml.p5.48xlarge"
     overrides["OutputDataConfig"] = {"S3OutputPath": "s3://x/"}
     assert list(policy.overridden_paths(overrides)) == ["ResourceConfig.InstanceType", "OutputDataConfig"]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    DEFAULT_POLICY.write_text(template_policy_text(template.load()) + "\n")

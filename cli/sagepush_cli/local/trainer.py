@@ -540,24 +540,31 @@ def _download_channels(job: Any, layout: Path, s3: Any) -> None:
 
 
 def _check_runs_a_script(job: Any) -> None:
-    """Refuse a job that runs its image's own entrypoint: the local trainer runs scripts through the training toolkit
-    in a Python environment, and never starts a container."""
-    if "sagemaker_program" not in (job.hyper_parameters or {}):
-        from sagepush import images
+    """Refuse a job that runs its image's own entrypoint (see `why_not_runnable`)."""
+    reason = why_not_runnable(job.hyper_parameters or {}, job.algorithm_specification or {})
+    if reason is not None:
+        raise JobError(f"ClientError: {reason}")
 
-        algorithm = job.algorithm_specification or {}
-        image = algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "its image"
-        repository = image.rsplit("/", 1)[-1].split(":")[0]
-        if repository in images.algorithms():
-            raise JobError(
-                f"ClientError: the local stack runs scripts, not images: the built-in algorithm {repository} runs on "
-                "SageMaker only (its image is AWS's). Push it to AWS"
-            )
-        raise JobError(
-            f"ClientError: the local stack runs scripts, not images: this job runs the entrypoint of {image}, which "
-            "needs a container runtime the local stack does not use. Push it to AWS, or set entry_point to run a "
-            "script in a framework image"
+
+def why_not_runnable(hyper_parameters: Mapping[str, str], algorithm_specification: Mapping[str, Any]) -> str | None:
+    """Say why the local trainer cannot run a job, or None when it can: it runs scripts through the training toolkit
+    in a Python environment, and never starts a container, so a job running its image's own entrypoint (no
+    `sagemaker_program`) is refused, whether `push --local` or the local stack's CreateTrainingJob sees it."""
+    if "sagemaker_program" in hyper_parameters:
+        return None
+    from sagepush import images
+
+    image = algorithm_specification.get("TrainingImage") or algorithm_specification.get("AlgorithmName") or "its image"
+    repository = image.rsplit("/", 1)[-1].split(":")[0]
+    if repository in images.algorithms():
+        return (
+            f"the local stack runs scripts, not images: the built-in algorithm {repository} runs on SageMaker only "
+            "(its image is AWS's). Push it to AWS"
         )
+    return (
+        f"the local stack runs scripts, not images: this job runs the entrypoint of {image}, which needs a container "
+        "runtime the local stack does not use. Push it to AWS, or set entry_point to run a script in a framework image"
+    )
 
 
 def _download_code(job: Any, layout: Path, s3: Any) -> None:

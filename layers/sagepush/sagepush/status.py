@@ -156,6 +156,31 @@ def reconcile(
     whole table, never ListTrainingJobs), and stops early when the invocation's time runs short. Each job checked is
     touched, so the next run moves on to the others.
     """
+
+    def reconcile_one(entry: LedgerEntry) -> StatusOutcome | None:
+        """Describe one silent job and handle its state; None when SageMaker never created it (closed in the ledger)."""
+        try:
+            description = sagemaker.describe_training_job(TrainingJobName=entry.job_name)
+        except sagemaker.exceptions.ClientError as exc:
+            # A job that does not exist is answered ValidationException ("Could not find training job"), on AWS as
+            # on moto; ResourceNotFound is kept for safety. The name is sagepush's own and valid, so either means:
+            # not there.
+            if exc.response.get("Error", {}).get("Code") not in {"ValidationException", "ResourceNotFound"}:
+                raise
+            if entry.status not in (SUBMITTING, NOT_CREATED):
+                raise
+            ledger.mark_not_created(entry.job_name, now_ms=clock())
+            logger.info("job was never created", extra={"job_name": entry.job_name})
+            return None
+        tags = {PROJECT_TAG: entry.project} if entry.project else {}
+        state = described_training_job(dict(description), region=settings.aws_region, tags=tags)
+        outcome = handle_state_change(
+            state, settings=settings, ledger=ledger, sns=sns, sfn=sfn, logs=logs, deadline_ms=deadline_ms, clock=clock
+        )
+        if not outcome.closed:
+            ledger.touch(entry.job_name, now_ms=clock())
+        return outcome
+
     now = clock()
     entries = ledger.unsettled_jobs(
         silent_since_ms=now - settings.reconcile_grace_seconds * 1000, limit=settings.reconcile_max_jobs
@@ -170,17 +195,7 @@ def reconcile(
         # Each job in its own try: one job that cannot be handled now (an AWS outage, a bad answer) must not keep
         # the run from the others. It is touched, so the next run starts with the rest, and counted as failed.
         try:
-            outcome = _reconcile_one(
-                entry,
-                settings=settings,
-                ledger=ledger,
-                sagemaker=sagemaker,
-                sns=sns,
-                sfn=sfn,
-                logs=logs,
-                deadline_ms=deadline_ms,
-                clock=clock,
-            )
+            outcome = reconcile_one(entry)
         except Exception:  # every failure is logged with its job and counted in the report (ReconcileFailures)
             logger.exception("reconcile could not handle a job", extra={"job_name": entry.job_name})
             failed.append(entry.job_name)
@@ -192,41 +207,6 @@ def reconcile(
         else:
             outcomes.append(outcome)
     return ReconcileReport(len(entries), tuple(outcomes), tuple(not_created), False, tuple(failed))
-
-
-def _reconcile_one(
-    entry: LedgerEntry,
-    *,
-    settings: ReconcileSettings,
-    ledger: Ledger,
-    sagemaker: SageMakerClient,
-    sns: SNSClient,
-    sfn: SFNClient,
-    logs: CloudWatchLogsClient,
-    deadline_ms: int,
-    clock: Callable[[], int],
-) -> StatusOutcome | None:
-    """Describe one silent job and handle its state; None when SageMaker never created it (closed in the ledger)."""
-    try:
-        description = sagemaker.describe_training_job(TrainingJobName=entry.job_name)
-    except sagemaker.exceptions.ClientError as exc:
-        # A job that does not exist is answered ValidationException ("Could not find training job"), on AWS as on
-        # moto; ResourceNotFound is kept for safety. The name is sagepush's own and valid, so either means: not there.
-        if exc.response.get("Error", {}).get("Code") not in {"ValidationException", "ResourceNotFound"}:
-            raise
-        if entry.status not in (SUBMITTING, NOT_CREATED):
-            raise
-        ledger.mark_not_created(entry.job_name, now_ms=clock())
-        logger.info("job was never created", extra={"job_name": entry.job_name})
-        return None
-    tags = {PROJECT_TAG: entry.project} if entry.project else {}
-    state = described_training_job(dict(description), region=settings.aws_region, tags=tags)
-    outcome = handle_state_change(
-        state, settings=settings, ledger=ledger, sns=sns, sfn=sfn, logs=logs, deadline_ms=deadline_ms, clock=clock
-    )
-    if not outcome.closed:
-        ledger.touch(entry.job_name, now_ms=clock())
-    return outcome
 
 
 def summary(state: TrainingStateChange) -> dict[str, Any]:
