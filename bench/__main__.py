@@ -95,7 +95,7 @@ def run(scale: Scale, steps: tuple[str, ...], work: Path) -> tuple[list[rows.Row
         expected = str(staging.results[0]["sha256"])
         rows.timed(found, lambda: [rows.cross_python_row(archive, work, expected)], "python 3.13")
     if "init" in steps:
-        rows.timed(found, lambda: rows.cold_init_rows(scale.init_runs), "cold init")
+        rows.timed(found, lambda: rows.cold_init_rows(scale.init_runs, work), "cold init")
     if "render" in steps:
         rows.timed(found, lambda: rows.render_rows(work, scale.render_runs, scale.init_runs), "render")
     if "stack" in steps:

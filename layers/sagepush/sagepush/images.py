@@ -75,8 +75,8 @@ def training_image_uri(
     return _retrieve(
         framework,
         version,
-        region=region,
-        instance_type=instance_type,
+        region,
+        instance_type,
         py_version=py_version,
         base_framework_version=base_framework_version,
         distribution=distribution,
@@ -185,9 +185,9 @@ def _hostnames() -> dict[str, str]:
 def _retrieve(
     framework: str,
     version: str,
-    *,
     region: str,
     instance_type: str,
+    *,
     py_version: str | None,
     base_framework_version: str | None,
     distribution: Mapping[str, Any] | None,
