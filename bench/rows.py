@@ -303,12 +303,9 @@ def built_layer(work: Path) -> Path:
     """Build the layer as `sam build` does (layers/sagepush/Makefile), for this machine's Python and platform:
     the pinned dependencies and the sagepush package, all compiled to bytecode. Returns its python/ directory."""
     artifacts = work / "layer"
-    subprocess.run(
-        ["make", "--no-print-directory", "-C", str(LAYER), "build-SagepushLayer", f"ARTIFACTS_DIR={artifacts}"]
-        + [f"PYTHON={sys.executable}", "PLATFORMS="],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    make = ["make", "--no-print-directory", "-C", str(LAYER), "build-SagepushLayer"]
+    settings = [f"ARTIFACTS_DIR={artifacts}", f"PYTHON={sys.executable}", "PLATFORMS="]
+    subprocess.run([*make, *settings], check=True, stdout=subprocess.DEVNULL)
     return artifacts / "python"
 
 
