@@ -334,6 +334,25 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
             },
         },
     ),
+    "pytorch-training-plan-chained-session": (
+        "us-west-2",
+        {
+            **PYTORCH,
+            "instance_type": "ml.p5.48xlarge",
+            "instance_count": 2,
+            "training_plan": "arn:aws:sagemaker:us-west-2:123456789012:training-plan/reserved-p5-december",
+            "enable_session_tag_chaining": True,
+        },
+    ),
+    "own-image-session-not-chained": (
+        "us-east-1",
+        {
+            "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11",
+            "instance_type": "ml.g5.xlarge",
+            "enable_session_tag_chaining": False,
+            "training_plan": "arn:aws:sagemaker:us-east-1:123456789012:training-plan/reserved-g5",
+        },
+    ),
     "own-image-tensorboard": (
         "us-east-1",
         {

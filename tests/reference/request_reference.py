@@ -88,6 +88,8 @@ PASSED = [
     "container_log_level",
     "max_retry_attempts",
     "keep_alive_period_in_seconds",
+    "training_plan",
+    "enable_session_tag_chaining",
     "model_dir",
     "model_uri",
     "enable_sagemaker_metrics",

@@ -57,6 +57,18 @@ ESCALATIONS = {
     "checkpoints": ('checkpoint_s3_uri = "s3://another-team/checkpoints/"', "sagepush.toml: checkpoint_s3_uri"),
     "spot-wait": ('use_spot_instances = true\nmax_wait = "28d"', "sagepush.toml: max_wait"),
     "tag": ('tags = { "sagepush:project" = "vision" }', "sagepush.toml: tags.sagepush:project"),
+    "training-plan": (
+        'training_plan = "arn:aws:sagemaker:us-east-1:999999999999:training-plan/their-reserved-p5"',
+        "sagepush.toml: training_plan",
+    ),
+    "training-plan-elsewhere": (
+        'training_plan = "arn:aws:sagemaker:eu-west-1:111122223333:training-plan/our-plan-in-another-region"',
+        "sagepush.toml: training_plan",
+    ),
+    "mlflow": (
+        'mlflow_config = { mlflow_resource_arn = "arn:aws:sagemaker:us-east-1:999999999999:mlflow-app/theirs" }',
+        "sagepush.toml: mlflow_config",
+    ),
     "override-name": (
         'request_overrides = { TrainingJobName = "vision-00000000-000000" }',
         "request_overrides.TrainingJobName",
@@ -122,6 +134,22 @@ def test_the_whole_escalation_is_refused_with_every_field_named(tmp_path: Path) 
         assert f"sagepush.toml: {field}" in output
     for path in ("TrainingJobName", "RoleArn", "ResourceConfig"):  # the manifest's role too: overrides set it last
         assert f"request_overrides.{path}" in output
+
+
+def test_this_accounts_training_plan_and_mlflow_server_are_the_jobs_to_use(tmp_path: Path) -> None:
+    plan = "arn:aws:sagemaker:us-east-1:111122223333:training-plan/reserved-g5-december"
+    server = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/team"
+    manifest = manifest_with(
+        f'training_plan = "{plan}"',
+        f'mlflow_config = {{ mlflow_resource_arn = "{server}", mlflow_experiment_name = "iris" }}',
+        "enable_session_tag_chaining = true",
+    )
+    code, output = render(tmp_path, manifest)
+    assert code == 0, output
+    request = json.loads(output)
+    assert request["ResourceConfig"]["TrainingPlanArn"] == plan
+    assert request["MlflowConfig"] == {"MlflowResourceArn": server, "MlflowExperimentName": "iris"}
+    assert request["SessionChainingConfig"] == {"EnableSessionTagChaining": True}
 
 
 def test_a_manifest_inside_the_policy_renders_under_the_projects_own_prefixes(tmp_path: Path) -> None:

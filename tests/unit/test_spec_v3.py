@@ -16,6 +16,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 ROLE = "arn:aws:iam::123456789012:role/SagepushTraining"
 DEFAULTS = Defaults(role=ROLE, instance_type="ml.m5.xlarge", output_path="s3://sagepush-artifacts/output/")
 KMS = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+PLAN = "arn:aws:sagemaker:us-east-1:123456789012:training-plan/reserved-g5"
 VPC: dict[str, Any] = {"subnets": ["subnet-0abc1234"], "security_group_ids": ["sg-0123abcd"]}
 
 # (v2 table, v3 table) for each framework, each spelling every field it can.
@@ -32,6 +33,8 @@ TWINS = [
             "volume_size": 100,
             "volume_kms_key": KMS,
             "keep_alive_period_in_seconds": 600,
+            "training_plan": PLAN,
+            "enable_session_tag_chaining": True,
             "use_spot_instances": True,
             "max_run": "2h",
             "max_wait": "3h",
@@ -72,8 +75,10 @@ TWINS = [
                 "volume_size_in_gb": 100,
                 "volume_kms_key_id": KMS,
                 "keep_alive_period_in_seconds": 600,
+                "training_plan_arn": PLAN,
                 "enable_managed_spot_training": True,
             },
+            "session_chaining_config": {"enable_session_tag_chaining": True},
             "stopping_condition": {
                 "max_runtime_in_seconds": 7200,
                 "max_wait_time_in_seconds": 10800,

@@ -197,6 +197,11 @@ def _violations(request: Mapping[str, Any], policy: Policy, d: Deployment) -> It
     yield from _stopping(request, policy)
     yield from _locations(request, policy, d)
     yield from _network(request.get("VpcConfig"), policy, d)
+    mlflow = request.get("MlflowConfig", {}).get("MlflowResourceArn")
+    if mlflow is not None and not _own_resource(str(mlflow), d):
+        yield Violation(
+            "MlflowConfig.MlflowResourceArn", _q(mlflow), f"MLflow servers and apps of this account in {d.region}"
+        )
     projects = [tag.get("Value") for tag in request.get("Tags", []) if tag.get("Key") == "sagepush:project"]
     if projects != [d.project]:
         # The status rule, alerts and IAM find a job's project by this tag: it is always the job's own, once.
@@ -218,6 +223,16 @@ def _resources(resources: Mapping[str, Any], policy: Policy, d: Deployment) -> I
     key = resources.get("VolumeKmsKeyId")
     if key is not None and key not in (d.volume_kms_key, *policy.kms_keys):
         yield Violation("ResourceConfig.VolumeKmsKeyId", _q(key), f"allowed keys: {_list(policy.kms_keys)}")
+    plan = resources.get("TrainingPlanArn")
+    if plan is not None and not _own_resource(str(plan), d):
+        # Reserved capacity this account bought: its jobs may use it, no one else's.
+        yield Violation("ResourceConfig.TrainingPlanArn", _q(plan), f"training plans of this account in {d.region}")
+
+
+def _own_resource(arn: str, d: Deployment) -> bool:
+    """Whether `arn` names a SageMaker resource of the deployment's own account and region."""
+    parts = arn.split(":", 5)
+    return len(parts) == 6 and parts[2] == "sagemaker" and parts[3] == d.region and parts[4] == d.account
 
 
 def _image(algorithm: Mapping[str, Any], policy: Policy, d: Deployment) -> Iterator[Violation]:

@@ -50,6 +50,7 @@ _FIELDS = {
     "ResourceConfig.VolumeSizeInGB": "volume_size",
     "ResourceConfig.VolumeKmsKeyId": "volume_kms_key",
     "ResourceConfig.KeepAlivePeriodInSeconds": "keep_alive_period_in_seconds",
+    "ResourceConfig.TrainingPlanArn": "training_plan",
     "StoppingCondition.MaxRuntimeInSeconds": "max_run",
     "StoppingCondition.MaxWaitTimeInSeconds": "max_wait",
     "StoppingCondition.MaxPendingTimeInSeconds": "max_pending_time",
@@ -68,8 +69,15 @@ _FIELDS = {
     "TensorBoardOutputConfig": "tensorboard_output_config",
     "RetryStrategy": "max_retry_attempts",
     "InfraCheckConfig": "enable_infra_check",
+    "SessionChainingConfig": "enable_session_tag_chaining",
+    "MlflowConfig": "mlflow_config",
 }
 _IMAGE_ARGUMENTS = {"version": "framework_version"}
+_MLFLOW = {
+    "mlflow_resource_arn": "MlflowResourceArn",
+    "mlflow_experiment_name": "MlflowExperimentName",
+    "mlflow_run_name": "MlflowRunName",
+}
 PACKAGED_MODELS = Path(__file__).with_name("data")
 """Where the cut botocore models of the locked botocore ship (scripts/cut_botocore_model.py writes them)."""
 
@@ -126,6 +134,7 @@ def build_request(
     if all_tags:
         request["Tags"] = [{"Key": key, "Value": value} for key, value in all_tags.items()]
     request.update(_options(spec))
+    request.update(_side_outputs(spec))
     merged = deep_merge(request, spec.request_overrides)
     validate_request(merged, spec)
     return cast("CreateTrainingJobRequestTypeDef", merged)
@@ -230,6 +239,18 @@ def _options(spec: TrainingSpec) -> dict[str, Any]:
         request["EnableInterContainerTrafficEncryption"] = True
     if spec.use_spot_instances:
         request["EnableManagedSpotTraining"] = True
+    if spec.max_retry_attempts is not None:
+        request["RetryStrategy"] = {"MaximumRetryAttempts": spec.max_retry_attempts}
+    if spec.enable_infra_check is not None:
+        request["InfraCheckConfig"] = {"EnableInfraCheck": spec.enable_infra_check}
+    if spec.enable_session_tag_chaining is not None:
+        request["SessionChainingConfig"] = {"EnableSessionTagChaining": spec.enable_session_tag_chaining}
+    return request
+
+
+def _side_outputs(spec: TrainingSpec) -> dict[str, Any]:
+    """What a job writes besides its model (checkpoints, TensorBoard data, MLflow runs), each only when set."""
+    request: dict[str, Any] = {}
     if spec.checkpoint_s3_uri:
         checkpoint = {"S3Uri": spec.checkpoint_s3_uri}
         if spec.checkpoint_local_path:
@@ -240,10 +261,8 @@ def _options(spec: TrainingSpec) -> dict[str, Any]:
         if "container_local_output_path" in spec.tensorboard_output_config:
             tensorboard["LocalPath"] = spec.tensorboard_output_config["container_local_output_path"]
         request["TensorBoardOutputConfig"] = tensorboard
-    if spec.max_retry_attempts is not None:
-        request["RetryStrategy"] = {"MaximumRetryAttempts": spec.max_retry_attempts}
-    if spec.enable_infra_check is not None:
-        request["InfraCheckConfig"] = {"EnableInfraCheck": spec.enable_infra_check}
+    if spec.mlflow_config:
+        request["MlflowConfig"] = {_MLFLOW[key]: value for key, value in spec.mlflow_config.items()}
     return request
 
 
@@ -303,6 +322,8 @@ def _resources(spec: TrainingSpec) -> dict[str, Any]:
         resources["KeepAlivePeriodInSeconds"] = spec.keep_alive_period_in_seconds
     resources["InstanceCount"] = spec.instance_count
     resources["InstanceType"] = spec.instance_type
+    if spec.training_plan is not None:
+        resources["TrainingPlanArn"] = spec.training_plan
     return resources
 
 

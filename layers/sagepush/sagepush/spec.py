@@ -221,6 +221,8 @@ V3_NAMES: Mapping[str, str] = MappingProxyType(
         "compute.volume_kms_key_id": "volume_kms_key",
         "compute.keep_alive_period_in_seconds": "keep_alive_period_in_seconds",
         "compute.enable_managed_spot_training": "use_spot_instances",
+        "compute.training_plan_arn": "training_plan",
+        "session_chaining_config.enable_session_tag_chaining": "enable_session_tag_chaining",
         "stopping_condition.max_runtime_in_seconds": "max_run",
         "stopping_condition.max_wait_time_in_seconds": "max_wait",
         "stopping_condition.max_pending_time_in_seconds": "max_pending_time",

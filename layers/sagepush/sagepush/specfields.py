@@ -28,6 +28,10 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9\-]+\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+_TRAINING_PLAN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[^/\s]+$")
+_MLFLOW_RESOURCE = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/[^/\s]+$"
+)
 _VERSION = re.compile(r"^\d+(\.\d+)*(-\d+)?$")
 _ALGORITHM_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ALGORITHM_ARN = re.compile(
@@ -365,6 +369,34 @@ def _tensorboard(value: object, where: str) -> Mapping[str, str]:
     return MappingProxyType(parsed)
 
 
+def _training_plan(value: object, where: str) -> str:
+    """ResourceConfig.TrainingPlanArn: a SageMaker training plan (reserved capacity), by ARN."""
+    text = string(value, where)
+    if not _TRAINING_PLAN.match(text):
+        raise SpecError(
+            where, f"{quote(value)} is not a training plan ARN (arn:aws:sagemaker:REGION:ACCOUNT:training-plan/NAME)"
+        )
+    return text
+
+
+def _mlflow(value: object, where: str) -> Mapping[str, str]:
+    """MlflowConfig: `mlflow_resource_arn` (required: a SageMaker MLflow tracking server or app), the experiment and
+    run names."""
+    parsed = _options(
+        value, where, {"mlflow_resource_arn": string, "mlflow_experiment_name": string, "mlflow_run_name": string}
+    )
+    arn = parsed.get("mlflow_resource_arn")
+    if arn is None:
+        raise SpecError(f"{where}.mlflow_resource_arn", "is required (the MLflow tracking server or app to log to)")
+    if not _MLFLOW_RESOURCE.match(arn):
+        raise SpecError(
+            f"{where}.mlflow_resource_arn",
+            f"{quote(arn)} is not a SageMaker MLflow ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME "
+            "or mlflow-app/NAME)",
+        )
+    return MappingProxyType(parsed)
+
+
 def _options(value: object, where: str, schema: Mapping[str, Callable[[object, str], object]]) -> dict[str, Any]:
     table = table_of(value, where)
     result = {}
@@ -415,6 +447,9 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "container_log_level": _log_level,
     "max_retry_attempts": _integer(1, 30),
     "keep_alive_period_in_seconds": _integer(0, 3600),
+    "training_plan": _training_plan,
+    "enable_session_tag_chaining": _boolean,
+    "mlflow_config": _mlflow,
     "model_dir": _model_dir,
     "model_uri": s3_uri,
     "enable_sagemaker_metrics": _boolean,

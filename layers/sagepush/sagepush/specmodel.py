@@ -140,6 +140,9 @@ class TrainingSpec:
     container_log_level: int = 20
     max_retry_attempts: int | None = None
     keep_alive_period_in_seconds: int | None = None
+    training_plan: str | None = None
+    enable_session_tag_chaining: bool | None = None
+    mlflow_config: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     model_dir: str | bool | None = None
     model_uri: str | None = None
     enable_sagemaker_metrics: bool | None = None
