@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from sagepush import aws
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -247,7 +249,7 @@ def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: floa
     from sagepush_cli import follow
 
     started = time.monotonic()
-    s3 = session.client("s3")
+    s3 = session.client("s3", config=aws.config("s3"))
     version = follow.upload_version(s3, bucket=pushed.bucket, key=pushed.key)
     stage_wait = min(timeout, STAGE_WAIT_SECONDS) if timeout is not None else STAGE_WAIT_SECONDS
     job_name = follow.job_of_upload(
@@ -258,13 +260,15 @@ def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: floa
     left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
     shown = 0
     view = None
-    for view in follow.watch(session.client("sagemaker"), job_name, timeout=left, poll=poll):
+    for view in follow.watch(
+        session.client("sagemaker", config=aws.config("sagemaker")), job_name, timeout=left, poll=poll
+    ):
         if not quiet:
             for transition in view.transitions[shown:]:
                 typer.echo(_transition_line(*transition))
         shown = len(view.transitions)
     assert view is not None  # watch() yields at least the job's end
-    return view, follow.log_tail(session.client("logs"), job_name)
+    return view, follow.log_tail(session.client("logs", config=aws.config("logs")), job_name)
 
 
 def _transition_line(status: str, start: str | None, message: str) -> str:
@@ -459,13 +463,13 @@ def status(
         table = deployed_output(
             session, "LedgerTableName", stack=_stack(stack, local=local), samconfig=Path("samconfig.toml")
         )
-        ledger = DynamoDBLedger(table, dynamodb=session.client("dynamodb"))
+        ledger = DynamoDBLedger(table, dynamodb=session.client("dynamodb", config=aws.config("dynamodb")))
         if job is None:
             entries = ledger.project_jobs(project, limit=limit) if project else ledger.recent_jobs(limit=limit)
             rows = [_ledger_row(entry) for entry in entries]
         else:
             entry = ledger.get(job)
-            view = follow.describe(session.client("sagemaker"), job)
+            view = follow.describe(session.client("sagemaker", config=aws.config("sagemaker")), job)
     if job is None:
         if json_output:
             _print_json(rows)
@@ -585,8 +589,8 @@ def logs(
         sys.stdout.flush()
 
     with _readable_errors():
-        sagemaker = session.client("sagemaker")
-        reader = follow.LogReader(session.client("logs"), job)
+        sagemaker = session.client("sagemaker", config=aws.config("sagemaker"))
+        reader = follow.LogReader(session.client("logs", config=aws.config("logs")), job)
         events = reader.new_events()
         view = follow.describe(sagemaker, job)
         if view is None and not events:
@@ -620,7 +624,7 @@ def stop(
 
     session = _session(region, profile, local=local)
     with _readable_errors():
-        sagemaker = session.client("sagemaker")
+        sagemaker = session.client("sagemaker", config=aws.config("sagemaker"))
         view = follow.describe(sagemaker, job)
         if view is None:
             _fail(f"no training job named {job!r} ({session.region_name or 'default region'})")
@@ -876,7 +880,7 @@ def local_alerts(
     found = _running_local_stack()
     session = _session(None, None, local=True)
     with _readable_errors():
-        sqs, sns = session.client("sqs"), session.client("sns")
+        sqs, sns = session.client("sqs", config=aws.config("sqs")), session.client("sns", config=aws.config("sns"))
         topic = _local_output(session, found.stack_name, "AlertsTopicArn")
         url = sqs.create_queue(QueueName=f"sagepush-local-alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -949,7 +953,7 @@ def local_data_put(
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
         files = [directory] if directory.is_file() else sorted(p for p in directory.rglob("*") if p.is_file())
-        s3 = session.client("s3")
+        s3 = session.client("s3", config=aws.config("s3"))
         for file in files:
             relative = file.name if directory.is_file() else file.relative_to(directory).as_posix()
             s3.upload_file(str(file), bucket, prefix + relative)

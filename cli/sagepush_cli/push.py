@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
-from sagepush import naming, policy, staging
+from sagepush import aws, naming, policy, staging
 from sagepush.errors import InputError, SagepushError, shorten
 from sagepush_cli.project import project_name
 
@@ -196,7 +196,7 @@ def push(
                 raise PushError("--local", reason)
         metadata = source.metadata()
         size = archive.stat().st_size
-        s3 = session.client("s3")
+        s3 = session.client("s3", config=aws.config("s3"))
         attached = None
         if source.kind == "commit" and not new:
             attached = earlier_job(s3, bucket=target, key=key, prefix=job_name_prefix(name, staged.digest))
@@ -709,7 +709,7 @@ def deployed_outputs(session: boto3.Session, *, stack: str | None, samconfig: Pa
         where = f"{samconfig}: stack_name"
     if not stack:
         raise PushError("--stack", "no stack: pass --stack, or run where samconfig.toml names a stack_name")
-    cloudformation = session.client("cloudformation")
+    cloudformation = session.client("cloudformation", config=aws.config("cloudformation"))
     with aws_access():
         try:
             stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]

@@ -70,10 +70,10 @@ def push(
     stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
 ) -> DemoResult:
     """Upload `path` (a directory, archive or script) to the stack's ingest bucket, as `sagepush push` would."""
-    import boto3
+    from sagepush import aws
 
     name = project or project_name(path)
-    s3 = boto3.client("s3")
+    s3 = aws.new_client("s3")
     artifacts = stack.outputs["ArtifactBucketName"]
     code_prefix = stack.function("StageFunction").environment["CODE_PREFIX"]
     staged_before = {
@@ -90,10 +90,10 @@ def push(
 
 def subscribe_alerts(stack: LocalStack, name: str = "sagepush-local-alerts") -> str:
     """Subscribe a new SQS queue to the stack's AlertsTopic; return the queue URL."""
-    import boto3
+    from sagepush import aws
 
-    sqs, sns = boto3.client("sqs"), boto3.client("sns")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs, sns = aws.new_client("sqs"), aws.new_client("sns")
+    url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=stack.outputs["AlertsTopicArn"], Protocol="sqs", Endpoint=arn)
     return url
@@ -101,9 +101,9 @@ def subscribe_alerts(stack: LocalStack, name: str = "sagepush-local-alerts") -> 
 
 def receive_alerts(queue_url: str) -> list[dict[str, str]]:
     """Take every alert waiting on the queue: each one's subject and text, in the order they arrived."""
-    import boto3
+    from sagepush import aws
 
-    sqs = boto3.client("sqs")
+    sqs = aws.new_client("sqs")
     alerts: list[dict[str, str]] = []
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -121,9 +121,9 @@ def wait_for_job(stack: LocalStack, result: DemoResult, started: float) -> DemoR
     Raises:
         follow.FollowError: the upload was refused, or its job was not created within CREATE_DEADLINE_SECONDS.
     """
-    import boto3
+    from sagepush import aws
 
-    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    s3, sagemaker = aws.new_client("s3"), aws.new_client("sagemaker")
     bucket = stack.outputs["IngestBucketName"]
     version = follow.upload_version(s3, bucket=bucket, key=result.key)
     result.job_name = follow.job_of_upload(
@@ -137,7 +137,7 @@ def wait_for_job(stack: LocalStack, result: DemoResult, started: float) -> DemoR
     result.code_reused = result.code_uri in result.staged_before
     result.request = _request_of(job)
     machine = stack.outputs["TrainingStateMachineArn"]
-    result.execution_arn = _execution_arn(boto3.client("stepfunctions"), machine, result.job_name)
+    result.execution_arn = _execution_arn(aws.new_client("stepfunctions"), machine, result.job_name)
     return result
 
 
@@ -147,16 +147,16 @@ def wait_for_end(stack: LocalStack, result: DemoResult, *, queue_url: str | None
     Raises:
         follow.FollowError: the job did not end within JOB_DEADLINE_SECONDS.
     """
-    import boto3
+    from sagepush import aws
 
     assert result.job_name is not None
     for view in follow.watch(
-        boto3.client("sagemaker"), result.job_name, timeout=JOB_DEADLINE_SECONDS, poll=_POLL_SECONDS
+        aws.new_client("sagemaker"), result.job_name, timeout=JOB_DEADLINE_SECONDS, poll=_POLL_SECONDS
     ):
         result.job = view
-    result.log_tail = follow.log_tail(boto3.client("logs"), result.job_name, LOG_TAIL_LINES)
+    result.log_tail = follow.log_tail(aws.new_client("logs"), result.job_name, LOG_TAIL_LINES)
     if result.execution_arn:
-        sfn = boto3.client("stepfunctions")
+        sfn = aws.new_client("stepfunctions")
         settle = time.monotonic() + SETTLE_DEADLINE_SECONDS
         execution = sfn.describe_execution(executionArn=result.execution_arn)
         while execution["status"] == "RUNNING" and time.monotonic() < settle:

@@ -258,10 +258,10 @@ class LocalStack:
     # ------------------------------------------------------------------ deployment
     def deploy(self) -> None:
         """Translate template.yaml with the SAM translator and create it in moto's CloudFormation."""
-        import boto3
+        from sagepush import aws
 
         document = sam.load(self.root / "template.yaml")
-        s3 = boto3.client("s3")
+        s3 = aws.new_client("s3")
         s3.create_bucket(Bucket=CODE_BUCKET)
         locations = {}
         for logical_id, resource in document["Resources"].items():
@@ -276,10 +276,10 @@ class LocalStack:
             parameters=parameters,
             region=self.region,
             account_id=ACCOUNT_ID,
-            iam=boto3.client("iam"),
+            iam=aws.new_client("iam"),
             root=self.root,
         )
-        cloudformation = boto3.client("cloudformation")
+        cloudformation = aws.new_client("cloudformation")
         cloudformation.create_stack(
             StackName=self.stack_name,
             TemplateBody=json.dumps(translated),
@@ -307,9 +307,9 @@ class LocalStack:
     def _save_staged_code(self) -> None:
         """Copy the artifact bucket's code/ objects the store does not hold yet (they are content-addressed), and
         record a use of those a job ran. Code restored from the store and not run is left to age (and be pruned)."""
-        import boto3
+        from sagepush import aws
 
-        s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
+        s3, bucket, store = aws.new_client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
         prefix = self.function("StageFunction").environment["CODE_PREFIX"]
         run = self._code_run_by_jobs(bucket)
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -327,9 +327,9 @@ class LocalStack:
 
     def _restore_staged_code(self) -> None:
         """Put the staged code kept by earlier stacks back into the artifact bucket."""
-        import boto3
+        from sagepush import aws
 
-        s3, bucket, store = boto3.client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
+        s3, bucket, store = aws.new_client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
         self._restored_code.clear()
         for path in sorted(store.rglob("*")) if store.is_dir() else []:
             if path.is_file() and not path.name.endswith(".partial"):
@@ -355,9 +355,9 @@ class LocalStack:
 
     def _complete_buckets(self, translated: Mapping[str, Any]) -> None:
         """Apply the bucket properties moto's CloudFormation ignores, as the template declares them."""
-        import boto3
+        from sagepush import aws
 
-        s3 = boto3.client("s3")
+        s3 = aws.new_client("s3")
         for logical_id, resource in translated["Resources"].items():
             if resource["Type"] != "AWS::S3::Bucket" or logical_id not in self.resources:
                 continue
@@ -412,9 +412,9 @@ class LocalStack:
         raise ValueError(f"the local stack cannot resolve {value!r}")
 
     def _load_functions(self, document: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
-        import boto3
+        from sagepush import aws
 
-        client = boto3.client("lambda")
+        client = aws.new_client("lambda")
         self.functions.clear()
         for logical_id, source in sam.functions(document, root=self.root).items():
             configuration = client.get_function_configuration(FunctionName=self.resources[logical_id])
@@ -470,7 +470,7 @@ class LocalStack:
             self._send_failure(loaded, event, error, config)
 
     def _send_failure(self, loaded: LoadedFunction, event: Any, error: BaseException, config: InvokeConfig) -> None:
-        import boto3
+        from sagepush import aws
 
         record = {
             "version": "1.0",
@@ -489,7 +489,7 @@ class LocalStack:
         }
         assert config.on_failure is not None
         queue = config.on_failure.rsplit(":", 1)[-1]
-        sqs = boto3.client("sqs")
+        sqs = aws.new_client("sqs")
         sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], MessageBody=json.dumps(record))
 
     def _invoke_for_moto(self, function_name: str, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:

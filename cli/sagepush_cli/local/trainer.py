@@ -206,8 +206,13 @@ class LocalTrainer:
     def _execute(self, run: _Run) -> None:
         import boto3
 
+        from sagepush import aws
+
         session = boto3.session.Session(region_name=run.region)
-        clients = {name: session.client(name, endpoint_url=self.endpoint) for name in ("s3", "events", "logs")}
+        clients = {
+            name: session.client(name, endpoint_url=self.endpoint, config=aws.config(name))
+            for name in ("s3", "events", "logs")
+        }
         sink: _LogSink | None = None
         try:
             self._transition(run, clients["events"], SecondaryStatus.STARTING)

@@ -28,7 +28,8 @@ _READ_TIMEOUTS = {"sagemaker": 10, "dynamodb": 10}
 
 
 @functools.cache
-def _config(service: str) -> Config:
+def config(service: str) -> Config:
+    """Return the client configuration every sagepush client of `service` uses: one retry policy, explicit timeouts."""
     from botocore.config import Config
 
     # Standard retry mode backs off on throttling with jitter; explicit timeouts keep a stuck call inside the
@@ -65,9 +66,15 @@ def client(service: str) -> Any:
 
 @functools.cache
 def _client(service: str) -> Any:
+    return new_client(service)
+
+
+def new_client(service: str) -> Any:
+    """Return a new client for `service` with the shared retry policy and timeouts, for callers whose endpoint or
+    credentials change within one process (the local stack and its demo); handlers use `client`."""
     import boto3
 
-    return boto3.client(service, config=_config(service))  # type: ignore[call-overload]
+    return boto3.client(service, config=config(service))  # type: ignore[call-overload]
 
 
 def clear_clients() -> None:
