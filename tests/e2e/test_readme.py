@@ -239,7 +239,7 @@ def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None
 def test_the_own_container_sample_renders_the_walkthrough_request(tmp_path: Path) -> None:
     from sagepush import policy
 
-    [text] = of("Bring your own container", "toml")
+    [text] = [block for block in of("Bring your own container", "toml") if "172800" in block]
     (tmp_path / "sagepush.toml").write_text(text)
     # The walkthrough asks for more than the template's default policy allows, as README says.
     widened = policy.Policy(
@@ -272,6 +272,23 @@ def test_the_own_container_sample_renders_the_walkthrough_request(tmp_path: Path
     assert request["ResourceConfig"] == {"InstanceCount": 1, "InstanceType": "ml.c4.2xlarge", "VolumeSizeInGB": 10}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 172800}
     assert request["HyperParameters"] == {}
+
+
+def test_the_code_channel_sample_gives_its_image_the_pushed_code(tmp_path: Path) -> None:
+    from sagepush import policy
+
+    [text] = [block for block in of("Bring your own container", "toml") if "code_channel" in block]
+    (tmp_path / "sagepush.toml").write_text(text)
+    (tmp_path / "train.py").write_text("print('training')\n")
+    allowing = policy.Policy(image_accounts=("123456789012",))
+
+    (request,) = render_jobs(tmp_path, region="us-east-1", project="runtime", job_policy=allowing)
+
+    [code] = request["InputDataConfig"]
+    assert code["ChannelName"] == "code"
+    assert code["DataSource"]["S3DataSource"]["S3Uri"].endswith("/sourcedir.tar.gz")
+    entry = request["AlgorithmSpecification"]["ContainerEntrypoint"]
+    assert "/opt/ml/input/data/code/sourcedir.tar.gz" in entry[-1] and request["HyperParameters"] == {}
 
 
 def test_the_manifest_reference_lists_every_key() -> None:

@@ -270,6 +270,30 @@ def test_a_job_running_its_images_entrypoint_stages_nothing_and_sends_plain_hype
     assert job["FailureReason"].startswith("ClientError: the local stack runs scripts, not images")
 
 
+def test_an_images_own_entrypoint_gets_the_staged_code_as_the_channel_it_names(
+    stack: LocalStack, s3: Any, sfn: Any, sagemaker: Any
+) -> None:
+    manifest = (
+        own_image_manifest(stack)
+        + b"""
+code_channel = "code"
+container_entry_point = ["sh", "-c", "tar -xzf /opt/ml/input/data/code/sourcedir.tar.gz -C /tmp && python /tmp/train.py"]
+"""
+    )
+    upload(stack, s3, "incoming/kmeans/main.tar.gz", tar_gz({"sagepush.toml": manifest, "train.py": b"print(1)\n"}))
+
+    [staged] = staged_objects(stack, s3)
+    [execution] = executions(stack, sfn)
+    code_uri = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["code_uri"]
+    assert code_uri == f"s3://{stack.outputs['ArtifactBucketName']}/{staged}"
+    wait_for(finished(sfn, execution["executionArn"]), "the execution to end")
+    job = sagemaker.describe_training_job(TrainingJobName=execution["name"])
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels["code"] == code_uri and channels["training"].endswith("/train.csv")
+    assert job["AlgorithmSpecification"]["ContainerEntrypoint"][0] == "sh"
+    assert job["HyperParameters"] == {"k": "10"}
+
+
 def test_a_built_in_algorithm_is_refused_by_the_local_trainer_with_why(stack: LocalStack, s3: Any, sfn: Any) -> None:
     manifest = own_image_manifest(stack).replace(
         b'image_uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:2024.11"', b'algorithm = "kmeans"'

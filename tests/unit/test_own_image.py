@@ -94,6 +94,41 @@ def test_no_code_channel_even_when_network_isolated() -> None:
     assert "InputDataConfig" not in isolated and isolated["EnableNetworkIsolation"] is True
 
 
+def test_the_staged_code_reaches_the_image_as_the_channel_it_names() -> None:
+    entry = '["sh", "-c", "tar -xzf /opt/ml/input/data/code/sourcedir.tar.gz -C /tmp && python /tmp/train.py"]'
+    the_spec = resolve(f'code_channel = "code"\ncontainer_entry_point = {entry}\n' + WALKTHROUGH)
+    request = build(the_spec, code_uri="s3://sagepush-artifacts/code/demo/abc/sourcedir.tar.gz")
+
+    assert the_spec.stages_code and not the_spec.runs_script
+    code = {
+        "S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": "s3://sagepush-artifacts/code/demo/abc/sourcedir.tar.gz",
+            "S3DataDistributionType": "FullyReplicated",
+        }
+    }
+    assert request["InputDataConfig"][-1] == {"ChannelName": "code", "DataSource": code}
+    assert request["HyperParameters"] == {}
+    assert request["AlgorithmSpecification"]["ContainerEntrypoint"][:2] == ["sh", "-c"]
+    assert not resolve(WALKTHROUGH).stages_code  # without it, nothing is staged
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ('code_channel = "code"\nentry_point = "train.py"\n', "sagepush.toml: code_channel", "gets its code already"),
+        ('code_channel = "training"\n', "sagepush.toml: channels.training", "is reserved for the code"),
+        ('code_channel = "my code"\n', "sagepush.toml: code_channel", "is not a channel name"),
+    ],
+    ids=["beside-a-script", "a-data-channels-name", "bad-name"],
+)
+def test_a_code_channel_is_refused_where_it_cannot_apply(text: str, where: str, problem: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        resolve(text + WALKTHROUGH)
+    assert caught.value.where == where
+    assert problem in caught.value.message
+
+
 def test_the_staged_code_need_not_hold_an_entry_point() -> None:
     jobs.check_entry_point(resolve(WALKTHROUGH), frozenset({"sagepush.toml"}))  # nothing to look for: no error
 

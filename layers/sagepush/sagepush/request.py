@@ -123,6 +123,8 @@ def build_request(
         channels.append(model)
     if isolated and spec.runs_script:
         channels.append(_channel(CODE_CHANNEL, code_uri))
+    if spec.code_channel is not None:  # the image's own entrypoint finds the code at /opt/ml/input/data/<channel>/
+        channels.append(_channel(spec.code_channel, code_uri))
     if channels:
         request["InputDataConfig"] = channels
     request["HyperParameters"] = hyperparameters(

@@ -59,8 +59,14 @@ def check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[
     if bool(spec.subnets) != bool(spec.security_group_ids):
         present, missing = ("subnets", "security_group_ids") if spec.subnets else ("security_group_ids", "subnets")
         raise SpecError(where(present), f"needs {name(missing)} too: a VPC job needs both")
+    if spec.code_channel is not None and spec.runs_script:
+        raise SpecError(
+            where("code_channel"),
+            f"is for an image that runs its own entrypoint; a script ({name('entry_point')}) gets its code already",
+        )
     reserved = {"code"} if spec.enable_network_isolation else set()
     reserved |= {"model"} if spec.model_uri else set()
+    reserved |= {spec.code_channel} if spec.code_channel else set()
     for channel in spec.channels:
         if channel.name in reserved:
             raise SpecError(where(f"channels.{channel.name}"), "is reserved for the code or model sagepush delivers")

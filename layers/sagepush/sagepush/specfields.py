@@ -369,6 +369,13 @@ def _tensorboard(value: object, where: str) -> Mapping[str, str]:
     return MappingProxyType(parsed)
 
 
+def _channel_name(value: object, where: str) -> str:
+    text = string(value, where)
+    if not _CHANNEL_NAME.match(text):
+        raise SpecError(where, f"{quote(value)} is not a channel name (letters, digits, '.', '-', '_'; 1 to 64)")
+    return text
+
+
 def _training_plan(value: object, where: str) -> str:
     """ResourceConfig.TrainingPlanArn: a SageMaker training plan (reserved capacity), by ARN."""
     text = string(value, where)
@@ -455,6 +462,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "enable_sagemaker_metrics": _boolean,
     "enable_infra_check": _boolean,
     "container_entry_point": strings,
+    "code_channel": _channel_name,
     "container_arguments": strings,
     "allow_secrets": strings,
     "request_overrides": _json_table,

@@ -148,6 +148,7 @@ class TrainingSpec:
     enable_sagemaker_metrics: bool | None = None
     enable_infra_check: bool | None = None
     container_entry_point: tuple[str, ...] | None = None
+    code_channel: str | None = None
     container_arguments: tuple[str, ...] | None = None
     allow_secrets: tuple[str, ...] = ()
     request_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
@@ -159,6 +160,11 @@ class TrainingSpec:
     def runs_script(self) -> bool:
         """Whether the job runs a staged script (script mode), rather than the image's own entrypoint."""
         return self.entry_point is not None
+
+    @property
+    def stages_code(self) -> bool:
+        """Whether the job needs the pushed code staged: it runs a script, or its image gets the code as a channel."""
+        return self.runs_script or self.code_channel is not None
 
     @property
     def transformers_version(self) -> str | None:

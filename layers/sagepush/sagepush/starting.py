@@ -163,7 +163,7 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
             tags=jobs.job_tags(project, digest, source),
         )
         planned.update(job_name=job_name, resolved=resolved, source=source)
-        return resolved.runs_script  # an image that runs its own entrypoint needs no staged code
+        return resolved.stages_code  # an image that runs its own entrypoint needs no staged code, unless as a channel
 
     staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3, before_upload=plan)
     code = staged.code
@@ -257,8 +257,9 @@ def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: J
     project = naming.check_project(start.project, where="project")
     table = apply_settings(start.spec, start.set)
     resolved = spec.resolve_spec(spec.Manifest(source="input", table=table), jobs.defaults_from(settings, project))
-    if resolved.runs_script and not start.code_uri:
-        raise UploadError("code_uri", "is required: the job runs a script from the staged code")
+    if resolved.stages_code and not start.code_uri:
+        what = "runs a script from" if resolved.runs_script else f"gets as channel {resolved.code_channel!r}"
+        raise UploadError("code_uri", f"is required: the job {what} the staged code")
     match = _STAGED_CODE.search(start.code_uri)
     digest = match.group(1) if match else hashlib.sha256(start.code_uri.encode()).hexdigest()
     job_name = naming.job_name(project, digest, hashlib.sha256(execution_name.encode()).hexdigest())
