@@ -358,6 +358,52 @@ def workflow_text(source: CliSource, project: str | None = None) -> str:
 # Train on SageMaker on every push to main: `sagepush push --wait` uploads the commit and follows its training
 # job, and the step fails unless the job completes.
 #
+{_workflow_preamble("")}
+      - uses: {_ACTIONS["uv"]}
+      - name: Push this commit and follow its training job
+        run: >-
+          uvx --from "{source.requirement}" sagepush push .
+          --project "{name}" --bucket "${{{{ vars.SAGEPUSH_BUCKET }}}}" --wait
+"""
+
+
+def container_workflow_text(source: CliSource, project: str | None = None, context: str = ".") -> str:
+    """Return the GitHub Actions workflow for a project that trains in its own image: build `context`'s Dockerfile,
+    push it to the ECR repository the push role may write, then push the commit with the manifest's `image_uri`
+    pinned to the digest just pushed, and follow its job."""
+    name = project or "${{ vars.SAGEPUSH_PROJECT }}"
+    variable = (
+        "#   SAGEPUSH_IMAGE_REPOSITORY  the stack's GitHubImageRepositoryUri output (deploy it with\n"
+        "#                              GitHubImageRepository=<an ECR repository of the stack's account and region>)\n"
+    )
+    return f"""\
+# Train on SageMaker on every push to main, in this project's own image: build the Dockerfile, push the image to
+# ECR, then `sagepush push --wait` uploads the commit with image_uri pinned to the image's digest and follows its
+# training job; the step fails unless the job completes.
+#
+{_workflow_preamble(variable)}
+      - name: Build the image and push it to ECR
+        id: image
+        env:
+          REPOSITORY: ${{{{ vars.SAGEPUSH_IMAGE_REPOSITORY }}}}
+        run: |
+          aws ecr get-login-password | docker login --username AWS --password-stdin "${{REPOSITORY%%/*}}"
+          docker build --tag "$REPOSITORY:$GITHUB_SHA" "{context}"
+          docker push "$REPOSITORY:$GITHUB_SHA"
+          echo "uri=$(docker inspect --format '{{{{index .RepoDigests 0}}}}' "$REPOSITORY:$GITHUB_SHA")" >> "$GITHUB_OUTPUT"
+      - uses: {_ACTIONS["uv"]}
+      - name: Push this commit, pinned to the image just built, and follow its training job
+        run: >-
+          uvx --from "{source.requirement}" sagepush push .
+          --project "{name}" --bucket "${{{{ vars.SAGEPUSH_BUCKET }}}}"
+          --set "image_uri=${{{{ steps.image.outputs.uri }}}}" --wait
+"""
+
+
+def _workflow_preamble(variables: str) -> str:
+    """The part both workflows share: how the CLI is pinned, the OIDC role, the trigger, the checkout and the
+    credentials; `variables` adds lines to the list of repository variables."""
+    return f"""\
 # The sagepush CLI is installed from a git repository at one full commit (the `uvx --from` line), never from a
 # package name, branch or tag: this job holds the AWS push role. To change it, edit that line or run
 # `sagepush init --force --cli-source URL --cli-commit COMMIT`.
@@ -367,7 +413,7 @@ def workflow_text(source: CliSource, project: str | None = None) -> str:
 #   SAGEPUSH_ROLE_ARN   the stack's GitHubPushRoleArn output
 #   SAGEPUSH_BUCKET     the stack's IngestBucketName output
 #   AWS_REGION          the stack's region
-# The role may only write incoming/<project>/ and read what following the job needs.
+{variables}# The role may only write incoming/<project>/ and read what following the job needs.
 name: sagepush
 
 on:
@@ -393,34 +439,21 @@ jobs:
       - uses: {_ACTIONS["credentials"]}
         with:
           role-to-assume: ${{{{ vars.SAGEPUSH_ROLE_ARN }}}}
-          aws-region: ${{{{ vars.AWS_REGION }}}}
-      - uses: {_ACTIONS["uv"]}
-      - name: Push this commit and follow its training job
-        run: >-
-          uvx --from "{source.requirement}" sagepush push .
-          --project "{name}" --bucket "${{{{ vars.SAGEPUSH_BUCKET }}}}" --wait
-"""
+          aws-region: ${{{{ vars.AWS_REGION }}}}"""
 
 
 def write(
-    directory: Path,
-    *,
-    chosen: Plan,
-    workflow_root: Path | None,
-    source: CliSource | None = None,
-    force: bool = False,
+    directory: Path, *, manifest: str, workflow: str | None, workflow_root: Path | None, force: bool = False
 ) -> list[Path]:
-    """Write sagepush.toml into `directory` and, with `workflow_root`, the workflow (installing the CLI from
-    `source`) under it; return what was written.
+    """Write `manifest` as sagepush.toml into `directory` and, when given, `workflow` under `workflow_root`; return
+    what was written.
 
     Raises:
         InitError: a file exists and `force` is not set (nothing is written then).
     """
-    targets = {directory / MANIFEST: manifest_text(chosen)}
-    if workflow_root is not None:
-        if source is None:
-            raise ValueError("a workflow needs the source of the CLI it installs")
-        targets[workflow_root / WORKFLOW] = workflow_text(source, chosen.project)
+    targets = {directory / MANIFEST: manifest}
+    if workflow is not None and workflow_root is not None:
+        targets[workflow_root / WORKFLOW] = workflow
     if not force:
         for path in targets:
             if path.exists():
@@ -429,3 +462,50 @@ def write(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return list(targets)
+
+
+# An ECR repository's URI, without a tag or digest: the image the workflow builds is pushed there.
+_IMAGE_REPOSITORY = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]{0,255}"
+)
+
+
+def image_repository(value: str, directory: Path) -> str:
+    """Check `sagepush init --container`'s inputs: an ECR repository URI with no tag, and a Dockerfile to build.
+
+    Raises:
+        InitError: naming --image-repository or the missing Dockerfile.
+    """
+    if not _IMAGE_REPOSITORY.fullmatch(value):
+        raise InitError(
+            "--image-repository",
+            f"{value!r} is not an ECR repository URI without a tag (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME)",
+        )
+    if not (directory / "Dockerfile").is_file():
+        raise InitError(str(directory / "Dockerfile"), "is missing: the workflow builds the project's image from it")
+    return value
+
+
+def container_manifest_text(repository: str) -> str:
+    """Return a commented sagepush.toml for a project that trains in its own image, kept in `repository`."""
+    return f"""\
+# sagepush: what a push of this project trains: the image built from ./Dockerfile, which runs its own entrypoint
+# (SageMaker starts it with `train`). The workflow pins image_uri to the digest it has just pushed (`--set`);
+# README.md's manifest reference lists each key and the CreateTrainingJob field it sets.
+
+image_uri = "{repository}:latest"
+
+# The training instance: ml.m5.large is the smallest CPU one; ml.g5.xlarge a small GPU one.
+instance_type = "ml.m5.large"
+# The job is stopped (SIGTERM, then SIGKILL) after this long: 90m, 2h, 1h30m or seconds.
+max_run = "1h"
+
+# Sent to the image as /opt/ml/input/config/hyperparameters.json, each value a string.
+# hyperparameters = {{ epochs = "10" }}
+
+# Data channels: each is downloaded to /opt/ml/input/data/<name>/.
+# channels = {{ train = "s3://my-bucket/datasets/train/" }}
+
+# The pushed code as a channel too, for an image that runs a script from it (README: Bring your own container).
+# code_channel = "code"
+"""

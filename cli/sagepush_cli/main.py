@@ -671,12 +671,24 @@ def init(
             help="The full 40-hex commit of that repository the workflow installs (default: this sagepush's).",
         ),
     ] = None,
+    container: Annotated[
+        bool,
+        typer.Option(
+            "--container",
+            help="The project trains in its own image, built from its Dockerfile: the workflow builds it, pushes it "
+            "to --image-repository and pushes the manifest pinned to the image's digest.",
+        ),
+    ] = False,
+    image_repository: Annotated[
+        str | None,
+        typer.Option(help="With --container: the ECR repository URI, no tag (the stack's GitHubImageRepositoryUri)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files that exist.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Write a commented sagepush.toml (the framework read from requirements.txt or pyproject.toml, else from what the
-    scripts import) and a GitHub Actions workflow that pushes every commit on main, installing the CLI from a git
-    repository at a pinned commit.
+    scripts import; with --container, the project's own image) and a GitHub Actions workflow that pushes every commit
+    on main, installing the CLI from a git repository at a pinned commit.
 
     Exit codes: 0 written; 2 a file exists (nothing is written), the project is not understood, or the CLI's
     source for the workflow is not known (pass --cli-source and --cli-commit).
@@ -691,22 +703,45 @@ def init(
         if not directory.is_dir():
             _fail(f"{path}: is not a directory")
         name = naming.check_project(project or project_name(directory), where="--project")
-        chosen = initialising.plan(directory, project=name, framework=framework, entry_point=entry_point)
+        if container and (framework or entry_point):
+            _fail("--container: the image runs its own entrypoint; --framework and --entry-point do not apply")
+        if not container and image_repository:
+            _fail("--image-repository: applies only with --container")
+        if container and not image_repository:
+            _fail("--image-repository: is required with --container (the ECR repository the workflow pushes to)")
+        chosen = None
+        if container:
+            repository = initialising.image_repository(image_repository or "", directory)
+            manifest = initialising.container_manifest_text(repository)
+        else:
+            chosen = initialising.plan(directory, project=name, framework=framework, entry_point=entry_point)
+            manifest = initialising.manifest_text(chosen)
         root = None  # where the workflow goes: the repository's root, else the project directory
         pinned = None  # where the workflow installs the CLI from
+        text = None
         if workflow:
             pinned = initialising.cli_source(cli_source, cli_commit, origin=initialising.installed_origin())
             git = read_git_state(directory)
             root = git.root if git else directory
-        written = initialising.write(directory, chosen=chosen, workflow_root=root, source=pinned, force=force)
+            if container:
+                context = directory.relative_to(root).as_posix() if directory != root else "."
+                text = initialising.container_workflow_text(pinned, name, context)
+            else:
+                text = initialising.workflow_text(pinned, name)
+        written = initialising.write(directory, manifest=manifest, workflow=text, workflow_root=root, force=force)
     if json_output:
-        document = {"written": [str(p) for p in written], "framework": chosen.framework, "project": name}
-        _print_json({**document, "cli_source": pinned.requirement if pinned else None})
+        document = {"written": [str(p) for p in written], "framework": chosen.framework if chosen else None}
+        _print_json({**document, "project": name, "cli_source": pinned.requirement if pinned else None})
         return
     for written_path in written:
         typer.echo(f"wrote {written_path}")
     if pinned:
         typer.echo(f"the workflow installs the CLI from {pinned.requirement}")
+    if chosen is None:
+        typer.echo(
+            f"the image from {path}/Dockerfile, kept in {image_repository}; check it with `sagepush render {path}`"
+        )
+        return
     source = f" (from {chosen.detected_from})" if chosen.detected_from else " (no framework found: edit it)"
     typer.echo(
         f"framework {chosen.framework} {chosen.framework_version}{source}; check it with `sagepush render {path}`"
