@@ -86,3 +86,30 @@ def test_github_role_trusts_one_branch_and_writes_only_its_prefix(github_stack: 
         "churn-prod-3f5c0f2a-6b1e9d", allowed["sagemaker:DescribeTrainingJob"].split("/")[-1]
     )
     assert fnmatch.fnmatchcase("churn-3f5c0f2a-6b1e9d", allowed["sagemaker:DescribeTrainingJob"].split("/")[-1])
+
+
+@pytest.fixture
+def image_pushing_stack(stack: LocalStack) -> Iterator[LocalStack]:
+    saved = dict(stack.parameters)
+    stack.parameters = {**saved, **PARAMETERS, "GitHubImageRepository": "churn-trainer"}
+    stack.reset()
+    yield stack
+    stack.parameters = saved
+    stack.reset()
+
+
+def test_with_an_image_repository_the_role_may_push_to_that_one_repository(image_pushing_stack: LocalStack) -> None:
+    iam = boto3.client("iam")
+    name = image_pushing_stack.outputs["GitHubPushRoleArn"].rsplit("/", 1)[-1]
+    policies = {
+        p: decode(iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"])
+        for p in iam.list_role_policies(RoleName=name)["PolicyNames"]
+    }
+    assert set(policies) == {"push-one-project", "push-one-image-repository"}
+    statements = {s["Sid"]: s for s in policies["push-one-image-repository"]["Statement"]}
+    assert statements["SignInToTheRegistry"]["Action"] == "ecr:GetAuthorizationToken"
+    repository = f"arn:aws:ecr:us-east-1:{ACCOUNT_ID}:repository/churn-trainer"
+    assert statements["PushToItsOwnRepository"]["Resource"] == repository
+    assert "ecr:PutImage" in statements["PushToItsOwnRepository"]["Action"]
+    uri = image_pushing_stack.outputs["GitHubImageRepositoryUri"]
+    assert uri == f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/churn-trainer"

@@ -389,7 +389,7 @@ class StubbedSession:
         self.stubber = Stubber(self.s3)
         self.region_name = "us-east-1"
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, **options: Any) -> Any:
         assert service == "s3"
         return self.s3
 

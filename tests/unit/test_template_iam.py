@@ -62,12 +62,10 @@ def statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
         elif kind == "AWS::IAM::Role":
             documents.append((f"{logical_id}/trust", properties["AssumeRolePolicyDocument"]))
             for policy in properties.get("Policies", []):
-                if "Fn::If" in policy:  # a policy under a condition: listed as it is when the condition holds
-                    policy = policy["Fn::If"][1]
                 documents.append((f"{logical_id}/{policy['PolicyName']}", policy["PolicyDocument"]))
             for arn in properties.get("ManagedPolicyArns", []):
                 found[f"{logical_id}/managed/{_canonical(arn)}"] = {"policy": _canonical(arn)}
-        elif kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+        elif kind in ("AWS::IAM::Policy", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
             documents.append((logical_id, properties["PolicyDocument"]))
         for owner, policy in documents:
             for index, statement in enumerate(_listed(policy["Statement"])):
