@@ -273,13 +273,9 @@ def test_a_job_running_its_images_entrypoint_stages_nothing_and_sends_plain_hype
 def test_an_images_own_entrypoint_gets_the_staged_code_as_the_channel_it_names(
     stack: LocalStack, s3: Any, sfn: Any, sagemaker: Any
 ) -> None:
-    manifest = (
-        own_image_manifest(stack)
-        + b"""
-code_channel = "code"
-container_entry_point = ["sh", "-c", "tar -xzf /opt/ml/input/data/code/sourcedir.tar.gz -C /tmp && python /tmp/train.py"]
-"""
-    )
+    # Top-level keys before the manifest's tables: TOML would read them as the last table's.
+    entry = b'["sh", "-c", "tar -xzf /opt/ml/input/data/code/sourcedir.tar.gz -C /tmp && python /tmp/train.py"]'
+    manifest = b'code_channel = "code"\ncontainer_entry_point = ' + entry + b"\n" + own_image_manifest(stack)
     upload(stack, s3, "incoming/kmeans/main.tar.gz", tar_gz({"sagepush.toml": manifest, "train.py": b"print(1)\n"}))
 
     [staged] = staged_objects(stack, s3)
