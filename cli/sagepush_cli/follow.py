@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sagepush.errors import SagepushError
 from sagepush.events import TERMINAL_STATUSES, TrainingJobStatus
+from sagepush.naming import matrix_job_names
 from sagepush.starting import UPLOAD_JOB_TAG as JOB_TAG
+from sagepush.starting import UPLOAD_JOBS_TAG as JOBS_TAG
+from sagepush.starting import UPLOAD_PUSH_TAG as PUSH_TAG
 from sagepush.starting import refusal_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
@@ -49,6 +52,8 @@ class JobView:
     model_uri: str | None = None
     created: str | None = None
     ended: str | None = None
+    training_seconds: int | None = None
+    billable_seconds: int | None = None
 
     @property
     def completed(self) -> bool:
@@ -70,6 +75,8 @@ class JobView:
             "model_uri": self.model_uri,
             "created": self.created,
             "ended": self.ended,
+            "training_seconds": self.training_seconds,
+            "billable_seconds": self.billable_seconds,
         }
 
 
@@ -88,7 +95,15 @@ def job_view(description: Mapping[str, Any]) -> JobView:
         model_uri=description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
         created=_iso(description.get("CreationTime")),
         ended=_iso(description.get("TrainingEndTime")),
+        training_seconds=_seconds_between(description.get("TrainingStartTime"), description.get("TrainingEndTime")),
+        billable_seconds=description.get("BillableTimeInSeconds"),
     )
+
+
+def _seconds_between(start: Any, end: Any) -> int | None:
+    if not hasattr(start, "timestamp") or not hasattr(end, "timestamp") or end < start:
+        return None
+    return int(end.timestamp() - start.timestamp())
 
 
 def _iso(value: Any) -> str | None:
@@ -101,6 +116,14 @@ def upload_version(s3: S3Client, *, bucket: str, key: str) -> str | None:
     return version if version and version != "null" else None
 
 
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """What StageFunction made of an upload: one job, or the jobs of a `[strategy]` push."""
+
+    jobs: tuple[str, ...]
+    push: str | None = None
+
+
 def job_of_upload(
     s3: S3Client,
     *,
@@ -111,7 +134,26 @@ def job_of_upload(
     poll: float = POLL_SECONDS,
     clock: Callable[[], float] = time.monotonic,
 ) -> str:
-    """Wait until StageFunction has tagged the upload; return the job name it became.
+    """Wait until StageFunction has tagged the upload; return the job it became (a push's first job).
+
+    Raises:
+        FollowError: as `jobs_of_upload`.
+    """
+    staged = jobs_of_upload(s3, bucket=bucket, key=key, version_id=version_id, timeout=timeout, poll=poll, clock=clock)
+    return staged.jobs[0]
+
+
+def jobs_of_upload(
+    s3: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    timeout: float,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> StagedUpload:
+    """Wait until StageFunction has tagged the upload; return the job, or the push and its jobs, it became.
 
     Raises:
         FollowError: the upload was refused (the message is StageFunction's reason), or it was not staged in time.
@@ -120,8 +162,11 @@ def job_of_upload(
     deadline = clock() + timeout
     while True:
         tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key, **version)["TagSet"]}
+        if PUSH_TAG in tags and tags.get(JOBS_TAG, "").isdigit():
+            push = tags[PUSH_TAG]
+            return StagedUpload(jobs=tuple(matrix_job_names(push, int(tags[JOBS_TAG]))), push=push)
         if JOB_TAG in tags:
-            return tags[JOB_TAG]
+            return StagedUpload(jobs=(tags[JOB_TAG],))
         refusal = refusal_of(tags)
         if refusal is not None:
             raise UploadRefusedError(f"s3://{bucket}/{key} was refused: {refusal}")
@@ -175,6 +220,56 @@ def watch(
             state = view.secondary_status if view else "not created yet"
             raise FollowError(f"{job_name} did not end within {timeout:g}s (last seen: {state})")
         time.sleep(poll)  # polling SageMaker: the job runs elsewhere
+
+
+def watch_all(
+    sagemaker: SageMakerClient,
+    job_names: Sequence[str],
+    *,
+    timeout: float | None,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    given_up: Callable[[], bool] = lambda: False,
+) -> Iterator[dict[str, JobView | None]]:
+    """Yield every job's view (None while not created) each time one changes, until all have ended (the last yield),
+    or until `given_up` says no job not yet ended will (a push that ended with jobs it never created).
+
+    Raises:
+        FollowError: not every job ended before `timeout` seconds.
+    """
+    deadline = None if timeout is None else clock() + timeout
+    last: tuple[Any, ...] | None = None
+    ended: dict[str, JobView] = {}
+    while True:
+        views = {name: ended.get(name) or describe(sagemaker, name) for name in job_names}
+        ended.update({name: view for name, view in views.items() if view is not None and view.finished})
+        marker = tuple((v.status, v.secondary_status, len(v.transitions)) if v else None for v in views.values())
+        if marker != last:
+            last = marker
+            yield views
+        waiting = [name for name in job_names if name not in ended]
+        if not waiting or (all(views[name] is None for name in waiting) and given_up()):
+            return
+        if deadline is not None and clock() >= deadline:
+            running = [name for name in job_names if name not in ended]
+            raise FollowError(f"{', '.join(running)} did not end within {timeout:g}s")
+        time.sleep(poll)  # polling SageMaker: the jobs run elsewhere
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Poll `check` until it holds (True) or `timeout` seconds have passed (False)."""
+    deadline = clock() + timeout
+    while not check():
+        if clock() >= deadline:
+            return False
+        time.sleep(poll)  # polling AWS: what is awaited happens elsewhere
+    return True
 
 
 class LogReader:

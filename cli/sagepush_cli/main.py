@@ -13,7 +13,7 @@ import typer
 from sagepush import aws
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from sagepush_cli.local.demo import DemoResult
 
@@ -229,7 +229,18 @@ def push(
             typer.echo(f"job {pushed.attached or pushed.job_name_prefix + '…'}")
         return
     with _readable_errors():
-        view, tail = _follow_push(session, pushed, timeout=timeout, poll=poll_seconds, quiet=json_output)
+        followed = _follow_push(session, pushed, timeout=timeout, poll=poll_seconds, quiet=json_output)
+    if isinstance(followed, dict):  # a [strategy] push: every job's end, and the best
+        from sagepush.events import TrainingJobStatus
+
+        if json_output:
+            _print_json({**pushed.summary(), **followed})
+        else:
+            _print_matrix_end(followed)
+        if not all(job["status"] == TrainingJobStatus.COMPLETED for job in followed["jobs"]):
+            raise typer.Exit(EXIT_FAILED)
+        return
+    view, tail = followed
     if json_output:
         _print_json({**pushed.summary(), "job": view.as_dict(), "log_tail": tail})
     else:
@@ -240,10 +251,15 @@ def push(
 
 STAGE_WAIT_SECONDS = 900.0
 """How long `push --wait` waits for StageFunction to tag the upload: its timeout times its attempts."""
+SUMMARY_WAIT_SECONDS = 300.0
+"""How long `push --wait` of a `[strategy]` push waits, after its last job ended, for the push's summary alert."""
 
 
-def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: float, quiet: bool) -> tuple[Any, Any]:
-    """Wait for the upload's job, print its transitions as they happen, and return its end and its log tail."""
+def _follow_push(
+    session: Any, pushed: Any, *, timeout: float | None, poll: float, quiet: bool
+) -> tuple[Any, Any] | dict[str, Any]:
+    """Wait for the upload's job, print its transitions as they happen, and return its end and its log tail; for a
+    `[strategy]` push, follow every job (`_follow_matrix`)."""
     import time
 
     from sagepush_cli import follow
@@ -252,12 +268,15 @@ def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: floa
     s3 = session.client("s3", config=aws.config("s3"))
     version = follow.upload_version(s3, bucket=pushed.bucket, key=pushed.key)
     stage_wait = min(timeout, STAGE_WAIT_SECONDS) if timeout is not None else STAGE_WAIT_SECONDS
-    job_name = follow.job_of_upload(
+    staged = follow.jobs_of_upload(
         s3, bucket=pushed.bucket, key=pushed.key, version_id=version, timeout=stage_wait, poll=poll
     )
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    if staged.push is not None:
+        return _follow_matrix(session, pushed, staged, version=version, timeout=left, poll=poll, quiet=quiet)
+    [job_name] = staged.jobs
     if not quiet:
         typer.echo(f"job {job_name}")
-    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
     shown = 0
     view = None
     for view in follow.watch(
@@ -269,6 +288,139 @@ def _follow_push(session: Any, pushed: Any, *, timeout: float | None, poll: floa
         shown = len(view.transitions)
     assert view is not None  # watch() yields at least the job's end
     return view, follow.log_tail(session.client("logs", config=aws.config("logs")), job_name)
+
+
+def _follow_matrix(
+    session: Any, pushed: Any, staged: Any, *, version: str | None, timeout: float | None, poll: float, quiet: bool
+) -> dict[str, Any]:
+    """Follow every job of a `[strategy]` push until all have ended (or the push ended without creating some): a
+    live table on a terminal, each transition as a line otherwise. Return `{"push", "jobs", "best", "objective"}`."""
+    from sagepush import alerts, naming, pushes, strategy
+    from sagepush_cli import follow
+
+    matrix = strategy.of_manifest(pushed.staged.manifest, max_jobs=naming.MAX_MATRIX_JOBS)
+    values = dict(zip(staged.jobs, matrix.jobs, strict=False)) if matrix else {}
+    objective = (matrix.objective_metric_name, matrix.objective_type) if matrix else (None, "Maximize")
+    s3 = session.client("s3", config=aws.config("s3"))
+    extra = {"VersionId": version} if version else {}
+
+    def push_ended() -> bool:
+        tags = s3.get_object_tagging(Bucket=pushed.bucket, Key=pushed.key, **extra)["TagSet"]
+        return any(tag["Key"] == pushes.UPLOAD_ENDED_TAG for tag in tags)
+
+    if not quiet:
+        typer.echo(f"push {staged.push}: {len(staged.jobs)} jobs")
+    sagemaker = session.client("sagemaker", config=aws.config("sagemaker"))
+    watched = follow.watch_all(sagemaker, staged.jobs, timeout=timeout, poll=poll, given_up=push_ended)
+    views: dict[str, Any] = {}
+    with _matrix_display(quiet) as show:
+        for views in watched:
+            show(_matrix_rows(views, values, objective[0]))
+    # Every job has ended: the push ends once its summary alert is out (the upload is tagged then).
+    if not follow.wait_until(push_ended, timeout=SUMMARY_WAIT_SECONDS, poll=poll) and not quiet:
+        typer.echo(f"  the push's summary alert was not sent within {SUMMARY_WAIT_SECONDS:g}s", err=True)
+    rows = _matrix_rows(views, values, objective[0])
+    best = pushes.best_job(
+        [
+            alerts.MatrixJob(job_name=r["job_name"], matrix=r["matrix"], status=r["status"], objective=r["objective"])
+            for r in rows
+        ],
+        objective[1],
+    )
+    return {
+        "push": staged.push,
+        "jobs": rows,
+        "objective": {"metric_name": objective[0], "type": objective[1]} if objective[0] else None,
+        "best": best,
+    }
+
+
+def _matrix_rows(views: Mapping[str, Any], values: Mapping[str, Any], metric: str | None) -> list[dict[str, Any]]:
+    from sagepush.pushes import NOT_CREATED
+
+    rows = []
+    for name, view in views.items():
+        rows.append(
+            {
+                "job_name": name,
+                "matrix": dict(values.get(name, {})),
+                "status": view.status if view else NOT_CREATED,
+                "secondary_status": view.secondary_status if view else None,
+                "training_seconds": view.training_seconds if view else None,
+                "billable_seconds": view.billable_seconds if view else None,
+                "objective": view.metrics.get(metric) if view and metric else None,
+                "failure_reason": view.failure_reason if view else None,
+                "transitions": [list(t) for t in view.transitions] if view else [],
+            }
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def _matrix_display(quiet: bool) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """Show a push's jobs as they change: a live table on a terminal, else each new transition as one line."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(highlight=False)
+    if quiet:
+        yield lambda rows: None
+        return
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            yield lambda rows: live.update(_matrix_table(rows))
+        return
+    shown: dict[str, int] = {}
+
+    def print_new(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            for status, start, message in row["transitions"][shown.get(row["job_name"], 0) :]:
+                first = message.splitlines()[0] if message else ""
+                typer.echo(f"  {(start or '')[11:19]}  {row['job_name']:<40} {status:<20} {first}")
+            shown[row["job_name"]] = len(row["transitions"])
+
+    yield print_new
+
+
+def _matrix_table(rows: list[dict[str, Any]], best: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("job", "values", "status", "training", "billable", "objective"):
+        table.add_column(column, no_wrap=column == "job")
+    for row in rows:
+        status = row["status"]
+        if row["secondary_status"] and row["secondary_status"] != status:
+            status = f"{status} ({row['secondary_status']})"
+        objective = "" if row["objective"] is None else f"{row['objective']:g}"
+        table.add_row(
+            row["job_name"] + (" *" if row["job_name"] == best else ""),
+            ", ".join(f"{path}={value}" for path, value in row["matrix"].items()),
+            f"[{_status_colour(row['status'])}]{status}[/]",
+            "" if row["training_seconds"] is None else f"{row['training_seconds']}s",
+            "" if row["billable_seconds"] is None else f"{row['billable_seconds']}s",
+            objective,
+        )
+    return table
+
+
+def _print_matrix_end(followed: Mapping[str, Any]) -> None:
+    from rich.console import Console
+
+    from sagepush.events import TrainingJobStatus
+
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(_matrix_table(followed["jobs"], followed["best"]))
+    for row in followed["jobs"]:
+        if row["failure_reason"]:
+            out.print(f"[bold]{row['job_name']}[/] failed: ", end="")
+            out.print(row["failure_reason"], markup=False)
+    completed = sum(row["status"] == TrainingJobStatus.COMPLETED for row in followed["jobs"])
+    out.print(f"[bold]push {followed['push']}[/]: {completed} of {len(followed['jobs'])} jobs completed")
+    if followed["best"]:
+        best = next(row for row in followed["jobs"] if row["job_name"] == followed["best"])
+        metric = followed["objective"]["metric_name"]
+        out.print(f"[bold]best[/] {followed['best']} ({metric} = {best['objective']:g})")
 
 
 def _transition_line(status: str, start: str | None, message: str) -> str:

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sagepush import images, jobs, naming, policy, request, spec, staging
+from sagepush import images, jobs, naming, policy, request, spec, staging, strategy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -69,21 +69,40 @@ def render_jobs(
     Raises:
         InputError: the strategy, the manifest or a request is wrong, or a job goes beyond the policy.
     """
+    name, staged = _staged_project(path, project)
+    return render_staged_jobs(
+        staged,
+        project=name,
+        region=region,
+        role=role,
+        output_path=output_path,
+        artifact_bucket=artifact_bucket,
+        job_policy=job_policy,
+    )
+
+
+def render_staged_jobs(
+    staged: staging.StagedCode,
+    *,
+    project: str,
+    region: str,
+    role: str | None = None,
+    output_path: str = "s3://sagepush-artifacts/output/",
+    artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
+    job_policy: policy.Policy | None = None,
+) -> list[dict[str, Any]]:
+    """Return the request of every job staged code makes (`render_staged` for each job of its `[strategy]`).
+
+    Raises:
+        InputError: the strategy, the manifest or a request is wrong, or a job goes beyond the policy.
+    """
     from dataclasses import replace
 
-    from sagepush import strategy
-
-    name, staged = _staged_project(path, project)
     chosen_policy = job_policy or template_policy(artifact_bucket)
     manifest = staged.manifest
-    matrix = None
-    if manifest is not None:
-        names = [str(m.get("Name")) for m in manifest.table.get("metric_definitions", []) if isinstance(m, dict)]
-        matrix = strategy.read_strategy(
-            manifest.table, source=manifest.source, max_jobs=chosen_policy.max_jobs_per_push, metric_names=names
-        )
+    matrix = strategy.of_manifest(manifest, max_jobs=chosen_policy.max_jobs_per_push)
     options: dict[str, Any] = {
-        "project": name,
+        "project": project,
         "region": region,
         "role": role,
         "output_path": output_path,
@@ -93,8 +112,15 @@ def render_jobs(
     if manifest is None or matrix is None:
         return [render_staged(staged, **options)]
     return [
-        render_staged(replace(staged, manifest=replace(manifest, table=table)), matrix_job=index, **options)
-        for index, table in enumerate(matrix.manifests(manifest.table), 1)
+        render_staged(
+            replace(
+                staged,
+                manifest=replace(manifest, table=table, source=strategy.job_source(manifest.source, index, values)),
+            ),
+            matrix_job=(index, values),
+            **options,
+        )
+        for index, (table, values) in enumerate(zip(matrix.manifests(manifest.table), matrix.jobs, strict=True), 1)
     ]
 
 
@@ -115,16 +141,18 @@ def render_staged(
     output_path: str = "s3://sagepush-artifacts/output/",
     artifact_bucket: str = DEFAULT_ARTIFACT_BUCKET,
     job_policy: policy.Policy | None = None,
-    matrix_job: int | None = None,
+    matrix_job: tuple[int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return the request for staged code: resolved against the deployment's `role` and `output_path`, checked
-    against `job_policy` (else the template's defaults for `artifact_bucket`).
+    against `job_policy` (else the template's defaults for `artifact_bucket`). `matrix_job` is the place and values
+    of one job of a `[strategy]` push (named and tagged as StageFunction does).
 
     Raises:
         InputError: the manifest or request is wrong, or the job goes beyond the policy (PolicyError).
     """
     partition = request.partition_for_region(region)
     role = role or PLACEHOLDER_ROLE.format(partition=partition)
+    push = naming.push_name(project, staged.digest, RENDER_UPLOAD_ID) if matrix_job else None
     resolved = spec.resolve_spec(
         staged.manifest,
         spec.Defaults(
@@ -145,8 +173,8 @@ def render_staged(
         resolved,
         job_policy=job_policy or template_policy(artifact_bucket),
         deployment=deployment,
-        job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID, matrix_job=matrix_job),
-        tags=jobs.job_tags(project, staged.digest, {}),
+        job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID, matrix_job=matrix_job and matrix_job[0]),
+        tags=jobs.job_tags(project, staged.digest, {}) | strategy.job_tags(push, matrix_job[1] if matrix_job else {}),
     )
 
 

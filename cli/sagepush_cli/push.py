@@ -179,7 +179,7 @@ def push(
         with archive.open("rb") as src, (Path(work) / staging.OUTPUT_NAME).open("wb") as dst:
             staged = staging.stage_archive(src, dst, filename=key.rsplit("/", 1)[-1])
         target = resolve_bucket(session, bucket=bucket, stack=stack, samconfig=samconfig)
-        request = check_policy(
+        requests = check_policy(
             staged,
             project=name,
             session=session,
@@ -191,9 +191,10 @@ def push(
         if local:
             from sagepush_cli.local.trainer import why_not_runnable
 
-            reason = why_not_runnable(request.get("HyperParameters", {}), request["AlgorithmSpecification"])
-            if reason is not None:
-                raise PushError("--local", reason)
+            for request in requests:
+                reason = why_not_runnable(request.get("HyperParameters", {}), request["AlgorithmSpecification"])
+                if reason is not None:
+                    raise PushError("--local", reason)
         metadata = source.metadata()
         size = archive.stat().st_size
         s3 = session.client("s3", config=aws.config("s3"))
@@ -227,7 +228,8 @@ def job_name_prefix(project: str, digest: str) -> str:
 
 
 def earlier_job(s3: S3Client, *, bucket: str, key: str, prefix: str) -> str | None:
-    """The job an earlier upload to `key` became, when its name says it runs this code and manifest (`prefix`).
+    """The job (or `[strategy]` push) an earlier upload to `key` became, when its name says it runs this code and
+    manifest (`prefix`, `job_name_prefix`).
 
     None when there is no such upload, it is not staged yet, it was refused, it holds other code or another manifest
     (a different `--set`), or its tags cannot be read (the push role may tag-read only: a missing key is then
@@ -235,14 +237,20 @@ def earlier_job(s3: S3Client, *, bucket: str, key: str, prefix: str) -> str | No
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from sagepush.starting import UPLOAD_JOB_TAG
+    from sagepush.starting import UPLOAD_JOB_TAG, UPLOAD_PUSH_TAG
 
     try:
         tag_set = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     except (BotoCoreError, ClientError):
         return None
-    job = next((tag["Value"] for tag in tag_set if tag["Key"] == UPLOAD_JOB_TAG), None)
-    return job if job is not None and job.startswith(prefix) else None
+    tags = {tag["Key"]: tag["Value"] for tag in tag_set}
+    # A push's name keeps room for its jobs' `-<n>`, so its project part may be cut shorter than a job's.
+    project, digest = prefix.rstrip("-").rsplit("-", 1)
+    push_prefix = naming.push_name(project, digest, "0" * 64).rsplit("-", 1)[0] + "-"
+    for tag, wanted in ((UPLOAD_JOB_TAG, prefix), (UPLOAD_PUSH_TAG, push_prefix)):
+        if tags.get(tag, "").startswith(wanted):
+            return tags[tag]
+    return None
 
 
 def upload_key(project: str, source: Source, now: dt.datetime) -> str:
@@ -738,9 +746,9 @@ def check_policy(
     bucket: str | None,
     samconfig: Path,
     job_policy: policy.Policy | None,
-) -> dict[str, Any]:
-    """Check the job a push would start against the deployment's policy, before anything is uploaded; return its
-    request.
+) -> list[dict[str, Any]]:
+    """Check the jobs a push would start (one, or each of its `[strategy]` matrix) against the deployment's policy,
+    before anything is uploaded; return their requests.
 
     The policy is `job_policy` (--policy), else the stack's JobPolicy output, else the template's defaults; the
     role and buckets are the stack's when it is known.
@@ -758,7 +766,7 @@ def check_policy(
             job_policy = policy.Policy.from_json(
                 outputs["JobPolicy"], source=f"stack {stack or 'samconfig'}: JobPolicy"
             )
-    return projects.render_staged(
+    return projects.render_staged_jobs(
         staged,
         project=project,
         region=session.region_name or "us-east-1",

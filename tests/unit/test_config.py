@@ -42,6 +42,7 @@ VALID = {
     "INGEST_PREFIX": "incoming/",
     "CODE_PREFIX": "code/",
     "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:training",
+    "MATRIX_STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:matrix",
     "MAX_UPLOAD_BYTES": "1000",
     "MAX_EXPANDED_BYTES": "2000",
     "MAX_MEMBERS": "10",

@@ -219,9 +219,10 @@ def test_render_prints_every_job_s_request_in_matrix_order(tmp_path: Path) -> No
     assert "strategy.matrix: makes 6 jobs, more than the deployment's policy allows per push (4)" in refused.stderr
 
 
-def test_a_push_of_a_matrix_is_refused_with_what_to_do_instead() -> None:
+def test_one_job_s_manifest_cannot_hold_a_matrix() -> None:
+    # A direct start or a submission runs one job: a [strategy] there is refused by name, with what to do instead.
     with pytest.raises(SpecError) as caught:
-        resolve_spec(Manifest(source="sagepush.toml", table=tomllib.loads(ISSUE_MANIFEST)), Defaults(role=ROLE))
+        resolve_spec(Manifest(source="spec", table=tomllib.loads(ISSUE_MANIFEST)), Defaults(role=ROLE))
 
-    assert caught.value.where == "sagepush.toml: strategy"
-    assert "rendered by `sagepush render` but not yet run by a push" in caught.value.message
+    assert caught.value.where == "spec: strategy"
+    assert "a matrix of jobs runs from a push" in caught.value.message

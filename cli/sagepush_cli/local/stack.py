@@ -10,6 +10,9 @@ What moto cannot do is added here, in one place:
 - EventBridge rules do not deliver to Lambda targets: a rule's own pattern (moto's matcher, fed the pattern written
   in the template) selects the events, and the target handler runs as an asynchronous invocation would, with the
   retries and on-failure destination of the template's EventInvokeConfig (which moto's CloudFormation skips).
+- Step Functions' `states:startExecution.sync:2` task (MatrixStateMachine runs each job as an execution of
+  TrainingStateMachine) sends the task's parameters as written and reads the answers as boto3 gives them, where
+  Step Functions maps them to and from the API's names: `_run_nested_executions` maps them.
 - DynamoDB requests on one item do not run one at a time, so two conditional writes can both pass their condition:
   `local/dynamodb.py` serialises them per item, as DynamoDB does.
 """
@@ -560,6 +563,7 @@ class LocalStack:
         self._patches.append(undo)
         self._patches.append(_refuse_duplicate_training_jobs())
         self._patches.append(_keep_task_failure_cause())
+        self._patches.append(_run_nested_executions())
 
     def _is_ours(self, arn: str) -> bool:
         try:
@@ -649,6 +653,51 @@ def _keep_task_failure_cause() -> Callable[[], None]:
 
     def undo() -> None:
         setattr(StepFunctionResponse, "send_task_failure", original)  # noqa: B010
+
+    return undo
+
+
+def _run_nested_executions() -> Callable[[], None]:
+    """Make moto's `states:startExecution.sync:2` task work as Step Functions' does.
+
+    The task's parameters are the API's names in Pascal case (`StateMachineArn`, `Name`, `Input`); moto hands them to
+    boto3 as they are, which knows them in camel case. The answers come back in camel case with datetimes, where the
+    task's result (and moto's own reading of StartExecution's answer) has them in Pascal case, dates as epoch
+    milliseconds, as Step Functions gives them.
+    """
+    from datetime import datetime
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    original_parameters = StateTaskServiceSfn._normalise_parameters
+    original_response = StateTaskServiceSfn._normalise_response
+
+    def normalise_parameters(
+        task: Any, parameters: dict[str, Any], boto_service_name: Any = None, service_action_name: Any = None
+    ) -> None:
+        original_parameters(task, parameters, boto_service_name, service_action_name)
+        for name in list(parameters):
+            parameters[name[:1].lower() + name[1:]] = parameters.pop(name)
+
+    def normalise_response(
+        task: Any, response: Any, boto_service_name: Any = None, service_action_name: Any = None
+    ) -> None:
+        original_response(task, response, boto_service_name, service_action_name)
+        if isinstance(response, dict):
+            for name in list(response):
+                value = response.pop(name)
+                if isinstance(value, datetime):
+                    value = int(value.timestamp() * 1000)
+                response[name[:1].upper() + name[1:]] = value
+
+    setattr(StateTaskServiceSfn, "_normalise_parameters", normalise_parameters)  # noqa: B010
+    setattr(StateTaskServiceSfn, "_normalise_response", normalise_response)  # noqa: B010
+
+    def undo() -> None:
+        setattr(StateTaskServiceSfn, "_normalise_parameters", original_parameters)  # noqa: B010
+        setattr(StateTaskServiceSfn, "_normalise_response", original_response)  # noqa: B010
 
     return undo
 

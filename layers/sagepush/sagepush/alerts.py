@@ -8,9 +8,12 @@ One SNS publish with `MessageStructure=json` carries every format (see docs/aler
   the JSON document reads it from the notification's `metadata.additionalContext.alert` or subscribes over SQS.
 
 The same `Alert` also renders an upload StageFunction refused (`kind` upload-refused, see `sagepush.refusals`), a job
-waiting for capacity and a submission that failed for good (`kind` submit-failed, sent by NotifyFunction).
+waiting for capacity, a submission that failed for good (`kind` submit-failed, sent by NotifyFunction) and the end of
+a `[strategy]` push (`kind` push-summary: every job of its matrix in one alert, see `sagepush.pushes`). A job of a
+matrix is alerted like any other, with its push and matrix values (from its tags).
 Each protocol's value is its own string in the publish, so the document travels five times and the text twice:
-`fit` measures the whole publish as SNS counts it and cuts the log tail, then the free text, until it fits.
+`fit` measures the whole publish as SNS counts it and cuts the log tail, then the free text (a push summary's job
+failure reasons, then job rows), until it fits.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sagepush.events import FAILED_SECONDARY_STATUSES, PROJECT_TAG, SecondaryStatus
+from sagepush.events import (
+    FAILED_SECONDARY_STATUSES,
+    MATRIX_TAG_PREFIX,
+    PROJECT_TAG,
+    PUSH_TAG,
+    SecondaryStatus,
+    TrainingJobStatus,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sns import SNSClient
@@ -60,11 +70,13 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Severity = Literal["info", "warning", "error"]
-Kind = Literal["training-state", "submit-failed", "upload-refused", "waiting-for-capacity"]
+Kind = Literal["training-state", "submit-failed", "upload-refused", "waiting-for-capacity", "push-summary"]
 SEVERITY: dict[str, Severity] = {
     **dict.fromkeys(FAILED_SECONDARY_STATUSES, "error"),
     "SubmitFailed": "error",
     "UploadRefused": "error",
+    "PushCompleted": "info",
+    "PushFailed": "error",
     SecondaryStatus.INTERRUPTED: "warning",
     "WaitingForCapacity": "warning",
     SecondaryStatus.STOPPING: "warning",
@@ -93,6 +105,8 @@ HEADLINES: dict[str, str] = {
     "SubmitFailed": "could not submit",
     "UploadRefused": "upload refused",
     "WaitingForCapacity": "waiting for capacity",
+    "PushCompleted": "every job completed",
+    "PushFailed": "not every job completed",
 }
 _CONSOLE = {
     "aws": "console.aws.amazon.com",
@@ -119,11 +133,53 @@ class Publication:
 
 
 @dataclass(frozen=True, slots=True)
+class MatrixJob:
+    """One job of a push's matrix as the summary shows it.
+
+    `matrix` holds the job's matrix values by dotted manifest path (JSON values: str, int, float, bool). `status` is
+    SageMaker's TrainingJobStatus (Completed, Failed, Stopped, InProgress, Stopping), or NotCreated for a job SageMaker
+    never created; `objective` is the objective metric's final value, when the job reported it.
+    """
+
+    job_name: str
+    matrix: Mapping[str, Any]
+    status: str
+    secondary_status: str | None = None
+    duration_seconds: int | None = None
+    billable_seconds: int | None = None
+    objective: float | None = None
+    failure_reason: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        """Return the job's row of the summary's JSON document."""
+        return {
+            "job_name": self.job_name,
+            "matrix": dict(self.matrix),
+            "status": self.status,
+            "secondary_status": self.secondary_status,
+            "duration_seconds": self.duration_seconds,
+            "billable_seconds": self.billable_seconds,
+            "objective": self.objective,
+            "failure_reason": self.failure_reason,
+        }
+
+    @property
+    def shown_status(self) -> str:
+        """The status, with the secondary status when it says more (Stopped (MaxRuntimeExceeded))."""
+        if self.secondary_status in (None, self.status):
+            return self.status
+        return f"{self.status} ({self.secondary_status})"
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """Everything an alert says about one transition (or one refused upload), independent of how it is rendered.
 
     A refused upload has no job: `job_name` and `job_status` are None and `upload` names the refused object.
-    `log_lines_cut` counts the earlier lines of the log tail left out; `abridged` marks the minimal alert.
+    A job of a `[strategy]` matrix names its `push` and its `matrix` values (dotted manifest path to value, as tagged).
+    A push summary (`kind` push-summary) has no job either: `push` names it, `jobs` holds a row per job in matrix
+    order, `best` names the best job by the objective. `log_lines_cut` counts the earlier lines of the log tail left
+    out, `jobs_cut` the job rows left out (see `shown_jobs`); `abridged` marks an alert cut short to fit.
     """
 
     job_name: str | None
@@ -149,7 +205,14 @@ class Alert:
     error: str | None = None
     cause: str | None = None
     upload: Mapping[str, str] | None = None
+    push: str | None = None
+    matrix: Mapping[str, str] = field(default_factory=dict)
+    jobs: tuple[MatrixJob, ...] = ()
+    objective_metric_name: str | None = None
+    objective_type: str | None = None
+    best: str | None = None
     log_lines_cut: int = 0
+    jobs_cut: int = 0
     abridged: bool = False
 
     @property
@@ -160,6 +223,8 @@ class Alert:
     @property
     def subject(self) -> str:
         """The SNS subject: printable ASCII, one line, at most 100 characters (SNS's rules)."""
+        if self.job_name is None and self.push is not None:
+            return _ascii_line(f"[sagepush] {self.project}: push {self.push} {self.headline}", MAX_SUBJECT)
         if self.job_name is None:
             name = (self.upload or {}).get("key", "").rpartition("/")[2]
             return _ascii_line(f"[sagepush] {self.project}: {self.headline}: {name}", MAX_SUBJECT)
@@ -167,19 +232,46 @@ class Alert:
 
     @property
     def _title(self) -> str:
-        return (
-            f"{self.project}: {self.job_name} {self.headline}" if self.job_name else f"{self.project}: {self.headline}"
+        if self.job_name:
+            return f"{self.project}: {self.job_name} {self.headline}"
+        if self.push:
+            return f"{self.project}: push {self.push} {self.headline}"
+        return f"{self.project}: {self.headline}"
+
+    @property
+    def shown_jobs(self) -> tuple[MatrixJob, ...]:
+        """The job rows rendered, in matrix order: all of `jobs` but `jobs_cut` of them.
+
+        The rows left out are completed jobs first, the last in matrix order first; the best job's row is left out last.
+        """
+        if not self.jobs_cut:
+            return self.jobs
+        ranked = sorted(
+            range(len(self.jobs)),
+            key=lambda i: (
+                self.jobs[i].job_name != self.best,
+                self.jobs[i].status == TrainingJobStatus.COMPLETED,
+                i,
+            ),
         )
+        return tuple(self.jobs[i] for i in sorted(ranked[: max(len(self.jobs) - self.jobs_cut, 0)]))
 
     def document(self) -> dict[str, Any]:
         """Return the `sagepush.alert.v1` JSON document."""
         # error and cause: the Step Functions error of a submission (submit-failed), the refusal of an upload.
         failure = {"error": self.error, "cause": self.cause} if self.error is not None else {}
         refused = {"upload": dict(self.upload)} if self.upload is not None else {}
+        objective = (
+            {"metric_name": self.objective_metric_name, "type": self.objective_type}
+            if self.objective_metric_name is not None
+            else None
+        )
         return {
             "schema": SCHEMA,
             "kind": self.kind,
             "job_name": self.job_name,
+            "push": self.push,
+            "matrix": dict(self.matrix),
             "project": self.project,
             "status": self.status,
             "job_status": self.job_status,
@@ -200,24 +292,28 @@ class Alert:
             "final_metrics": dict(self.final_metrics),
             "log_tail": list(self.log_tail),
             "log_lines_cut": self.log_lines_cut,
+            "jobs": [job.document() for job in self.shown_jobs],
+            "jobs_cut": self.jobs_cut,
+            "objective": objective,
+            "best": self.best,
             "links": {"console": self.console_url, "logs": self.logs_url},
         }
 
     def text(self) -> str:
         """Return the readable text for email and the `default` key."""
-        if self.upload is not None:
-            opening = f"sagepush refused an upload to project {self.project}: nothing was staged and no job started."
-        else:
-            opening = f"sagepush training job {self.job_name} (project {self.project}): {self.headline}."
-        lines = [opening, ""]
+        lines = [self._opening(), ""]
         if not self.latest:
             lines += ["This transition was reported late; a later state has already been recorded.", ""]
         if self.abridged:
             lines += ["This alert was cut short to what SNS accepts; the console has the details.", ""]
+        if self.kind == "push-summary":
+            lines += [*self._job_lines(), ""]
         upload = f"s3://{self.upload.get('bucket', '')}/{self.upload.get('key', '')}" if self.upload else None
         facts = [
             ("Upload", upload),
             ("Status", f"{self.job_status} / {self.status}" if self.job_status else None),
+            ("Push", self.push if self.job_name else None),
+            ("Matrix", _values(self.matrix)),
             ("Time", self.time),
             ("Error", self.error if self.kind == "submit-failed" else None),
             ("Reason", self.failure_reason),
@@ -246,8 +342,55 @@ class Alert:
             lines.append(f"Logs: {self.logs_url}")
         return "\n".join(lines)
 
+    def _opening(self) -> str:
+        if self.upload is not None:
+            return f"sagepush refused an upload to project {self.project}: nothing was staged and no job started."
+        if self.kind == "push-summary":
+            return f"sagepush push {self.push} (project {self.project}): {self._outcome()}."
+        return f"sagepush training job {self.job_name} (project {self.project}): {self.headline}."
+
+    def _outcome(self) -> str:
+        """How the push ended: "3 of 4 jobs completed; best <job> (<metric> = <value>)"."""
+        completed = sum(job.status == TrainingJobStatus.COMPLETED for job in self.jobs)
+        outcome = f"{completed} of {len(self.jobs)} jobs completed"
+        best = next((job for job in self.jobs if job.job_name == self.best), None)
+        if best is not None and best.objective is not None and self.objective_metric_name:
+            return f"{outcome}; best {best.job_name} ({self.objective_metric_name} = {best.objective:g})"
+        if self.best:
+            return f"{outcome}; best {self.best}"
+        if self.objective_metric_name:
+            return f"{outcome}; no completed job reported {self.objective_metric_name}"
+        return outcome
+
+    def _job_lines(self) -> list[str]:
+        """One line per job row (its failure reason on the next), and how many rows were left out."""
+        shown = self.shown_jobs
+        name_width = max((len(job.job_name) for job in shown), default=0)
+        status_width = max((len(job.shown_status) for job in shown), default=0)
+        lines = []
+        for job in shown:
+            billable = _duration(job.billable_seconds)
+            parts = [
+                job.job_name.ljust(name_width),
+                job.shown_status.ljust(status_width),
+                _values(job.matrix),
+                _duration(job.duration_seconds),
+                f"billable {billable}" if billable else None,
+                _objective(self.objective_metric_name, job),
+            ]
+            lines.append("  " + "  ".join(part for part in parts if part).rstrip())
+            if job.failure_reason:
+                lines.append("      " + " ".join(job.failure_reason.split()))
+        if self.jobs_cut:
+            lines.append(f"  … {self.jobs_cut} more jobs cut; the console has them all")
+        return lines
+
     def sms(self) -> str:
         """Return a short text for SMS."""
+        if self.kind == "push-summary":
+            completed = sum(job.status == TrainingJobStatus.COMPLETED for job in self.jobs)
+            best = f", best {self.best}" if self.best else ""
+            return _ascii_line(f"sagepush push {self.push}: {completed}/{len(self.jobs)} completed{best}", 140)
         reason = f": {self.failure_reason}" if self.failure_reason else ""
         return _ascii_line(f"sagepush {self.job_name or self.project} {self.headline}{reason}", 140)
 
@@ -260,7 +403,9 @@ class Alert:
         commit = self.source.get("commit")
         facts = {
             "Upload": f"`{self.upload.get('key', '')}`" if self.upload else None,
+            "Jobs": self._outcome() if self.kind == "push-summary" else None,
             "Status": f"{self.job_status} / {self.status}" if self.job_status else None,
+            "Matrix": _values(self.matrix),
             "Error": f"`{self.error}`" if self.kind == "submit-failed" else None,
             "Reason": self.failure_reason,
             "Commit": f"`{commit[:12]}`" if commit else None,
@@ -270,17 +415,20 @@ class Alert:
         details = [f"*{label}:* {value}" for label, value in facts.items() if value]
         if self.log_tail:
             details.append("```\n" + "\n".join(self.log_tail[-10:]) + "\n```")
-        target = {"upload-refused": "upload", "submit-failed": "execution"}.get(self.kind, "job")
+        if self.kind == "push-summary":
+            details += self._chat_jobs(_MAX_TEXT - len("\n".join(details)))
+        target = {"upload-refused": "upload", "submit-failed": "execution", "push-summary": "execution"}.get(
+            self.kind, "job"
+        )
         steps = [f"<{self.console_url}|Open the {target}>"]
         if self.logs_url:
             steps.append(f"<{self.logs_url}|Open the logs>")
-        job = {"id": f"{self.job_name}:{self.status}"} if self.job_name else {}
-        thread = {"threadId": self.job_name} if self.job_name else {}
-        related = {"relatedResources": [self.job_name]} if self.job_name else {}
+        thread = self.job_name or self.push
+        identity = f"{self.job_name}:{self.status}" if self.job_name else f"{self.push}:summary"
         return {
             "version": "1.0",
             "source": "custom",
-            **job,
+            **({"id": identity} if thread else {}),
             "content": {
                 "textType": "client-markdown",
                 "title": f"{icon} {self._title}",
@@ -289,13 +437,34 @@ class Alert:
                 "keywords": [self.project, self.status, self.severity],
             },
             "metadata": {
-                **thread,
+                **({"threadId": thread} if thread else {}),
                 "summary": self._title,
                 "eventType": self.status,
-                **related,
+                **({"relatedResources": [thread]} if thread else {}),
                 "additionalContext": {"alert": document if document is not None else _compact(self.document())},
             },
         }
+
+    def _chat_jobs(self, room: int) -> list[str]:
+        """A line per job row, the best starred, as many as `room` characters hold; then how many are not listed."""
+        lines: list[str] = []
+        shown = self.shown_jobs
+        for listed, job in enumerate(shown):
+            mark = ":star: " if job.job_name == self.best else ""
+            parts = [
+                f"{mark}`{job.job_name}` {job.shown_status}",
+                _values(job.matrix),
+                _duration(job.duration_seconds),
+                _objective(self.objective_metric_name, job),
+            ]
+            line = "• " + " · ".join(part for part in parts if part)
+            # Keep room for the closing line, whichever job ends the list.
+            if sum(len(kept) + 1 for kept in lines) + len(line) + 1 > room - 40:
+                return [*lines, f"… {len(shown) - listed + self.jobs_cut} more jobs: open the execution"]
+            lines.append(line)
+        if self.jobs_cut:
+            lines.append(f"… {self.jobs_cut} more jobs: open the execution")
+        return lines
 
     def messages(self) -> dict[str, str]:
         """Return the per-protocol messages of one `MessageStructure=json` publish."""
@@ -322,7 +491,10 @@ class Alert:
         return Publication(self.subject, _encodable(_compact(self.messages())), attributes)
 
     def minimal(self) -> Alert:
-        """Return the alert cut to job, project, status, links and the reason cut short: no log, no other text."""
+        """Return the alert cut to job, project, status, links and the reason cut short: no log, no other text.
+
+        A job's push and matrix values are kept; a push summary keeps its job rows, without their failure reasons.
+        """
         return replace(
             self,
             failure_reason=_cut_optional(self.failure_reason, _MINIMAL_REASON),
@@ -334,6 +506,7 @@ class Alert:
             final_metrics={},
             log_tail=(),
             log_lines_cut=self.log_lines_cut + len(self.log_tail),
+            jobs=_with_reasons(self.jobs, 0),
             abridged=True,
         )
 
@@ -344,7 +517,8 @@ def fit(alert: Alert, *, budget: int = PUBLISH_BUDGET) -> Publication:
     Whatever the log holds, the alert is cut in this order, each step only as far as it must: the tail to its newest
     `LOG_LINES` lines of at most 500 characters; then its oldest lines; then the newest line's length (cut at a
     character, never inside one); then the tail altogether; then the failure reason, status message and cause; and
-    last `Alert.minimal`. The text says how many earlier lines were cut (the document's `log_lines_cut`).
+    last `Alert.minimal`. The text says how many earlier lines were cut (the document's `log_lines_cut`). A push
+    summary is cut as `_fit_jobs` says.
     """
     lines = tuple(_cut(line, _MAX_LOG_LINE) for line in alert.log_tail[-LOG_LINES:])
     cut = alert.log_lines_cut + len(alert.log_tail) - len(lines)
@@ -374,6 +548,8 @@ def fit(alert: Alert, *, budget: int = PUBLISH_BUDGET) -> Publication:
             newest = lines[-1]
             found = _largest_fitting(1, len(newest) - 1, lambda n: keeping(1, _cut(newest, n)).publication(), budget)
         return found or bare
+    if alert.jobs:
+        return _fit_jobs(keeping(0), budget)
     # Without its log the alert is still too big: the free text is. Each character of it costs a byte or more in
     # each of several copies, so no cut longer than a quarter of the budget can fit.
     longest = max(len(alert.failure_reason or ""), len(alert.status_message or ""), len(alert.cause or ""))
@@ -382,6 +558,73 @@ def fit(alert: Alert, *, budget: int = PUBLISH_BUDGET) -> Publication:
         return found
     logger.warning("alert cut to its minimal form to fit sns", extra={"job_name": alert.job_name})
     return alert.minimal().publication()
+
+
+def _fit_jobs(alert: Alert, budget: int) -> Publication:
+    """Return push summary `alert` as one publish within `budget`, abridged.
+
+    Each job's failure reason is cut to the longest length that fits (the same for every job); then the reasons are
+    dropped; then job rows are left out (`Alert.shown_jobs` says which) as few as must be; and last `Alert.minimal`
+    with as many rows as fit. The counts and the best job are always those of every job.
+    """
+    longest = max(len(job.failure_reason or "") for job in alert.jobs)
+
+    def shortened(limit: int) -> Alert:
+        return replace(alert, jobs=_with_reasons(alert.jobs, limit), abridged=True)
+
+    found = _largest_fitting(1, min(longest - 1, budget // 4), lambda n: shortened(n).publication(), budget)
+    found = found or _fewest_rows_cut(shortened(0), budget) or _fewest_rows_cut(alert.minimal(), budget)
+    if found is not None:
+        return found
+    logger.warning("push summary cut to its minimal form without job rows to fit sns", extra={"push": alert.push})
+    return replace(alert.minimal(), jobs_cut=len(alert.jobs)).publication()
+
+
+def _fewest_rows_cut(alert: Alert, budget: int) -> Publication | None:
+    """Return `alert` with as few job rows left out as lets it fit `budget`; None when it does not fit without any."""
+    rows = len(alert.jobs)
+    return _largest_fitting(0, rows, lambda shown: replace(alert, jobs_cut=rows - shown).publication(), budget)
+
+
+def push_summary_alert(
+    *,
+    push: str,
+    project: str,
+    region: str,
+    jobs: Sequence[MatrixJob],
+    objective_metric_name: str | None,
+    objective_type: str,
+    best: str | None,
+    source: Mapping[str, str],
+    code_uri: str | None,
+    execution_arn: str,
+    time: str,
+) -> Alert:
+    """Return the one `push-summary` alert of a `[strategy]` push, sent when the last job of its matrix has ended.
+
+    `jobs` are the push's jobs in matrix order; `best` names the completed job with the best value of the objective
+    metric (`objective_type` Maximize or Minimize), if any. The status is PushCompleted when every job completed,
+    else PushFailed. The link opens the push's execution on the console domain of the region's partition.
+    """
+    status = "PushCompleted" if all(job.status == TrainingJobStatus.COMPLETED for job in jobs) else "PushFailed"
+    return Alert(
+        job_name=None,
+        project=project,
+        status=status,
+        job_status=None,
+        severity=SEVERITY[status],
+        time=time,
+        region=region,
+        source=source,
+        code_uri=code_uri,
+        console_url=f"https://{console_host(region)}/states/home?region={region}#/v2/executions/details/{execution_arn}",
+        kind="push-summary",
+        push=push,
+        jobs=tuple(jobs),
+        objective_metric_name=objective_metric_name,
+        objective_type=objective_type,
+        best=best,
+    )
 
 
 def waiting_for_capacity_alert(
@@ -485,6 +728,8 @@ def build_alert(
         log_tail=log_tail,
         console_url=console_url,
         logs_url=logs_url,
+        push=state.tags.get(PUSH_TAG) or None,
+        matrix=_matrix_of(state.tags),
     )
 
 
@@ -613,6 +858,33 @@ def _as_shown(message: str) -> str:
 
 def _source_from_tags(tags: Mapping[str, str]) -> dict[str, str]:
     return {name: tags[f"sagepush:{name}"] for name in ("commit", "branch", "repo") if tags.get(f"sagepush:{name}")}
+
+
+def _matrix_of(tags: Mapping[str, str]) -> dict[str, str]:
+    """A matrix job's values by dotted manifest path, from its `sagepush:matrix:<path>` tags, sorted by path."""
+    return {
+        name.removeprefix(MATRIX_TAG_PREFIX): tags[name] for name in sorted(tags) if name.startswith(MATRIX_TAG_PREFIX)
+    }
+
+
+def _values(matrix: Mapping[str, Any]) -> str:
+    # `hyperparameters.lr=0.1, instance_type=ml.m5.large`: a string as it is, any other value as JSON (as tagged).
+    return ", ".join(
+        f"{path}={value if isinstance(value, str) else json.dumps(value)}" for path, value in matrix.items()
+    )
+
+
+def _objective(metric: str | None, job: MatrixJob) -> str | None:
+    return f"{metric}={job.objective:g}" if metric and job.objective is not None else None
+
+
+def _with_reasons(jobs: tuple[MatrixJob, ...], limit: int) -> tuple[MatrixJob, ...]:
+    """`jobs` with each failure reason cut to `limit` characters; none at all when `limit` is 0."""
+    if not any(job.failure_reason for job in jobs):
+        return jobs
+    return tuple(
+        replace(job, failure_reason=_cut_optional(job.failure_reason, limit) if limit else None) for job in jobs
+    )
 
 
 def _duration(seconds: int | None) -> str | None:

@@ -101,6 +101,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "INGEST_PREFIX": _prefix,
     "CODE_PREFIX": _prefix,
     "STATE_MACHINE_ARN": arn,
+    "MATRIX_STATE_MACHINE_ARN": arn,
     "SAGEMAKER_ROLE_ARN": arn,
     "OUTPUT_PATH": s3_uri,
     "DEFAULT_INSTANCE_TYPE": _pattern(re.compile(r"ml\.[a-z0-9.-]+"), "a SageMaker instance type such as ml.m5.xlarge"),
@@ -186,6 +187,7 @@ class StageSettings(JobDefaultSettings):
     ingest_prefix: str
     code_prefix: str
     state_machine_arn: str
+    matrix_state_machine_arn: str  # a push of a `[strategy]` matrix: its jobs as one execution
     max_upload_bytes: int
     max_expanded_bytes: int
     max_members: int
@@ -230,8 +232,10 @@ class ReconcileSettings(JobStatusSettings):
 
 @dataclass(frozen=True, slots=True)
 class NotifySettings(_Settings):
-    """NotifyFunction: where the could-not-submit alert goes, and SubmitFunction's log group (the alert's logs link)."""
+    """NotifyFunction: where the could-not-submit and push-summary alerts go, SubmitFunction's log group (the
+    could-not-submit alert's logs link), and the ledger a push summary is claimed in (sent once)."""
 
     aws_region: str
     alerts_topic_arn: str
     submit_log_group: str
+    ledger_table: str

@@ -152,6 +152,10 @@ class SubmitTask:
     source: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 0
     """The state machine's retry count of this task ($$.State.RetryCount): orders the tokens of a task's attempts."""
+    push: str | None = None
+    """The push this job belongs to, when it is one job of a `[strategy]` matrix."""
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+    """Its matrix values, by dotted manifest path (tagged on the job)."""
 
 
 def submit_task(event: Mapping[str, Any]) -> SubmitTask:
@@ -172,7 +176,16 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
         task_token=_get(event, "task_token") if event.get("task_token") is not None else None,
         source=source,
         attempt=_attempt(event),
+        **_matrix(event),
     )
+
+
+def _matrix(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`push` and `matrix` of a job of a `[strategy]` push, from the payload's `matrix` object (null for one job)."""
+    matrix = event.get("matrix")
+    if matrix is None:
+        return {}
+    return {"push": _get(event, "matrix.push"), "matrix": _get(event, "matrix.values", dict)}
 
 
 def _source(event: Mapping[str, Any]) -> dict[str, str]:
@@ -268,6 +281,10 @@ def submit_failure(event: Mapping[str, Any]) -> SubmitFailure:
 SAGEMAKER_SOURCE = "aws.sagemaker"
 TRAINING_STATE_CHANGE = "SageMaker Training Job State Change"
 PROJECT_TAG = "sagepush:project"
+PUSH_TAG = "sagepush:push"
+"""Tag on each job of a `[strategy]` matrix: the push (the matrix execution) it belongs to."""
+MATRIX_TAG_PREFIX = "sagepush:matrix:"
+"""Tags on each job of a `[strategy]` matrix, one per matrix value: `sagepush:matrix:<dotted manifest path>`."""
 
 
 class TrainingJobStatus(StrEnum):

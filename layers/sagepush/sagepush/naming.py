@@ -14,6 +14,8 @@ JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 MAX_JOB_NAME = 63
 _DIGEST_CHARS = 8
 _UPLOAD_CHARS = 6
+MAX_MATRIX_JOBS = 100
+"""The most jobs one push may start, whatever the deployment's policy says (its PolicyMaxJobsPerPush is capped so)."""
 
 
 class NamingError(InputError):
@@ -60,13 +62,33 @@ def check_project(project: str, *, where: str = "project") -> str:
 
 def job_name(project: str, code_digest: str, upload_id: str, *, matrix_job: int | None = None) -> str:
     """Return `<project>-<code-digest[:8]>-<upload-id[:6]>`, the project cut so the name fits 63 characters; the
-    jobs of a `[strategy]` matrix end in `-<n>`, their 1-based place in matrix order."""
+    jobs of a `[strategy]` matrix are `<push name>-<n>` (`push_name`), their 1-based place in matrix order."""
+    if matrix_job is not None:
+        if not 1 <= matrix_job <= MAX_MATRIX_JOBS:
+            raise NamingError("strategy.matrix", f"job {matrix_job} is beyond the {MAX_MATRIX_JOBS} a push may start")
+        return _checked(f"{push_name(project, code_digest, upload_id)}-{matrix_job}")
+    return _checked(_name(project, code_digest, upload_id, reserve=0))
+
+
+def push_name(project: str, code_digest: str, upload_id: str) -> str:
+    """Return the name of a `[strategy]` push (its matrix execution): a job name with room kept for `-<n>`, so every
+    job of the push is `<push name>-<n>` and a push's jobs are found from its name alone."""
+    return _checked(_name(project, code_digest, upload_id, reserve=len(f"-{MAX_MATRIX_JOBS}")))
+
+
+def matrix_job_names(push: str, count: int) -> list[str]:
+    """Return the job names of a push of `count` jobs, in matrix order."""
+    return [f"{push}-{n}" for n in range(1, count + 1)]
+
+
+def _name(project: str, code_digest: str, upload_id: str, *, reserve: int) -> str:
     check_project(project)
     suffix = f"-{code_digest[:_DIGEST_CHARS]}-{upload_id[:_UPLOAD_CHARS]}"
-    if matrix_job is not None:
-        suffix += f"-{matrix_job}"
-    head = project[: MAX_JOB_NAME - len(suffix)].rstrip("-")
-    name = f"{head}{suffix}"
+    head = project[: MAX_JOB_NAME - reserve - len(suffix)].rstrip("-")
+    return f"{head}{suffix}"
+
+
+def _checked(name: str) -> str:
     if not JOB_NAME_PATTERN.fullmatch(name):
         raise NamingError("job_name", f"{name!r} does not match SageMaker's training job name pattern")
     return name

@@ -284,8 +284,8 @@ def _spellings(table: Mapping[str, Any], origin: str) -> Iterable[tuple[str, str
         elif raw_key == "strategy":  # read by sagepush.strategy, which hands each job its table without it
             raise SpecError(
                 f"{origin}: strategy",
-                "a matrix of jobs is rendered by `sagepush render` but not yet run by a push: "
-                "push each combination on its own (`--set`)",
+                "a matrix of jobs runs from a push (StageFunction starts one execution for all its jobs); one job's "
+                "manifest cannot hold one: give each combination's values instead",
             )
         else:
             known = [*MANIFEST_KEYS, *_V3_GROUPS, *(k for k in V3_NAMES if "." not in k)]

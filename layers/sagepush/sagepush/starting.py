@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sagepush import jobs, naming, spec, staging
+from sagepush import jobs, naming, spec, staging, strategy
 from sagepush.errors import InputError
 
 if TYPE_CHECKING:
@@ -30,6 +30,14 @@ logger = logging.getLogger(__name__)
 
 UPLOAD_JOB_TAG = "sagepush-job"
 """Tag StageFunction puts on an uploaded object: the training job it became."""
+
+
+UPLOAD_PUSH_TAG = "sagepush-push"
+"""Tag StageFunction puts on an uploaded object whose `[strategy]` matrix became several jobs: the push's name."""
+
+
+UPLOAD_JOBS_TAG = "sagepush-jobs"
+"""With `sagepush-push`: how many jobs the push started (`<push>-1` … `<push>-<n>`, `naming.matrix_job_names`)."""
 
 
 UPLOAD_REFUSED_TAG = "sagepush-refused"
@@ -63,6 +71,8 @@ class StartedJob:
     execution_arn: str
     already_started: bool
     dropped: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    """The jobs of a `[strategy]` push, in matrix order (`job_name` is then the push's name); empty for one job."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -85,7 +95,10 @@ def start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3C
         if upload.key.startswith(settings.ingest_prefix):
             tag_upload(s3, upload, refusal_tags(str(exc)))
         raise
-    tag_upload(s3, upload, {UPLOAD_JOB_TAG: started.job_name})
+    if started.jobs:
+        tag_upload(s3, upload, {UPLOAD_PUSH_TAG: started.job_name, UPLOAD_JOBS_TAG: str(len(started.jobs))})
+    else:
+        tag_upload(s3, upload, {UPLOAD_JOB_TAG: started.job_name})
     return started
 
 
@@ -149,39 +162,65 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
     def plan(
         manifest: spec.Manifest | None, digest: str, uri: str, metadata: Mapping[str, str], files: frozenset[str]
     ) -> bool:
-        # The request is built, and checked against the job policy, before the code is staged: a bad manifest, or
-        # one beyond the policy, is refused at the upload with nothing staged, not half-way through an execution.
+        # Every job's request is built, and checked against the job policy, before the code is staged: a bad
+        # manifest, or one beyond the policy, is refused at the upload with nothing staged, not half-way through.
         source = {name: metadata.get(f"sagepush-{name}", "") for name in jobs.SOURCE_FIELDS}
-        job_name = naming.job_name(project, digest, upload.identity.upload_id())
-        resolved = spec.resolve_spec(manifest, jobs.defaults_from(settings, project))
-        jobs.check_entry_point(resolved, files)
-        jobs.build_job_request(
-            resolved,
-            job_policy=settings.job_policy,
-            deployment=jobs.deployment_of(settings, project=project, code_uri=uri),
-            job_name=job_name,
-            tags=jobs.job_tags(project, digest, source),
-        )
-        planned.update(job_name=job_name, resolved=resolved, source=source)
-        return resolved.stages_code  # an image that runs its own entrypoint needs no staged code, unless as a channel
+        upload_id = upload.identity.upload_id()
+        matrix = strategy.of_manifest(manifest, max_jobs=settings.job_policy.max_jobs_per_push)
+        push = naming.push_name(project, digest, upload_id) if matrix else None
+        planned_jobs = []
+        for index, (table, values) in enumerate(_job_tables(manifest, matrix), 1):
+            job_manifest = manifest
+            if manifest is not None and table is not None:
+                where = strategy.job_source(manifest.source, index, values) if matrix else manifest.source
+                job_manifest = spec.Manifest(source=where, table=table)
+            job_name = naming.job_name(project, digest, upload_id, matrix_job=index if matrix else None)
+            resolved = spec.resolve_spec(job_manifest, jobs.defaults_from(settings, project))
+            jobs.check_entry_point(resolved, files)
+            jobs.build_job_request(
+                resolved,
+                job_policy=settings.job_policy,
+                deployment=jobs.deployment_of(settings, project=project, code_uri=uri),
+                job_name=job_name,
+                tags=jobs.job_tags(project, digest, source) | strategy.job_tags(push, values),
+            )
+            planned_jobs.append(
+                {
+                    "job_name": job_name,
+                    "spec": dict(table or {}),
+                    "matrix": {"push": push, "values": values} if push else None,
+                    "timeout_seconds": jobs.execution_timeout(resolved),
+                    "stages_code": resolved.stages_code,
+                }
+            )
+        planned.update(jobs=planned_jobs, source=source, push=push, matrix=matrix)
+        # An image that runs its own entrypoint needs no staged code, unless as a channel.
+        return any(job["stages_code"] for job in planned_jobs)
 
     staged = _stage_first_found(upload, project=project, settings=settings, limits=limits, s3=s3, before_upload=plan)
     code = staged.code
-    job_name, resolved, source = planned["job_name"], planned["resolved"], planned["source"]
-    execution_input = {
-        "job_name": job_name,
+    common = {
         "project": project,
         "code_uri": staged.uri,
         "code_digest": code.digest,
-        "spec": dict(code.manifest.table) if code.manifest else {},
-        "source": source,
+        "source": planned["source"],
         "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
-        "timeout_seconds": jobs.execution_timeout(resolved),
     }
-    execution_arn, already = _start_execution(sfn, settings.state_machine_arn, job_name, execution_input)
-    logger.info("training execution started", extra={"job_name": job_name, "already_started": already})
+    job_documents = [
+        {"job_name": job["job_name"], **common, "spec": job["spec"], "matrix": job["matrix"]}
+        | {"timeout_seconds": job["timeout_seconds"]}
+        for job in planned["jobs"]
+    ]
+    push, matrix = planned["push"], planned["matrix"]
+    if push is None:
+        name, machine, document = job_documents[0]["job_name"], settings.state_machine_arn, job_documents[0]
+    else:
+        name, machine = push, settings.matrix_state_machine_arn
+        document = {"push": push, **common, **matrix.as_input(), "jobs": job_documents}
+    execution_arn, already = _start_execution(sfn, machine, name, document)
+    logger.info("training execution started", extra={"job_name": name, "already_started": already})
     return StartedJob(
-        job_name=job_name,
+        job_name=name,
         project=project,
         code_uri=staged.uri,
         code_digest=code.digest,
@@ -189,7 +228,19 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
         execution_arn=execution_arn,
         already_started=already,
         dropped=code.dropped,
+        jobs=tuple(job["job_name"] for job in job_documents) if push else (),
     )
+
+
+def _job_tables(
+    manifest: spec.Manifest | None, matrix: strategy.Strategy | None
+) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """(manifest table, matrix values) of each job: the manifest's own, or each matrix job's."""
+    if manifest is None:
+        return [(None, {})]
+    if matrix is None:
+        return [(dict(manifest.table), {})]
+    return list(zip(matrix.manifests(manifest.table), matrix.jobs, strict=True))
 
 
 def _stage_first_found(
@@ -278,6 +329,7 @@ def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: J
         "spec": table,
         "source": dict(start.source),
         "upload": None,
+        "matrix": None,
         "timeout_seconds": jobs.execution_timeout(resolved),
     }
 

@@ -16,7 +16,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sagepush.spec import MANIFEST_KEYS, V3_KEYS, SpecError
+from sagepush.events import MATRIX_TAG_PREFIX, PUSH_TAG
+from sagepush.jobs import tag_value
+from sagepush.spec import MANIFEST_KEYS, V3_KEYS, Manifest, SpecError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -43,10 +45,33 @@ class Strategy:
     objective_metric_name: str | None = None
     objective_type: str = "Maximize"
 
+    def as_input(self) -> dict[str, Any]:
+        """How the jobs run, as the matrix execution's input carries it."""
+        return {
+            "max_parallel": self.max_parallel,
+            "fail_fast": self.fail_fast,
+            "objective_metric_name": self.objective_metric_name,
+            "objective_type": self.objective_type,
+        }
+
     def manifests(self, table: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Each job's manifest table: `table` without `[strategy]`, with the job's values set at their paths."""
         base = {key: value for key, value in table.items() if key != STRATEGY_KEY}
         return [_with_values(base, values) for values in self.jobs]
+
+
+def of_manifest(manifest: Manifest | None, *, max_jobs: int) -> Strategy | None:
+    """Read the `[strategy]` of a found manifest (its objective checked against its `metric_definitions`); None when
+    there is no manifest or it has no `[strategy]`.
+
+    Raises:
+        SpecError: as `read_strategy`.
+    """
+    if manifest is None:
+        return None
+    defined = manifest.table.get("metric_definitions", [])
+    names = [str(m.get("Name")) for m in defined if isinstance(m, dict)] if isinstance(defined, list) else []
+    return read_strategy(manifest.table, source=manifest.source, max_jobs=max_jobs, metric_names=names)
 
 
 def read_strategy(
@@ -101,6 +126,25 @@ def read_strategy(
         objective_metric_name=objective,
         objective_type=objective_type,
     )
+
+
+def job_source(source: str, index: int, values: Values) -> str:
+    """Where one job of a matrix comes from, as its errors name it: `sagepush.toml (matrix job 2: lr=0.1)`."""
+    shown = ", ".join(
+        f"{path}={json.dumps(value) if not isinstance(value, str) else value}" for path, value in values.items()
+    )
+    return f"{source} (matrix job {index}: {shown})"
+
+
+def job_tags(push: str | None, values: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of one job of push `push` (none when it is no matrix's): `sagepush:push`, and `sagepush:matrix:<path>`
+    = each matrix value as a tag value allows (a string as it is, any other value as JSON)."""
+    if push is None:
+        return {}
+    return {PUSH_TAG: push} | {
+        f"{MATRIX_TAG_PREFIX}{path}": tag_value(value if isinstance(value, str) else json.dumps(value))
+        for path, value in values.items()
+    }
 
 
 def combinations(

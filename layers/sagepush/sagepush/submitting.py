@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sagepush import alerts, jobs, naming, spec
+from sagepush import alerts, jobs, naming, spec, strategy
 from sagepush.errors import SagepushError
 from sagepush.ledger import Submission
 
@@ -108,7 +108,7 @@ def submit_job(
         job_policy=settings.job_policy,
         deployment=jobs.deployment_of(settings, project=task.project, code_uri=task.code_uri),
         job_name=job_name,
-        tags=jobs.job_tags(task.project, digest, task.source),
+        tags=jobs.job_tags(task.project, digest, task.source) | strategy.job_tags(task.push, task.matrix),
     )
     submission = Submission(
         job_name=job_name,
