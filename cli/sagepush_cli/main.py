@@ -367,7 +367,7 @@ def _matrix_display(quiet: bool) -> Iterator[Callable[[list[dict[str, Any]]], No
         yield lambda rows: None
         return
     if console.is_terminal:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
+        with Live(console=console, refresh_per_second=4, transient=True) as live:  # the end prints the table
             yield lambda rows: live.update(_matrix_table(rows))
         return
     shown: dict[str, int] = {}
@@ -618,7 +618,7 @@ def status(
         ledger = DynamoDBLedger(table, dynamodb=session.client("dynamodb", config=aws.config("dynamodb")))
         if job is None:
             entries = ledger.project_jobs(project, limit=limit) if project else ledger.recent_jobs(limit=limit)
-            rows = [_ledger_row(entry) for entry in entries]
+            rows = _grouped_by_push([_ledger_row(entry) for entry in entries])
         else:
             entry = ledger.get(job)
             view = follow.describe(session.client("sagemaker", config=aws.config("sagemaker")), job)
@@ -643,6 +643,7 @@ def status(
 def _ledger_row(entry: Any) -> dict[str, Any]:
     return {
         "job_name": entry.job_name,
+        "push": entry.push,
         "project": entry.project,
         "status": entry.status,
         "secondary_status": entry.secondary_status,
@@ -653,7 +654,24 @@ def _ledger_row(entry: Any) -> dict[str, Any]:
     }
 
 
+def _grouped_by_push(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows newest first, each `[strategy]` push's jobs together in matrix order where its newest job stands."""
+    pushes: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["push"]:
+            pushes.setdefault(row["push"], []).append(row)
+    grouped: list[dict[str, Any]] = []
+    for row in rows:
+        if not row["push"]:
+            grouped.append(row)
+        elif row is pushes[row["push"]][0]:
+            grouped += sorted(pushes[row["push"]], key=lambda job: int(job["job_name"].rsplit("-", 1)[1]))
+    return grouped
+
+
 def _print_jobs(rows: list[dict[str, Any]]) -> None:
+    from collections import Counter
+
     from rich.console import Console
     from rich.table import Table
 
@@ -661,17 +679,24 @@ def _print_jobs(rows: list[dict[str, Any]]) -> None:
         typer.echo("no jobs yet")
         return
     table = Table(box=None, header_style="bold")
-    table.add_column("job", no_wrap=True, min_width=max(len(row["job_name"]) for row in rows))
+    table.add_column("job", no_wrap=True, min_width=max(len(row["job_name"]) + 4 for row in rows))
     for column in ("status", "created", "commit", "branch"):
         table.add_column(column)
+    shown_push = None
     for row in rows:
+        if row["push"] and row["push"] != shown_push:
+            jobs = [other for other in rows if other["push"] == row["push"]]
+            ended = Counter(job["status"] for job in jobs)
+            counts = ", ".join(f"{count} {status}" for status, count in sorted(ended.items()))
+            table.add_row(f"[bold]push {row['push']}[/]", f"{len(jobs)} jobs: {counts}", "", "", "")
+        shown_push = row["push"]
         status_text = (
             row["status"]
             if row["status"] == row["secondary_status"]
             else f"{row['status']} ({row['secondary_status']})"
         )
         table.add_row(
-            row["job_name"],
+            f"  {row['job_name']}" if row["push"] else row["job_name"],
             status_text,
             (row["created_at"] or "")[:19],
             (row["commit"] or "")[:12],

@@ -4,6 +4,7 @@ each job's alerts with its values, and one summary alert naming the best job."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,18 @@ def test_a_matrix_push_trains_every_job_two_at_a_time_and_sends_one_summary(stac
     assert summary["status"] == "PushCompleted"
     assert summary["best"] == followed["best"]
     assert [job["job_name"] for job in summary["jobs"]] == [job["job_name"] for job in jobs]
+    # `status` lists the push's jobs together, in matrix order, under the push.
+    listed = CliRunner().invoke(app, ["status", "--stack", stack.stack_name, "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [row for row in json.loads(listed.stdout) if row["push"] == followed["push"]]
+    assert [row["job_name"] for row in rows] == [job["job_name"] for job in jobs]
+    table = CliRunner().invoke(app, ["status", "--stack", stack.stack_name], env={"COLUMNS": "160"}).stdout
+    assert re.search(rf"push {followed['push']}\s+4 jobs: 4 Completed", table), table
+
+
+def best_value(followed: dict[str, Any]) -> float:
+    value: float = next(job["objective"] for job in followed["jobs"] if job["job_name"] == followed["best"])
+    return value
 
 
 def test_the_same_upload_delivered_again_starts_nothing_new(stack: LocalStack, repo: Path) -> None:
@@ -117,10 +130,15 @@ def test_the_same_upload_delivered_again_starts_nothing_new(stack: LocalStack, r
     assert of_push("MatrixStateMachineArn") == [pushed["push"]]
     assert sorted(of_push("TrainingStateMachineArn")) == [f"{pushed['push']}-{n}" for n in range(1, 5)]
     assert jobs_of_push() == [f"{pushed['push']}-{n}" for n in range(1, 5)]
-    # Pushed again, the commit attaches to its push and follows it: still four jobs.
-    attached = push(str(repo), "--stack", stack.stack_name, "--json")
+    # Pushed again, the commit attaches to its push and follows it: still four jobs, shown as a table.
+    attached = push(str(repo), "--stack", stack.stack_name)
     assert attached.exit_code == 0, attached.output
-    assert json.loads(attached.stdout)["attached"] == pushed["push"]
+    lines = attached.stdout.splitlines()
+    assert lines[0].startswith("already pushed ") and lines[1] == f"push {pushed['push']}: 4 jobs"
+    completed = [line for line in lines if re.match(r"  \d\d:\d\d:\d\d  \S+-\d\s+Completed\b", line)]
+    assert len(completed) == 4, attached.stdout
+    assert lines[-2] == f"push {pushed['push']}: 4 of 4 jobs completed"
+    assert lines[-1] == f"best {pushed['best']} (validation:accuracy = {best_value(pushed):g})"
     assert jobs_of_push() == [f"{pushed['push']}-{n}" for n in range(1, 5)]
 
 

@@ -67,6 +67,7 @@ class FakeLedger:
                 task_token=submission.task_token,
                 token_state=WAITING if submission.task_token else None,
                 unsettled=True,
+                push=submission.push,
             )
             self.touched[name] = now_ms
             if submission.task_token:

@@ -116,6 +116,13 @@ def test_a_new_submission_is_recorded_submitting_unsettled_and_waiting_on_its_to
     assert found.unsettled and found.alerts == {}
     assert found.created_at == "2025-01-01T10:33:20.000Z"
     assert ledger.get("some-other-job") is None
+    assert found.push is None
+
+
+def test_a_job_of_a_push_keeps_its_push(ledger: Ledger) -> None:
+    ledger.record_submission(dataclasses.replace(submission(f"{JOB}-2"), push=JOB), now_ms=NOW)
+
+    assert entry(ledger, f"{JOB}-2").push == JOB
 
 
 def test_a_repeated_submission_with_a_new_token_stores_it_and_reopens_the_ended_job(ledger: Ledger) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -244,3 +245,25 @@ def test_a_fail_fast_push_stops_the_executions_first_then_the_jobs_still_running
     assert [call[0] for call in stops] == ["stop_execution"] * 3 + ["stop_training_job"]
     assert stops[0][1] == "arn:aws:states:us-east-1:123456789012:execution:training:iris-x-1"
     assert stops[-1][1] == "iris-x-2"
+
+
+def test_the_sample_summary_event_is_what_matrix_state_machine_sends_notify_function() -> None:
+    event = json.loads((ROOT / "events" / "notify-push-summary.json").read_text())
+    payload = STATES["Summarize"]["Parameters"]["Payload"]
+    assert {key.removesuffix(".$") for key in payload} == set(event)
+
+    read = pushes.push_document(event["push"])
+
+    assert read.push == "iris-matrix-3f5c0f2a-6b1e9d" and read.objective_metric_name == "validation:accuracy"
+    assert [name for name, _ in read.jobs] == [f"{read.push}-{n}" for n in range(1, 5)]
+    assert read.jobs[3][1] == {"hyperparameters.n_estimators": 50, "hyperparameters.max_depth": 4}
+    assert read.upload is not None and read.upload["key"].startswith("incoming/iris-matrix/")
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [({"project": "iris", "jobs": []}, "$.push"), ({"push": "p", "project": "iris", "jobs": [{}]}, "$.jobs[0]")],
+)
+def test_a_malformed_push_document_is_refused_naming_the_path(document: dict[str, Any], path: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(path)):
+        pushes.push_document(document)

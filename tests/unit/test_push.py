@@ -126,6 +126,26 @@ def test_set_is_written_into_the_manifest_keeping_the_rest(repo: Path) -> None:
     assert list(files).count("sagepush.toml") == 1
 
 
+def test_set_makes_a_matrix_like_any_other_field_and_its_jobs_are_checked_before_the_upload(repo: Path) -> None:
+    from sagepush import staging
+    from sagepush_cli import project as projects
+
+    files = archive_of(
+        repo,
+        settings=("strategy.matrix.hyperparameters.lr=[0.1, 0.01]", "strategy.matrix.instance_type=['ml.m5.large']"),
+    )
+
+    manifest = tomllib.loads(files["sagepush.toml"].decode())
+    assert manifest["strategy"] == {
+        "matrix": {"hyperparameters": {"lr": [0.1, 0.01]}, "instance_type": ["ml.m5.large"]}
+    }
+    target = repo.parent / "staged.tar.gz"
+    with (repo.parent / "out.tar.gz").open("rb") as src, target.open("wb") as dst:
+        staged = staging.stage_archive(src, dst, filename="out.tar.gz")
+    requests = projects.render_staged_jobs(staged, project="mnist", region="us-east-1")
+    assert [r["HyperParameters"]["lr"] for r in requests] == ["0.1", "0.01"]
+
+
 @pytest.mark.parametrize(
     ("files", "written", "table"),
     [

@@ -65,10 +65,20 @@ def test_every_retried_or_caught_lambda_error_is_an_exception_class_in_the_core(
 def test_an_uploads_execution_goes_straight_to_submit_and_one_started_by_hand_is_prepared_first() -> None:
     start = ASL["States"][ASL["StartAt"]]
     assert start["Type"] == "Choice"
-    assert start["Choices"] == [{"Variable": "$.job_name", "IsPresent": True, "Next": "Submit"}]
+    assert start["Choices"] == [{"Variable": "$.job_name", "IsPresent": True, "Next": "MatrixJob?"}]
     prepare = ASL["States"][start["Default"]]
     assert prepare["Parameters"]["Payload"] == {"direct_start.$": "$", "execution.$": "$$.Execution.Name"}
-    assert (prepare["OutputPath"], prepare["Next"]) == ("$.Payload", "Submit")
+    assert (prepare["OutputPath"], prepare["Next"]) == ("$.Payload", "MatrixJob?")
+    # Either way, Submit is given the job's matrix: a matrix job's own, else an empty one.
+    matrix = ASL["States"]["MatrixJob?"]
+    assert matrix["Choices"] == [{"Variable": "$.matrix", "IsPresent": True, "Next": "Submit"}]
+    assert ASL["States"][matrix["Default"]] == {
+        "Type": "Pass",
+        "Result": {},
+        "ResultPath": "$.matrix",
+        "Next": "Submit",
+    }
+    assert ASL["States"]["Submit"]["Parameters"]["Payload"]["matrix.$"] == "$.matrix"
     # A start the manifest checks refuse is alerted like any submission that cannot be made.
     assert prepare["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CheckSubmitCause"}]
 

@@ -181,9 +181,9 @@ def submit_task(event: Mapping[str, Any]) -> SubmitTask:
 
 
 def _matrix(event: Mapping[str, Any]) -> dict[str, Any]:
-    """`push` and `matrix` of a job of a `[strategy]` push, from the payload's `matrix` object (null for one job)."""
-    matrix = event.get("matrix")
-    if matrix is None:
+    """`push` and `matrix` of a job of a `[strategy]` push, from the payload's `matrix` object (null or empty for a job
+    of no push)."""
+    if not event.get("matrix"):
         return {}
     return {"push": _get(event, "matrix.push"), "matrix": _get(event, "matrix.values", dict)}
 

@@ -86,6 +86,7 @@ class Submission:
     source: Mapping[str, str] = field(default_factory=dict)
     task_token: str | None = None
     attempt: int = 0
+    push: str | None = None  # the `[strategy]` push the job belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class LedgerEntry:
     token_state: str | None = None
     alerts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     unsettled: bool = False
+    push: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -211,6 +213,7 @@ class DynamoDBLedger:
             "code_uri": submission.code_uri,
             "code_digest": submission.code_digest,
             "source": {k: v for k, v in submission.source.items() if v},
+            **({"push": submission.push} if submission.push else {}),
             "status": SUBMITTING,
             "secondary_status": SUBMITTING,
             "seq": 0,
@@ -567,6 +570,7 @@ class DynamoDBLedger:
             token_state=_str(data.get("token_state")),
             alerts=dict(data.get("alerts") or {}),
             unsettled="unsettled" in data,
+            push=_str(data.get("push")),
         )
 
 

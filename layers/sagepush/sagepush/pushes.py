@@ -62,6 +62,7 @@ def push_document(document: Mapping[str, Any]) -> PushDocument:
             raise ValueError(f"$.{key} is {value!r}, expected a non-empty string")
         return value
 
+    push, project = text("push"), text("project")
     jobs = document.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise ValueError(f"$.jobs is {jobs!r}, expected the push's jobs")
@@ -73,8 +74,8 @@ def push_document(document: Mapping[str, Any]) -> PushDocument:
         listed.append((job["job_name"], dict(matrix.get("values") or {})))
     source = document.get("source") or {}
     return PushDocument(
-        push=text("push"),
-        project=text("project"),
+        push=push,
+        project=project,
         code_uri=document.get("code_uri") if isinstance(document.get("code_uri"), str) else None,
         source={k: v for k, v in source.items() if isinstance(v, str)} if isinstance(source, dict) else {},
         jobs=tuple(listed),

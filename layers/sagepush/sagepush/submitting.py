@@ -118,6 +118,7 @@ def submit_job(
         source={name: task.source[name] for name in jobs.SOURCE_FIELDS if task.source.get(name)},
         task_token=task.task_token,
         attempt=task.attempt,
+        push=task.push,
     )
     try:
         if not ledger.record_submission(submission, now_ms=time.time_ns() // 1_000_000):
