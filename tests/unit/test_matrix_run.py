@@ -267,3 +267,8 @@ def test_the_sample_summary_event_is_what_matrix_state_machine_sends_notify_func
 def test_a_malformed_push_document_is_refused_naming_the_path(document: dict[str, Any], path: str) -> None:
     with pytest.raises(ValueError, match=re.escape(path)):
         pushes.push_document(document)
+
+
+def test_no_deployment_allows_more_jobs_per_push_than_a_push_can_name() -> None:
+    parameter = sam.load(ROOT / "template.yaml")["Parameters"]["PolicyMaxJobsPerPush"]
+    assert parameter["MaxValue"] == naming.MAX_MATRIX_JOBS

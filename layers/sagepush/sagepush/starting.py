@@ -207,8 +207,13 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
         "upload": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
     }
     job_documents = [
-        {"job_name": job["job_name"], **common, "spec": job["spec"], "matrix": job["matrix"]}
-        | {"timeout_seconds": job["timeout_seconds"]}
+        {
+            "job_name": job["job_name"],
+            **common,
+            "spec": job["spec"],
+            "matrix": job["matrix"],
+            "timeout_seconds": job["timeout_seconds"],
+        }
         for job in planned["jobs"]
     ]
     push, matrix = planned["push"], planned["matrix"]
