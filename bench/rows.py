@@ -49,6 +49,7 @@ FUNCTION_ENV = {
     "INGEST_PREFIX": "incoming/",
     "CODE_PREFIX": "code/",
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sagepush-training",
+    "MATRIX_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sagepush-matrix",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sagepush-stage-dlq",
     "MAX_UPLOAD_BYTES": "1073741824",
     "MAX_EXPANDED_BYTES": "2147483648",
