@@ -81,6 +81,7 @@ def test_every_block_is_checked_by_a_test_here() -> None:
         ("Push from CI", "bash"),
         ("The CLI", "bash"),
         ("The manifest", "toml"),
+        ("The staged code: `source_dir` and `dependencies`", "toml"),
         ("Bring your own container", "toml"),
         ("Submit from your own state machine", "json"),
         ("Run everything locally", "bash"),
@@ -234,6 +235,37 @@ def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None
 
     assert len(requests) == 3 * 2 - 1 + 1
     assert requests[-1]["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+
+
+def test_the_staged_code_sample_stages_as_described_and_its_error_reads_as_shown(tmp_path: Path) -> None:
+    heading = "The staged code: `source_dir` and `dependencies`"
+    [text] = of(heading, "toml")
+    [shown] = of(heading, "text")
+    project = tmp_path / "shared"
+    files = {
+        "src/train.py": "import common, utils\n",
+        "src/requirements.txt": "pandas\n",
+        "lib/common/__init__.py": "",
+        "tools/utils.py": "",
+        "notebooks/explore.ipynb": "{}\n",
+    }
+    for name, content in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(content)
+    basics = 'framework = "sklearn"\nframework_version = "1.2-1"\npy_version = "py3"\ninstance_type = "ml.m5.large"\n'
+    (project / "sagepush.toml").write_text(basics + text)
+
+    (request,) = render_jobs(project, region="us-east-1", project="shared")
+    archive = archive_directory(project, tmp_path / "upload.tar")
+    with archive.open("rb") as src, (tmp_path / "sourcedir.tar.gz").open("wb") as dst:
+        staged = staging.stage_archive(src, dst, filename=archive.name)
+
+    assert request["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    assert staged.files == {"train.py", "requirements.txt", "common/__init__.py", "utils.py", "sagepush.toml"}
+    (project / "sagepush.toml").write_text(basics + text.replace('"lib/common"', '"lib/comon"'))
+    with pytest.raises(spec.SpecError) as refused:
+        render_jobs(project, region="us-east-1", project="shared")
+    assert f"error: {refused.value}\n" == shown
 
 
 def test_the_own_container_sample_renders_the_walkthrough_request(tmp_path: Path) -> None:

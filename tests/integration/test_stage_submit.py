@@ -48,6 +48,7 @@ def executions(stack: LocalStack, sfn: Any) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_upload_is_staged_with_its_members_and_starts_one_execution(stack: LocalStack, s3: Any, sfn: Any) -> None:
     body = tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST, ".git/HEAD": b"ref", "pkg/__pycache__/x.pyc": b"0"})
     upload(stack, s3, "incoming/mnist/main.tar.gz", body, **{"sagepush-commit": "9fceb02"})
@@ -65,6 +66,48 @@ def test_upload_is_staged_with_its_members_and_starts_one_execution(stack: Local
     assert document["spec"]["framework"] == "pytorch"
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
+def test_source_dir_and_dependencies_are_staged_as_the_sdk_stages_them(
+    stack: LocalStack, s3: Any, sfn: Any, sagemaker: Any
+) -> None:
+    manifest = MANIFEST + b'source_dir = "src"\ndependencies = ["lib/common", "tools/utils.py"]\n'
+    files = {
+        "sagepush.toml": manifest,
+        "src/train.py": TRAIN,
+        "src/requirements.txt": b"pandas\n",
+        "lib/common/__init__.py": b"",
+        "tools/utils.py": b"",
+        "notebooks/explore.ipynb": b"{}",
+    }
+    upload(stack, s3, "incoming/mnist/main.tar.gz", tar_gz(files))
+
+    [key] = staged_objects(stack, s3)
+    staged = s3.get_object(Bucket=stack.outputs["ArtifactBucketName"], Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(staged)) as archive:
+        names = sorted(info.name for info in archive.getmembers() if info.isfile())
+    assert names == ["common/__init__.py", "requirements.txt", "sagepush.toml", "train.py", "utils.py"]
+    [execution] = executions(stack, sfn)
+    [job] = wait_for(lambda: sagemaker.list_training_jobs()["TrainingJobSummaries"], "the training job")
+    described = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
+    assert described["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    assert job["TrainingJobName"] == execution["name"]
+
+
+def test_a_missing_dependency_is_refused_naming_the_field_and_path_with_nothing_staged(
+    stack: LocalStack, s3: Any, sfn: Any
+) -> None:
+    key = "incoming/mnist/main.tar.gz"
+    manifest = MANIFEST + b'dependencies = ["lib/comon"]\n'
+    upload(stack, s3, key, tar_gz({"train.py": TRAIN, "sagepush.toml": manifest, "lib/common/__init__.py": b""}))
+
+    assert executions(stack, sfn) == [] and staged_objects(stack, s3) == []
+    with pytest.raises(follow.UploadRefusedError) as refused:
+        follow.job_of_upload(s3, bucket=stack.outputs["IngestBucketName"], key=key, version_id=None, timeout=0)
+    assert "sagepush.toml: dependencies: 'lib/comon' is not a file or folder of the project" in str(refused.value)
+
+
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_staged_digest_is_stable_and_same_code_is_reused_by_a_new_job(stack: LocalStack, s3: Any, sfn: Any) -> None:
     files = {"train.py": TRAIN, "sagepush.toml": MANIFEST}
     upload(stack, s3, "incoming/mnist/a.tar.gz", tar_gz(files, mtime=1))
@@ -75,6 +118,7 @@ def test_staged_digest_is_stable_and_same_code_is_reused_by_a_new_job(stack: Loc
     assert len(names) == 2 and names[0].rsplit("-", 1)[0] == names[1].rsplit("-", 1)[0]
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_redelivered_event_changes_nothing(stack: LocalStack, s3: Any, sfn: Any) -> None:
     upload(stack, s3, "incoming/mnist/main.tar.gz", tar_gz({"train.py": TRAIN, "sagepush.toml": MANIFEST}))
     head = s3.head_object(Bucket=stack.outputs["IngestBucketName"], Key="incoming/mnist/main.tar.gz")
@@ -94,6 +138,7 @@ def test_redelivered_event_changes_nothing(stack: LocalStack, s3: Any, sfn: Any)
     assert len(executions(stack, sfn)) == 1
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_form_encoded_key_falls_back_to_the_raw_key(stack: LocalStack, s3: Any, sfn: Any) -> None:
     key = "incoming/mnist/v1+final.tar.gz"  # a literal '+', which form-decoding would turn into a space
     s3.put_object(
@@ -109,6 +154,7 @@ def test_form_encoded_key_falls_back_to_the_raw_key(stack: LocalStack, s3: Any, 
     assert result["project"] == "mnist"
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_submit_creates_the_training_job_with_the_expected_request(stack: LocalStack, sagemaker: Any) -> None:
     event = load_event("submit")
     event["code_uri"] = f"s3://{stack.outputs['ArtifactBucketName']}/code/iris/{event['code_digest']}/sourcedir.tar.gz"
@@ -126,6 +172,7 @@ def test_submit_creates_the_training_job_with_the_expected_request(stack: LocalS
     assert tags["sagepush:project"] == "iris" and tags["sagepush:commit"] == event["source"]["commit"]
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_submitting_the_same_task_twice_attaches_to_the_first_job(stack: LocalStack, sagemaker: Any) -> None:
     event = load_event("submit")
     first = stack.invoke("SubmitFunction", event)
@@ -141,6 +188,7 @@ def upload_tags(stack: LocalStack, s3: Any, key: str) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in tag_set}
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_upload_is_tagged_with_the_job_it_became_keeping_its_own_tags(stack: LocalStack, s3: Any, sfn: Any) -> None:
     key = "incoming/mnist/main.tar.gz"
     s3.put_object(
@@ -181,6 +229,7 @@ def test_refused_upload_is_tagged_with_the_reason_and_starts_nothing(stack: Loca
     ["v1+final.tar.gz", "100%.tar.gz", "ab%41.tar.gz", "with space.tar.gz", "a%2Bb+c.tar.gz"],
     ids=["plus", "lone-percent", "percent-escape", "space", "plus-and-escape"],
 )
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_odd_keys_in_the_versioned_bucket_are_staged_once_and_tagged(
     stack: LocalStack, s3: Any, sfn: Any, name: str
 ) -> None:
@@ -194,6 +243,7 @@ def test_odd_keys_in_the_versioned_bucket_are_staged_once_and_tagged(
     assert dead_letter_count(stack) == 0
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_an_upload_deleted_before_it_was_staged_is_refused_visibly(stack: LocalStack, s3: Any, sfn: Any) -> None:
     event = load_event("stage-object-created")
     event["detail"]["bucket"]["name"] = stack.outputs["IngestBucketName"]

@@ -36,7 +36,8 @@ def test_the_entry_point_is_looked_for_under_source_dir(tmp_path: Path) -> None:
     (tmp_path / "src" / "train.py").write_text("print('training')\n")
     code, output = render(tmp_path, 'entry_point = "train.py"\nsource_dir = "src"\n')
     assert code == 0, output
-    assert '"sagemaker_program": "\\"src/train.py\\""' in output  # run from the staged project's root
+    # source_dir's contents are the staged code's root, as the SDK stages them: the program is the entry point
+    assert '"sagemaker_program": "\\"train.py\\""' in output
     code, output = render(tmp_path, 'entry_point = "train.py"\n')
     assert code == 2 and "src/train.py" in output
     code, output = render(tmp_path, 'entry_point = "train.py"\nsource_dir = "scripts"\n')

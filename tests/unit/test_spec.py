@@ -95,12 +95,13 @@ def test_reads_the_design_example_from_every_manifest_home(
     assert spec.tags == {"owner": "ml-platform"}
 
 
-def test_script_is_its_own_entry_point_and_dependencies_are_kept() -> None:
+def test_script_is_its_own_entry_point_and_its_pep723_dependencies_are_requirements() -> None:
     script = b'# /// script\n# dependencies = ["numpy>=2"]\n# ///\nimport numpy\n'
     manifest = find_manifest({"fit.py": script}, script="fit.py")
-    assert manifest == Manifest(source="fit.py", table={"entry_point": "fit.py"}, dependencies=("numpy>=2",))
+    assert manifest == Manifest(source="fit.py", table={"entry_point": "fit.py"}, requirements=("numpy>=2",))
     spec = resolve_spec(manifest, DEFAULTS)
-    assert (spec.entry_point, spec.dependencies) == ("fit.py", ("numpy>=2",))
+    # PEP 723's `dependencies` are pip requirements, never the manifest key `dependencies` (paths staged as code)
+    assert (spec.entry_point, spec.requirements, spec.dependencies) == ("fit.py", ("numpy>=2",), ())
 
 
 def test_script_without_block_still_names_its_entry_point() -> None:
@@ -437,7 +438,7 @@ def test_spec_round_trips_through_its_manifest_table() -> None:
 
 
 def test_every_training_spec_field_but_bookkeeping_is_a_manifest_key() -> None:
-    fields = set(TrainingSpec.__dataclass_fields__) - {"source", "declared", "dependencies"}
+    fields = set(TrainingSpec.__dataclass_fields__) - {"source", "declared", "requirements"}
     assert fields | {"transformers_version"} == set(MANIFEST_KEYS)
 
 

@@ -468,7 +468,7 @@ def test_a_script_with_dependencies_gets_a_requirements_file_in_their_order() ->
 def test_a_plain_script_is_staged_alone() -> None:
     staged, _ = stage(b"print('hi')\n", "incoming/proj/fit.py")
     assert (staged.members, staged.dropped) == (("fit.py",), ())
-    assert staged.manifest is None or not staged.manifest.dependencies
+    assert staged.manifest is None or not staged.manifest.requirements
 
 
 def test_the_same_script_stages_to_the_same_digest() -> None:

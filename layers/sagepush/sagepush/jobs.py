@@ -47,23 +47,22 @@ def defaults_from(settings: JobDefaultSettings, project: str) -> spec.Defaults:
 
 
 def check_entry_point(resolved: spec.TrainingSpec, files: frozenset[str]) -> None:
-    """Refuse a job whose entry point (under `source_dir`) is not in its staged code: it would fail on a paid instance.
+    """Refuse a job whose entry point is not in its staged code (`files`, laid out by `source_dir` and
+    `dependencies` as staging lays them out): it would fail on a paid instance.
 
     Raises:
-        SpecError: naming `entry_point` (or `source_dir`), the path looked for and the nearest staged files.
+        SpecError: naming `entry_point`, the path looked for and the nearest staged files.
     """
     if not resolved.runs_script:
         return  # the image runs its own entrypoint
-    base = [p for p in (resolved.source_dir or "").split("/") if p not in ("", ".")]
     path = request.program(resolved)
     if path in files:
         return
-    if base and not any(name.startswith("/".join(base) + "/") for name in files):
-        raise spec.SpecError(resolved.where("source_dir"), f"{resolved.source_dir!r} is not a directory of the code")
     scripts = sorted(name for name in files if name.endswith(".py"))
     close = difflib.get_close_matches(path, scripts, n=3) or scripts[:3]
     hint = f"; staged scripts: {', '.join(close)}" if close else "; the code holds no .py file"
-    raise spec.SpecError(resolved.where("entry_point"), f"{path!r} is not in the staged code{hint}")
+    inside = f" (source_dir {resolved.source_dir!r}: the entry point is relative to it)" if resolved.source_dir else ""
+    raise spec.SpecError(resolved.where("entry_point"), f"{path!r} is not in the staged code{inside}{hint}")
 
 
 def deployment_of(settings: JobDefaultSettings, *, project: str, code_uri: str) -> policy.Deployment:

@@ -143,18 +143,17 @@ def build_request(
 
 
 def program(spec: TrainingSpec) -> str:
-    """Return the entry point as a path in the staged code: under `source_dir` when the manifest sets one.
+    """Return the entry point as a path in the staged code (`sagemaker_program`), as the SDK names it.
 
-    The SDK uploads only `source_dir` and names the script inside it; sagepush stages the whole project, so the
-    script is named by its path from the project's root, and the framework container runs it from there.
+    Staging puts `source_dir`'s contents (without one, the project's) at the code's root, so the entry point,
+    relative to `source_dir` as the SDK takes it, is its path in the staged code too.
 
     Raises:
         ValueError: the job runs no script (`spec.runs_script` is false).
     """
     if spec.entry_point is None:
         raise ValueError("the job runs the image's own entrypoint: it has no program")
-    parts = [p for p in f"{spec.source_dir or ''}/{spec.entry_point}".split("/") if p not in ("", ".")]
-    return "/".join(parts)
+    return "/".join(p for p in spec.entry_point.split("/") if p not in ("", "."))
 
 
 def hyperparameters(spec: TrainingSpec, *, job_name: str, code_dir: str, region: str) -> dict[str, str]:

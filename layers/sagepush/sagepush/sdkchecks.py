@@ -47,7 +47,7 @@ def check_spec(spec: TrainingSpec, where: Callable[[str], str], name: Callable[[
     if not spec.runs_script:
         # The image runs its own entrypoint: what only a script uses has nothing to apply to (the SDK's Estimator
         # takes none of these without an entry_point).
-        for key in ("source_dir", "distribution"):
+        for key in ("source_dir", "dependencies", "distribution"):
             if getattr(spec, key):
                 raise SpecError(where(key), f"applies only to a script: set {name('entry_point')} too")
     if spec.max_wait is not None and not spec.use_spot_instances:

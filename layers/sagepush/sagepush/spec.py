@@ -22,6 +22,7 @@ from sagepush.specmodel import (
     MAX_NESTING,
     OVERRIDES_SOURCE,
     Channel,
+    CodeLayout,
     Defaults,
     Manifest,
     MetricDefinition,
@@ -38,7 +39,7 @@ _SCRIPT_BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^
 
 # Keys a manifest may use that are not TrainingSpec fields (or are spelled differently there).
 _ALIASES = {"transformers_version": "framework_version"}
-_NOT_MANIFEST_KEYS = frozenset({"dependencies", "source", "declared"})
+_NOT_MANIFEST_KEYS = frozenset({"requirements", "source", "declared"})
 MANIFEST_KEYS = tuple(
     sorted({f.name for f in fields(TrainingSpec)} - _NOT_MANIFEST_KEYS | set(_ALIASES)),
 )
@@ -78,11 +79,12 @@ def find_manifest(files: Mapping[str, bytes], *, script: str | None = None) -> M
         metadata = read_script_metadata(_decode(files[script], script), source=script) or {}
         tool = _table(metadata.get("tool", {}), f"{script}: tool")
         table = _table(tool.get("sagepush", {}), f"{script}: [tool.sagepush]")
-        deps = metadata.get("dependencies", [])
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        # PEP 723's `dependencies` are requirements (staged as requirements.txt), not the manifest key of that name
+        requirements = metadata.get("dependencies", [])
+        if not isinstance(requirements, list) or not all(isinstance(d, str) for d in requirements):
             raise SpecError(f"{script}: dependencies", "must be a list of requirement strings")
         # The script is the entry point unless its block says otherwise; the table then stands on its own.
-        return Manifest(source=script, table={"entry_point": script, **table}, dependencies=tuple(deps))
+        return Manifest(source=script, table={"entry_point": script, **table}, requirements=tuple(requirements))
     for name in MANIFEST_NAMES:
         if name not in files:
             continue
@@ -96,6 +98,36 @@ def find_manifest(files: Mapping[str, bytes], *, script: str | None = None) -> M
         if "sagepush" in _table(tool, f"{name}: tool"):
             return Manifest(source=name, table=_table(tool["sagepush"], f"{name}: [tool.sagepush]"))
     return None
+
+
+def code_layout(manifest: Manifest | None) -> CodeLayout:
+    """Return what `manifest` says is staged: `source_dir` (or v3's `source_code.source_dir`) and `dependencies`.
+
+    Staging reads them before the spec is resolved: they decide the staged code, and so its digest.
+
+    Raises:
+        SpecError: a value that is not a path inside the project (or a list of them); `where` names the field.
+    """
+    if manifest is None:
+        return CodeLayout()
+    table, source = manifest.table, manifest.source
+    group = table.get("source_code")
+    spelled = [("source_dir", table["source_dir"])] if "source_dir" in table else []
+    if isinstance(group, dict) and "source_dir" in group:
+        spelled.append(("source_code.source_dir", group["source_dir"]))
+    if len(spelled) > 1:
+        raise SpecError(
+            f"{source}: source_code.source_dir", "sets the same field as `source_dir`; keep one of the two spellings"
+        )
+    source_dir, where_source_dir = None, f"{source}: source_dir"
+    if spelled:
+        label, value = spelled[0]
+        where_source_dir = f"{source}: {label}"
+        specfields.relative_path(value, where_source_dir)
+        source_dir = specfields.project_path(value, where_source_dir) or None  # "." is the project root
+    where_dependencies = f"{source}: dependencies"
+    found = specfields.dependencies(table["dependencies"], where_dependencies) if "dependencies" in table else ()
+    return CodeLayout(source_dir, found, where_source_dir, where_dependencies)
 
 
 def resolve_spec(
@@ -131,7 +163,7 @@ def resolve_spec(
             raise SpecError(f"{source}: {key}", "is required (set it in the manifest or as a deployment default)")
     spec = TrainingSpec(
         **parsed,
-        dependencies=manifest.dependencies if manifest else (),
+        requirements=manifest.requirements if manifest else (),
         source=source,
         declared=frozenset(declared),
     )
@@ -438,11 +470,13 @@ __all__ = [
     "V3_KEYS",
     "V3_NAMES",
     "Channel",
+    "CodeLayout",
     "Defaults",
     "Manifest",
     "MetricDefinition",
     "SpecError",
     "TrainingSpec",
+    "code_layout",
     "find_manifest",
     "parse_duration",
     "read_script_metadata",

@@ -33,6 +33,7 @@ _MLFLOW_RESOURCE = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/[^/\s]+$"
 )
 _VERSION = re.compile(r"^\d+(\.\d+)*(-\d+)?$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 _ALGORITHM_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ALGORITHM_ARN = re.compile(
     r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:algorithm/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -197,6 +198,39 @@ def relative_path(value: object, where: str) -> str:
     if text.startswith("/") or ".." in parts or "://" in text:
         raise SpecError(where, f"{quote(value)} must be a path relative to the upload's root")
     return text
+
+
+def project_path(value: object, where: str) -> str:
+    """A path inside the project, relative to its root and normalised (no `./`, empty parts or trailing `/`); the
+    root itself is ""."""
+    text = string(value, where)
+    parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".")]
+    if text.startswith(("/", "\\")) or _DRIVE.match(text) or ".." in parts or "://" in text:
+        raise SpecError(
+            where, f"{quote(value)} is outside the project: paths are relative to the project root, inside it"
+        )
+    return "/".join(parts)
+
+
+def dependencies(value: object, where: str) -> tuple[str, ...]:
+    """The SDK's `dependencies`: files and folders of the project, each staged at the code's root by its name."""
+    if not isinstance(value, list | tuple):
+        example = f" (write [{quote(value)}])" if isinstance(value, str) else ""
+        raise SpecError(
+            where,
+            f"must be a list of paths (files or folders, relative to the project root), found {type_name(value)} "
+            f"{quote(value)}{example}",
+        )
+    paths: list[str] = []
+    for i, item in enumerate(value):
+        string(item, f"{where}[{i}]")
+        path = project_path(item, where)
+        if not path:
+            raise SpecError(where, f"{quote(item)} is the project root itself: name a file or folder in it")
+        if path in paths:
+            raise SpecError(where, f"{quote(item)} is listed twice")
+        paths.append(path)
+    return tuple(paths)
 
 
 def table_of(value: object, where: str) -> Mapping[str, Any]:
@@ -417,6 +451,7 @@ def _options(value: object, where: str, schema: Mapping[str, Callable[[object, s
 PARSERS: dict[str, Callable[[object, str], Any]] = {
     "entry_point": relative_path,
     "source_dir": relative_path,
+    "dependencies": dependencies,
     "framework": _choice(FRAMEWORKS),
     "framework_version": _version,
     "py_version": string,

@@ -41,11 +41,27 @@ class SpecError(InputError):
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """The raw `[tool.sagepush]` table and the file it came from."""
+    """The raw `[tool.sagepush]` table and the file it came from; `requirements` are a single script's PEP 723
+    `dependencies` (pip requirement strings, staged as requirements.txt), not the manifest key `dependencies`."""
 
     source: str
     table: Mapping[str, Any]
+    requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLayout:
+    """What is staged, as the SDK's `source_dir` and `dependencies` shape sourcedir.tar.gz.
+
+    `source_dir` is the folder whose contents are the staged code's root (None: the project root); each of
+    `dependencies` (a file or folder) is staged at the root under its last path component. Paths are relative to
+    the project root, normalised (no `./`, no trailing `/`). `where_*` name the manifest field for errors.
+    """
+
+    source_dir: str | None = None
     dependencies: tuple[str, ...] = ()
+    where_source_dir: str = "source_dir"
+    where_dependencies: str = "dependencies"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +130,7 @@ class TrainingSpec:
     pytorch_version: str | None = None
     tensorflow_version: str | None = None
     source_dir: str | None = None
+    dependencies: tuple[str, ...] = ()  # staged at the code root beside source_dir's contents (the SDK's meaning)
     instance_count: int = 1
     volume_size: int = 30
     volume_kms_key: str | None = None
@@ -152,7 +169,7 @@ class TrainingSpec:
     container_arguments: tuple[str, ...] | None = None
     allow_secrets: tuple[str, ...] = ()
     request_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    dependencies: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()  # a single script's PEP 723 dependencies (staged as requirements.txt)
     source: str = field(default=DEFAULTS_SOURCE, compare=False)
     declared: frozenset[str] = field(default=frozenset(), compare=False)
 

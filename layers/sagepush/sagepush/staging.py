@@ -8,6 +8,7 @@ content); the formats are read by `ustar` and `ziparchive` (both yield `archive.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import hashlib
 import io
@@ -25,7 +26,7 @@ from sagepush import archive, s3stream, secretscan, ustar, ziparchive
 from sagepush.archive import Kind, Member, ReadableStream, StagingError, where
 from sagepush.deflate import GzipWriter, SupportsWrite
 from sagepush.errors import shorten
-from sagepush.spec import MANIFEST_NAMES, Manifest, find_manifest
+from sagepush.spec import MANIFEST_NAMES, Manifest, SpecError, code_layout, find_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -139,11 +140,13 @@ def stage_archive(src: ReadableStream, dst: BinaryIO, *, filename: str, limits: 
     `filename`'s suffix picks the format (`.tar.gz .tgz .tar .zip .py`) and the leading bytes must agree. Memory
     stays bounded: member data is spooled to a temporary file and only metadata is kept. Nothing is written to `dst`
     until every rule has passed. If every path sits under one top-level directory (`git archive --prefix`, GitHub
-    tarballs), that directory is stripped so the entry point lands at the root, where SageMaker looks for it.
+    tarballs), that directory is stripped so the entry point lands at the root, where SageMaker looks for it. The
+    manifest's `source_dir` and `dependencies` then lay the code out as the SageMaker SDK does (`_lay_out`).
 
     Raises:
         StagingError: the upload breaks a rule; `where` names the member or the upload.
-        SpecError: the manifest in the upload is not valid TOML.
+        SpecError: the manifest in the upload is not valid TOML, or its `source_dir` or `dependencies` name what the
+            upload does not hold (or two paths that would be staged under one name).
     """
     with _collected(src, filename, limits) as collected:
         return collected.code(collected.digest(), collected.write(dst))
@@ -233,7 +236,7 @@ def _collected(src: ReadableStream, filename: str, limits: Limits) -> Iterator[_
             tree.finish()
             manifest = _root_manifest(tree)
         _check_secrets(tree, manifest, script=fmt == "py")
-        yield _Collected(tree, tree.output(), manifest)
+        yield _Collected(tree, _listed(_lay_out(tree, manifest)), manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +284,7 @@ def stage_object(
 
     Raises:
         StagingError: the upload breaks a rule.
+        SpecError: as `stage_archive`.
     """
     if version_id:
         response = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
@@ -525,17 +529,21 @@ class _Tree:
         self.spool.flush()
         return os.pread(self.spool.fileno(), min(size, entry.size), entry.offset)
 
-    def output(self) -> list[tuple[str, _Entry | None]]:
-        """Return the output members, sorted: every kept file plus each directory above one (None)."""
-        members: dict[str, _Entry | None] = {}
-        for entry in self.entries:
-            name = self.out_name(entry)
-            members[name] = entry
-            parent = name.rpartition("/")[0]
-            while parent and parent + "/" not in members:
-                members[parent + "/"] = None
-                parent = parent.rpartition("/")[0]
-        return sorted(members.items(), key=lambda item: _sort_key(item[0]))
+    def files(self) -> dict[str, _Entry]:
+        """Every kept file by its path in the project (the single top-level directory stripped)."""
+        return {self.out_name(entry): entry for entry in self.entries}
+
+
+def _listed(files: Mapping[str, _Entry]) -> list[tuple[str, _Entry | None]]:
+    """Return the output members, sorted: every file plus each directory above one (None)."""
+    members: dict[str, _Entry | None] = {}
+    for name, entry in files.items():
+        members[name] = entry
+        parent = name.rpartition("/")[0]
+        while parent and parent + "/" not in members:
+            members[parent + "/"] = None
+            parent = parent.rpartition("/")[0]
+    return sorted(members.items(), key=lambda item: _sort_key(item[0]))
 
 
 _KIND_WORDS: Final[Mapping[str, str]] = {
@@ -598,6 +606,85 @@ def _decode_text(data: bytes, where: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StagingError(where, f"is not UTF-8 text (byte {exc.start}); expected UTF-8", rule="name") from exc
+
+
+# -------------------------------------------------------------------------------------- source_dir, dependencies
+
+
+def _lay_out(tree: _Tree, manifest: Manifest | None) -> dict[str, _Entry]:
+    """Return the staged files by their path in sourcedir.tar.gz, as the SageMaker SDK's `tar_and_upload_dir` lays
+    them out: `source_dir`'s contents at the root (without one, the whole project), each of `dependencies` at the
+    root under its name. The manifest stays at the root beside source_dir's contents: it is the job's record, and
+    part of the code's digest.
+
+    Raises:
+        SpecError: source_dir or a dependency is not in the project, or two staged paths would take one name.
+    """
+    layout = code_layout(manifest)
+    project = tree.files()
+    base = layout.source_dir
+    if base is None:
+        staged = dict(project)
+    else:
+        staged = {name[len(base) + 1 :]: entry for name, entry in project.items() if name.startswith(f"{base}/")}
+        if not staged:
+            what = "a file" if base in project else "not a directory of the code"
+            raise SpecError(layout.where_source_dir, f"{base!r} is {what}{_missing_hint(tree, base, project)}")
+        if manifest is not None and manifest.source in project:
+            if manifest.source in staged:
+                raise SpecError(
+                    layout.where_source_dir,
+                    f"{base!r} holds {manifest.source}, the name the manifest ({manifest.source} at the project "
+                    "root) is staged under beside source_dir's contents; rename one of them",
+                )
+            staged[manifest.source] = project[manifest.source]
+    where_root = f"source_dir {base!r}" if base is not None else "the project root"
+    roots = {name.split("/")[0] for name in staged}
+    taken: dict[str, str] = {}  # staged name -> the dependency staged under it
+    for dependency in layout.dependencies:
+        name = dependency.rpartition("/")[2]
+        if dependency in project:
+            found = {name: project[dependency]}
+        else:
+            cut = len(dependency) + 1
+            found = {f"{name}/{p[cut:]}": e for p, e in project.items() if p.startswith(f"{dependency}/")}
+        if not found:
+            raise SpecError(
+                layout.where_dependencies,
+                f"{dependency!r} is not a file or folder of the project{_missing_hint(tree, dependency, project)}",
+            )
+        if name in taken:
+            raise SpecError(
+                layout.where_dependencies,
+                f"{taken[name]!r} and {dependency!r} would both be staged at the code's root as {name!r}; "
+                "rename one of them",
+            )
+        taken[name] = dependency
+        if dependency == (f"{base}/{name}" if base is not None else name):
+            continue  # already there: source_dir's own
+        if name in roots:
+            raise SpecError(
+                layout.where_dependencies,
+                f"{dependency!r} would be staged at the code's root as {name!r}, a name {where_root} already holds; "
+                "rename one of them",
+            )
+        staged.update(found)
+    return staged
+
+
+def _missing_hint(tree: _Tree, path: str, project: Mapping[str, _Entry]) -> str:
+    """Why `path` is not among the project's staged files, or the nearest paths that are."""
+    if path in tree.dropped or f"{path}/" in tree.dropped or any(d.startswith(f"{path}/") for d in tree.dropped):
+        return f" (it is left out: {IGNORE_FILE}, or a cache or VCS folder)"
+    names = {p for name in project for p in _with_parents(name)}
+    close = difflib.get_close_matches(path, sorted(names), n=3)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _with_parents(name: str) -> Iterator[str]:
+    while name:
+        yield name
+        name = name.rpartition("/")[0]
 
 
 # ----------------------------------------------------------------------------------------------- manifest, secrets
@@ -803,10 +890,10 @@ def _collect_script(src: ReadableStream, tree: _Tree, upload: str) -> Manifest |
     if script.size == 0:
         raise StagingError(name, "is empty (0 bytes); expected a Python script", rule="empty")
     manifest = find_manifest({name: tree.read(script, tree.limits.max_manifest_bytes)}, script=name)
-    if manifest is not None and manifest.dependencies:
+    if manifest is not None and manifest.requirements:
         # one requirement per line in the order written: pip resolves them together, so order carries no meaning,
         # and keeping it lets the user recognise the file
-        text = "".join(f"{dep}\n" for dep in manifest.dependencies).encode()
+        text = "".join(f"{requirement}\n" for requirement in manifest.requirements).encode()
         tree.add(Member("requirements.txt", "file", False, len(text), iter([text])))
     return manifest
 

@@ -29,6 +29,8 @@ OBJECTIVE_TYPES: Final = ("Maximize", "Minimize")
 # Manifest fields that are tables of named entries: a matrix varies one entry of them by name.
 _NAMED_ENTRIES: Final = frozenset({"hyperparameters", "environment", "tags"})
 _V3_GROUPS: Final = frozenset(key.split(".")[0] for key in V3_KEYS if "." in key)
+# Fields that lay out the staged code (`spec.code_layout`): one push stages one code for every job.
+_STAGED_FIELDS: Final = frozenset({"source_dir", "source_code.source_dir", "dependencies"})
 _KEYS: Final = frozenset({"matrix", "max_parallel", "fail_fast", "objective_metric_name", "objective_type"})
 
 Values = dict[str, Any]
@@ -216,6 +218,8 @@ def _check_path(path: str, where: str) -> None:
     known = top in MANIFEST_KEYS if "." not in path else (top in _NAMED_ENTRIES or path in V3_KEYS)
     if not known or top in (STRATEGY_KEY, "request_overrides", "allow_secrets"):
         raise SpecError(where, "is not a manifest field a matrix can vary")
+    if path in _STAGED_FIELDS:
+        raise SpecError(where, "decides what is staged, and a push stages its code once for all its jobs")
 
 
 def _with_values(base: Mapping[str, Any], values: Values) -> dict[str, Any]:
