@@ -35,6 +35,17 @@ PYENV_LAMBDA_PYTHON ?= 3.13.0
 PYTEST_ARGS ?= --timeout=900
 SAM_BUILD_ARGS ?=
 
+# Git directories (a clone, a bare clone or a mirror) of the framework containers' repositories, for
+# `make framework-packages`: aws/sagemaker-scikit-learn-container, aws/sagemaker-xgboost-container and
+# aws/deep-learning-containers. Each one left empty is cloned from GitHub into a temporary directory.
+SKLEARN_CONTAINER_GIT ?=
+XGBOOST_CONTAINER_GIT ?=
+DLC_GIT ?=
+FRAMEWORK_PACKAGES = $(UV_RUN) python scripts/generate_framework_packages.py \
+	$(if $(SKLEARN_CONTAINER_GIT),--sklearn-git "$(SKLEARN_CONTAINER_GIT)") \
+	$(if $(XGBOOST_CONTAINER_GIT),--xgboost-git "$(XGBOOST_CONTAINER_GIT)") \
+	$(if $(DLC_GIT),--dlc-git "$(DLC_GIT)")
+
 export SAM_CLI_TELEMETRY := 0
 
 # Runs pytest on $(1); "no tests collected" (exit 5) is an error that says so, never a silent pass or a bare 5.
@@ -56,11 +67,12 @@ define find_lambda_python
 	echo "$$py"
 endef
 
-.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e burst test bench bench-check images build demo clean
+.PHONY: help uv dev fmt lint lint-py lint-template lint-deps unit integration e2e burst corpus test bench bench-check images \
+	framework-packages build demo clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
-	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 uv: ## make sure uv runs (installs the pinned uv from PyPI into .local/uv when it is not on PATH)
 	@if ! "$(UV)" --version >/dev/null 2>&1; then \
@@ -116,6 +128,11 @@ burst: dev ## the full bursts (500 uploads, 5 000 state events; then the same un
 	SAGEPUSH_BURST_UPLOADS=$${SAGEPUSH_BURST_UPLOADS:-500} $(UV_RUN) pytest $(PYTEST_ARGS) -m burst -k "not faults" tests/integration/test_burst.py
 	SAGEPUSH_BURST_UPLOADS=$${SAGEPUSH_BURST_UPLOADS:-500} $(UV_RUN) pytest $(PYTEST_ARGS) -m burst -k faults tests/integration/test_burst.py
 
+corpus: export SAGEPUSH_CORPUS_REQUIRED := 1
+corpus: dev ## the corpus of upstream SageMaker projects (tests/corpus), its slow PyTorch ones included
+	@# -m '' lifts pyproject's `-m 'not corpus_slow'`; a project whose upstream files cannot be had fails here.
+	$(call pytest,-m '' tests/e2e/test_corpus.py)
+
 test: dev lint ## what CI runs and README names: every static check, then pytest over tests/
 	$(call pytest,tests)
 
@@ -125,8 +142,15 @@ bench: dev ## benchmarks, as ratios against references measured in the same run;
 bench-check: dev ## the quick benchmarks; fails on a ratio more than 25 % behind its target (for a quiet machine)
 	$(UV_RUN) python -m bench --quick --only staging,memory,init,stack --slack 1.25 --output bench/quick-results.json
 
-images: uv ## regenerate the training-image data from the newest SageMaker SDK on PyPI (keeps what v2 knew)
+images: uv ## regenerate the training-image data from the newest SageMaker SDK on PyPI (keeps what v2 knew), then framework-packages
 	$(UV_RUN) python scripts/generate_images.py
+	@# Exit status 3: GitHub unreachable. The image table is new all the same; the packages stay as committed.
+	@rc=0; $(FRAMEWORK_PACKAGES) || rc=$$?; \
+	if [ "$$rc" -eq 3 ]; then echo "warning: framework-packages.json kept as it was: GitHub unreachable" >&2; \
+	elif [ "$$rc" -ne 0 ]; then exit "$$rc"; fi
+
+framework-packages: uv ## regenerate the framework images' Python and packages from their Dockerfiles (GitHub, or the *_GIT dirs)
+	$(FRAMEWORK_PACKAGES)
 
 build: uv ## sam build for the python3.13 arm64 runtime (settings from samconfig.toml)
 	@py=$$($(find_lambda_python)); echo "sam build with $$py"; \

@@ -48,6 +48,7 @@ def one_line_error(result: Any) -> str:
     return line
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_push_uploads_the_commit_and_staging_starts_its_job(stack: LocalStack, s3: Any, sfn: Any, repo: Path) -> None:
     commit = git(repo, "rev-parse", "HEAD")
 
@@ -67,6 +68,7 @@ def test_push_uploads_the_commit_and_staging_starts_its_job(stack: LocalStack, s
     assert document["spec"]["hyperparameters"] == {"epochs": 3}
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_push_prints_the_upload_and_the_job_name_it_becomes(stack: LocalStack, repo: Path) -> None:
     result = sagepush(str(repo), "--bucket", stack.outputs["IngestBucketName"])
 
@@ -76,6 +78,7 @@ def test_push_prints_the_upload_and_the_job_name_it_becomes(stack: LocalStack, r
     assert job.startswith("job mnist-") and job.endswith("-…")
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_pushing_a_commit_again_attaches_to_its_job_and_new_starts_another(
     stack: LocalStack, s3: Any, sfn: Any, repo: Path
 ) -> None:
@@ -108,6 +111,7 @@ def test_pushing_a_commit_again_attaches_to_its_job_and_new_starts_another(
     assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 3
 
 
+@pytest.mark.usefixtures("instant_jobs")  # the job is not trained: its PyTorch image's packages are gigabytes
 def test_large_files_in_the_code_are_named_with_how_to_leave_them_out(stack: LocalStack, repo: Path) -> None:
     import inspect
 

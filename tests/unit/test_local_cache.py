@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from sagepush.spec import SpecError
 from sagepush_cli.local import cache
-from sagepush_cli.local.trainer import LocalTrainer, environment_key, home
+from sagepush_cli.local.environments import Environments
+from sagepush_cli.local.trainer import home
 from sagepush_cli.main import app
 from tests.conftest import CacheWriteGuard, users_caches
 
@@ -162,24 +163,27 @@ def test_an_entry_held_by_another_process_is_kept(root: Path) -> None:
     assert [e.path for e in cache.prune(root, older_than=14 * DAY, now=NOW).removed] == [old_env]
 
 
-def test_a_job_environment_is_held_while_used_and_its_use_resets_its_age(root: Path, tmp_path: Path) -> None:
-    # Given: an environment built a month ago, for a job without requirements.
-    built = env(root, environment_key(""), 30)
-    write(built / "bin" / "python")
+def test_a_job_environment_is_held_while_used_and_its_use_resets_its_age(root: Path) -> None:
+    # Given: an environment built a month ago.
+    built = env(root, "a1b2c3d4", 30)
+    (built / ".ready").write_text(json.dumps({"notice": ""}))
     age(built, 30)
-    trainer = LocalTrainer(endpoint="http://127.0.0.1:1", region="us-east-1", root=root, grace_seconds=1)
+    environments = Environments(root)
 
     class Sink:
         def write(self, line: str) -> None:
             pass
 
+    def build(folder: Path) -> dict[str, Any]:
+        raise AssertionError("a built environment is not built again")
+
     # When: a job uses it.
     with contextlib.ExitStack() as holds:
-        python = trainer._environment(tmp_path / "no-requirements.txt", Sink(), holds)  # type: ignore[arg-type]
+        found, _ready = environments._cached("a1b2c3d4", build, Sink(), holds, what="test")
         during = cache.prune(root, older_than=0, now=time.time() + 1)
 
     # Then: a prune during the run leaves it, and afterwards it is as old as its last use.
-    assert python == built / "bin" / "python"
+    assert found == built
     assert during.in_use == [built]
     assert cache.prune(root, older_than=14 * DAY).removed == []
     assert built.is_dir()

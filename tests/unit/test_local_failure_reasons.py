@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagepush_cli.local.trainer import install_failure
+from sagepush_cli.local.environments import install_failure
 
 
 @pytest.mark.parametrize(
@@ -33,9 +33,17 @@ from sagepush_cli.local.trainer import install_failure
             ["Using Python 3.11.7 environment at: /tmp/env", "Resolved 3 packages in 5ms", "something odd happened"],
             "InstallRequirementsError: something odd happened",
         ),
+        (
+            [
+                "Collecting pandas==0.0.1 (from -r requirements.txt (line 1))",
+                "ERROR: Could not find a version that satisfies the requirement pandas==0.0.1 (from versions: 2.2.3)",
+                "ERROR: No matching distribution found for pandas==0.0.1",
+            ],
+            "InstallRequirementsError: Could not find a version that satisfies the requirement pandas==0.0.1",
+        ),
         ([], "InstallRequirementsError: the environment build failed"),
     ],
-    ids=["no-solution", "build-failure", "no-error-line", "no-output"],
+    ids=["no-solution", "build-failure", "no-error-line", "pip", "no-output"],
 )
 def test_the_reason_is_uv_s_error_not_its_banner(output: list[str], reason: str) -> None:
     assert install_failure(output).startswith(reason)

@@ -3,8 +3,8 @@
 moto records a training job and reports it Completed at once. Here each job instead runs on its own thread:
 - a job directory laid out as the container's /opt/ml (`SAGEMAKER_BASE_DIR`): input/config/{hyperparameters,
   inputdataconfig,resourceconfig}.json, channels downloaded from S3 into input/data/<channel>, model/, output/, code/;
-- the staged sourcedir.tar.gz (`sagemaker_submit_directory`) unpacked into code/, and its requirements.txt installed
-  into a virtualenv cached by the hash of its requirements (a base env stands in for the framework image);
+- the staged sourcedir.tar.gz (`sagemaker_submit_directory`) unpacked into code/, and a job virtualenv over the
+  framework image's packages and the job's requirements.txt (local/environments.py);
 - the `sagemaker-training` toolkit, the framework containers' entrypoint, run as a subprocess in that env; its output
   is kept in a log file and shipped to CloudWatch Logs (/aws/sagemaker/TrainingJobs, stream <job>/algo-1-<epoch>);
 - model.tar.gz and output.tar.gz uploaded to <S3OutputPath>/<job>/output/;
@@ -19,7 +19,6 @@ See https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-alg
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -28,11 +27,9 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 from sagepush.events import SecondaryStatus, TrainingJobStatus
 from sagepush_cli.follow import LOG_GROUP
 from sagepush_cli.local.cache import home as home  # where jobs and environments live; named here by the CLI and tests
-from sagepush_cli.local.cache import in_use, touch
+from sagepush_cli.local.cache import in_use
+from sagepush_cli.local.environments import BuildError, BuildStopped, Environments
+from sagepush_cli.local.environments import install_failure as install_failure  # the reason of a failed build
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -54,24 +53,19 @@ EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
 CONTAINER_ROOT = "/opt/ml/"
 """Where a training container's files are; a job directory stands for it here."""
+JOB_VENV = ".python"
+"""The job's own virtualenv, in its job directory, over the cached environment layers (local/environments.py)."""
 HOST = "localhost"
 """The host named in resourceconfig.json: the toolkit waits until every host resolves, and algo-1 never does here."""
 DEFAULT_GRACE_SECONDS = 120.0
 FAILURE_REASON_LIMIT = 1024
 """DescribeTrainingJob returns the first 1024 characters of the failure description."""
 
-_ENV_BUILD_TIMEOUT = 900
 _JOIN_TIMEOUT = 30
 _POLL_SECONDS = 0.2
 _SHIP_SECONDS = 1.0
 _TRACEBACK_LINES = 12
 _TOOLKIT_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ sagemaker-training-toolkit ")
-# uv's banner and progress lines, which say nothing about why an environment did not build.
-_UV_PROGRESS = re.compile(
-    r"^\s*(Using (Python|CPython) .* (environment|interpreter) at|Resolved |Prepared |Installed |"
-    r"Uninstalled |Audited |Built |Downloading |Downloaded |Creating virtual environment|[+~-] \S)"
-)
-_UV_ERROR = ("error:", "\N{MULTIPLICATION SIGN}")  # how uv starts an error: plain, or as a diagnostic
 _INVOKING = "Invoking script with the following command:"  # the toolkit's last words before the script runs
 _REPORTING = "Reporting training FAILURE"  # its first after a script failed
 
@@ -86,18 +80,6 @@ _MESSAGES = {
     SecondaryStatus.STOPPED: "Training job stopped",
     SecondaryStatus.MAX_RUNTIME_EXCEEDED: "Training job stopped: it exceeded MaxRuntimeInSeconds",
 }
-
-
-def base_packages() -> tuple[str, ...]:
-    """What every job env holds before its requirements: the toolkit (pinned as installed here) and scikit-learn,
-    as the scikit-learn framework image does; pip, because the toolkit installs requirements.txt with it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        toolkit = f"sagemaker-training=={version('sagemaker-training')}"
-    except PackageNotFoundError:
-        toolkit = "sagemaker-training"
-    return (toolkit, "scikit-learn", "pip")
 
 
 class JobError(Exception):
@@ -136,7 +118,7 @@ class LocalTrainer:
         self.runs: dict[str, _Run] = {}
         self.uninstall: Callable[[], None] = self.shutdown
         self._lock = threading.Lock()
-        self._env_locks: dict[str, threading.Lock] = {}
+        self.environments = Environments(root)
 
     def __call__(self) -> None:
         """Stop every job and take the trainer off moto's SageMaker API (the stack's undo hook)."""
@@ -228,12 +210,25 @@ class LocalTrainer:
             run.log_file = sink.path
             run.job.training_start_time = _now()
             self._transition(run, clients["events"], SecondaryStatus.DOWNLOADING)
-            _download_channels(run.job, layout, clients["s3"])
+            _download_channels(run.job, layout, clients["s3"], sink)
             _download_code(run.job, layout, clients["s3"])
             if run.stop_requested.is_set():
                 self._finish_stopped(run, clients, layout, sink)
                 return
-            python = self._environment(layout / "code" / "requirements.txt", sink, run.holds)
+            try:
+                python = self.environments.job_python(
+                    run.job.algorithm_specification.get("TrainingImage"),
+                    layout / "code",
+                    layout / JOB_VENV,
+                    sink,
+                    run.holds,
+                    run.stop_requested,
+                )
+            except BuildStopped:
+                self._finish_stopped(run, clients, layout, sink)
+                return
+            except BuildError as exc:
+                raise JobError(exc.reason) from exc
             self._transition(run, clients["events"], SecondaryStatus.TRAINING)
             code = self._train(run, python, layout, sink, clients["events"])
             if run.stop_requested.is_set():
@@ -309,43 +304,6 @@ class LocalTrainer:
         for reader in readers:
             reader.join(timeout=1)
         return code
-
-    def _environment(self, requirements: Path, sink: _LogSink, holds: contextlib.ExitStack) -> Path:
-        """Return the python of the env for these requirements, building and caching it on first use; `holds` keeps
-        the env in use (safe from pruning) until the run ends."""
-        text = requirements.read_text() if requirements.is_file() else ""
-        packages = base_packages()
-        key = environment_key(text)
-        envs = self.root / "envs"
-        final = envs / key
-        with self._lock:
-            lock = self._env_locks.setdefault(key, threading.Lock())
-        with lock:
-            if _hold_ready(final, holds):
-                sink.write(f"sagepush local: using the cached environment {final}")
-                return final / "bin" / "python"
-            sink.write(f"sagepush local: building the environment {final} ({', '.join(packages)} + requirements.txt)")
-            building = envs / f".{key}.{uuid.uuid4().hex[:8]}"
-            building.mkdir(parents=True)
-            # Held from the start (pruning must not take a half-built env), and still held once renamed to `final`.
-            holds.enter_context(in_use(building))
-            try:
-                uv = _uv()
-                _run_logged([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable, str(building)], sink)
-                install = [uv, "pip", "install", "--python", str(building / "bin" / "python"), *packages]
-                if text.strip():
-                    install += ["-r", str(requirements)]
-                _run_logged(install, sink)
-                (building / ".ready").write_text(json.dumps({"packages": packages, "requirements": text}))
-                try:
-                    building.rename(final)
-                except OSError:  # another process built the same env first: use theirs
-                    if not _hold_ready(final, holds):
-                        raise
-            finally:
-                if building.exists():
-                    shutil.rmtree(building, ignore_errors=True)
-            return final / "bin" / "python"
 
     # ------------------------------------------------------------------ state and events
     def _transition(
@@ -446,27 +404,6 @@ def install_trainer(*, endpoint: str, region: str) -> LocalTrainer:
     return trainer
 
 
-def environment_key(requirements: str) -> str:
-    """The name of the cached env for this requirements.txt: a hash of it, the base packages and this Python."""
-    document = json.dumps([sys.version_info[:2], base_packages(), requirements.strip()])
-    return hashlib.sha256(document.encode()).hexdigest()[:16]
-
-
-def _hold_ready(env: Path, holds: contextlib.ExitStack) -> bool:
-    """Hold a built env as in use and record the use (pruning goes by it); False when there is none, or a prune
-    removed it while this waited."""
-    if not (env / ".ready").is_file():
-        return False
-    try:
-        holds.enter_context(in_use(env))
-    except FileNotFoundError:
-        return False
-    if not (env / ".ready").is_file():
-        return False
-    touch(env / ".ready")
-    return True
-
-
 # ---------------------------------------------------------------------- the job directory
 def _now() -> datetime:
     """Now as moto keeps times: naive UTC."""
@@ -518,10 +455,20 @@ def _s3_location(uri: str, where: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _download_channels(job: Any, layout: Path, s3: Any) -> None:
-    """Download each S3Prefix channel into input/data/<channel>, keeping the key below the prefix."""
+def _download_channels(job: Any, layout: Path, s3: Any, sink: _LogSink) -> None:
+    """Download each S3Prefix channel into input/data/<channel>, keeping the key below the prefix.
+
+    File and FastFile channels read the same here: FastFile's files appear in the channel folder as File's do. A
+    Pipe channel has no FIFO here: its files are in the folder too, and the job's log says so once.
+    """
+    default_mode = job.algorithm_specification.get("TrainingInputMode", "File")
     for channel in job.input_data_config or []:
         name = channel["ChannelName"]
+        if (channel.get("InputMode") or default_mode) == "Pipe":
+            sink.write(
+                f"sagepush local: channel {name}: Pipe input runs as File here: its files are in "
+                f"{CONTAINER_ROOT}input/data/{name}, not a FIFO"
+            )
         source = channel.get("DataSource", {}).get("S3DataSource")
         if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix":
             raise JobError(f"ClientError: channel {name}: the local trainer reads only S3Prefix data sources")
@@ -663,8 +610,10 @@ def _container_environment(run: _Run, python: Path, layout: Path, endpoint: str)
         "S3_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        # requirements.txt is installed before the run: the toolkit's own pip install must find it satisfied.
+        # requirements.txt is installed before the run: the toolkit's own pip install finds it satisfied, with pip
+        # configured as on SageMaker, not as on this machine.
         "PIP_NO_INDEX": "1",
+        "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         **run.environment,
     }
@@ -673,43 +622,6 @@ def _container_environment(run: _Run, python: Path, layout: Path, endpoint: str)
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-
-
-def _uv() -> str:
-    """The uv binary: the one running this process (`uv run` sets $UV), else the one on PATH."""
-    found = os.environ.get("UV") or shutil.which("uv")
-    if not found:
-        raise JobError("ClientError: the local trainer builds job environments with uv, which is not on PATH")
-    return found
-
-
-def _run_logged(command: list[str], sink: _LogSink) -> None:
-    try:
-        completed = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=_ENV_BUILD_TIMEOUT,
-            check=False,
-            env={**os.environ, "VIRTUAL_ENV": "", "UV_PYTHON_DOWNLOADS": "never"},
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise JobError(f"InstallRequirementsError: {' '.join(command[:3])} took over {_ENV_BUILD_TIMEOUT}s") from exc
-    output = (completed.stdout + completed.stderr).splitlines()
-    for line in output:
-        sink.write(line)
-    if completed.returncode != 0:
-        raise JobError(install_failure(output))
-
-
-def install_failure(output: list[str]) -> str:
-    """The FailureReason of a job environment that did not build: uv's error and its causes, not its banner or
-    progress lines (`Using Python … environment at`, `Resolved …`)."""
-    start = next((i for i, line in enumerate(output) if line.lstrip().startswith(_UV_ERROR)), None)
-    lines = output[start:] if start is not None else [line for line in output if not _UV_PROGRESS.match(line)]
-    lines = [line for line in lines if line.strip()][:_TRACEBACK_LINES] or ["the environment build failed"]
-    lines[0] = lines[0].lstrip().removeprefix(_UV_ERROR[0]).removeprefix(_UV_ERROR[1]).strip()
-    return "InstallRequirementsError: " + "\n".join(lines)
 
 
 def _epoch_ms(value: Any) -> Any:
