@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 ENV_FORMAT = 2
 """Bumped when what a cached environment holds changes meaning: environments of another format are not reused."""
+HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+TOOLKIT_FLOOR = "sagemaker-training>=4.7"
+"""The toolkits the local trainer reads, for an image Python other than this one: the toolkit running here (pinned
+on this Python) may not install there."""
 BUILD_TIMEOUT_SECONDS = 1800
 _POLL_SECONDS = 0.2
 _REASON_LINES = 12
@@ -51,6 +55,7 @@ _UV_PROGRESS = re.compile(
     r"Uninstalled |Audited |Built |Downloading |Downloaded |Creating virtual environment|[+~-] \S)"
 )
 _ERROR_STARTS = ("error:", "\N{MULTIPLICATION SIGN}", "ERROR:")  # uv plain, uv's diagnostics, pip
+_EXACT = re.compile(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+")  # one version: not `==1.*`, not a range
 _CERTIFICATES = ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 _IMAGE_REPOSITORIES = {
     "sagemaker-scikit-learn": "sklearn",
@@ -109,6 +114,7 @@ class Plan:
     wanted_python: str | None  # the image's, when known
     pins: tuple[str, ...]  # the image's packages, as it pins them
     toolkit: str
+    python_note: str = "not found here"  # why python_version is not wanted_python, when it is not
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,21 +133,24 @@ def toolkit_requirement() -> str:
         return "sagemaker-training"
 
 
-def plan(image_uri: str | None) -> Plan:
-    """The base environment for a job on `image_uri`: its framework image's packages and Python, as far as here."""
+def plan(image_uri: str | None, *, on_host: bool = False) -> Plan:
+    """The base environment for a job on `image_uri`: its framework image's packages and Python, as far as here;
+    `on_host` keeps this Python (the image's packages did not install on the image's)."""
     image = Image.of(image_uri)
     data = framework_environment(image.framework, image.version) if image.framework and image.version else None
     wanted = _python_of(image.py_version) or (data.python if data else None)
-    found = find_python(wanted) if wanted else None
+    found = find_python(wanted) if wanted and not on_host else None
     python = found or Path(sys.executable)
-    version = wanted if found and wanted else f"{sys.version_info[0]}.{sys.version_info[1]}"
+    version = wanted if found and wanted else HOST_PYTHON
     return Plan(
         image=image,
         python=python,
         python_version=version,
         wanted_python=wanted,
         pins=tuple(data.packages) if data else (),
-        toolkit=toolkit_requirement(),
+        # The toolkit running here, pinned, where it installs: on another Python, any the trainer reads.
+        toolkit=toolkit_requirement() if version == HOST_PYTHON else TOOLKIT_FLOOR,
+        python_note="its packages do not install on it here" if on_host else "not found here",
     )
 
 
@@ -157,7 +166,7 @@ def find_python(version: str) -> Path | None:
     pyenv's shims answer only for the versions pyenv has selected and make uv give up; its versions' own bin folders
     are searched instead.
     """
-    if version == f"{sys.version_info[0]}.{sys.version_info[1]}":
+    if version == HOST_PYTHON:
         return Path(sys.executable)
     try:
         uv = uv_binary()
@@ -226,7 +235,19 @@ class Environments:
             BuildStopped: `stop` was set during a build.
         """
         chosen = plan(image_uri)
-        base = self._base(chosen, sink, holds, stop)
+        unusable = self.root / "envs" / f"{chosen.key}.unusable"
+        if chosen.python_version != HOST_PYTHON and unusable.is_file():
+            chosen = plan(image_uri, on_host=True)
+        try:
+            base = self._base(chosen, sink, holds, stop)
+        except BuildError:
+            if chosen.python_version == HOST_PYTHON:
+                raise
+            # Remembered, so later jobs on this image go straight to this Python (pruned by age like the rest).
+            unusable.write_text(json.dumps({"python": str(chosen.python), "pins": list(chosen.pins)}))
+            sink.write(f"sagepush local: the image's packages do not install on Python {chosen.python_version} here")
+            chosen = plan(image_uri, on_host=True)
+            base = self._base(chosen, sink, holds, stop)
         requirements = code / "requirements.txt"
         text = requirements.read_text() if requirements.is_file() else ""
         layers = [base]
@@ -334,7 +355,7 @@ def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.
     python = str(env / "bin" / "python")
     install = [uv, "pip", "install", "--python", python]
     pins = [_from_an_index(pin) for pin in chosen.pins]
-    exact = [pin for pin in pins if "==" in pin and not any(c in pin for c in "<>,!~;")]
+    exact = [pin for pin in pins if _EXACT.fullmatch(pin)]
     others = [pin for pin in pins if pin not in exact]
     wheels_only = [arg for pin in exact for arg in ("--only-binary", _name(pin))]
 
@@ -386,7 +407,9 @@ def notice(chosen: Plan, installed: dict[str, str]) -> str:
     """One line naming every way the base differs from the image, or "" when it matches."""
     differences = []
     if chosen.wanted_python and chosen.wanted_python != chosen.python_version:
-        differences.append(f"Python {chosen.python_version} (the image has {chosen.wanted_python}, not found here)")
+        differences.append(
+            f"Python {chosen.python_version} (the image has {chosen.wanted_python}, {chosen.python_note})"
+        )
     for pin in chosen.pins:
         name, at, url = pin.partition(" @ ")
         if at:

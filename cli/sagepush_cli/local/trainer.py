@@ -19,6 +19,7 @@ See https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-alg
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -28,11 +29,13 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagepush.events import SecondaryStatus, TrainingJobStatus
@@ -44,7 +47,6 @@ from sagepush_cli.local.environments import install_failure as install_failure  
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,19 @@ class _Run:
     stop_reason: SecondaryStatus = SecondaryStatus.STOPPED
     done: threading.Event = field(default_factory=threading.Event)
     log_file: Path | None = None
+    failed_host: int | None = None
+    """The host that failed first, when one did: the other hosts were stopped, and their exit says nothing."""
     holds: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     """What the run holds in use while it lasts (its job directory, its environment): pruning leaves them alone."""
+
+
+@dataclass
+class _Host:
+    """One of the job's instances: its name, its /opt/ml and its log."""
+
+    name: str
+    layout: Path
+    sink: _LogSink
 
 
 class LocalTrainer:
@@ -195,115 +208,183 @@ class LocalTrainer:
             name: session.client(name, endpoint_url=self.endpoint, config=aws.config(name))
             for name in ("s3", "events", "logs")
         }
-        sink: _LogSink | None = None
+        hosts: list[_Host] = []
         try:
             self._transition(run, clients["events"], SecondaryStatus.STARTING)
             _check_runs_a_script(run.job)
-            layout = _lay_out(run)
-            run.holds.enter_context(in_use(layout))
-            sink = _LogSink(
-                run.directory / "training.log",
-                clients["logs"],
-                f"{run.name}/algo-1-{int(time.time())}",
-                run.job.algorithm_specification.get("MetricDefinitions") or [],
-            )
-            run.log_file = sink.path
+            hosts.extend(self._hosts(run, clients["logs"]))
+            first = hosts[0]
+            run.log_file = first.sink.path
             run.job.training_start_time = _now()
             self._transition(run, clients["events"], SecondaryStatus.DOWNLOADING)
-            _download_channels(run.job, layout, clients["s3"], sink)
-            _download_code(run.job, layout, clients["s3"])
+            for index, host in enumerate(hosts):
+                _download_channels(run.job, host.layout, clients["s3"], host.sink, shard=(index, len(hosts)))
+                _download_code(run.job, host.layout, clients["s3"])
             if run.stop_requested.is_set():
-                self._finish_stopped(run, clients, layout, sink)
+                self._finish_stopped(run, clients, hosts)
                 return
-            try:
-                python = self.environments.job_python(
-                    run.job.algorithm_specification.get("TrainingImage"),
-                    layout / "code",
-                    layout / JOB_VENV,
-                    sink,
-                    run.holds,
-                    run.stop_requested,
-                )
-            except BuildStopped:
-                self._finish_stopped(run, clients, layout, sink)
+            python = self._python(run, first)
+            if python is None:
+                self._finish_stopped(run, clients, hosts)
                 return
-            except BuildError as exc:
-                raise JobError(exc.reason) from exc
+            _check_launcher(run.job, python)
             self._transition(run, clients["events"], SecondaryStatus.TRAINING)
-            code = self._train(run, python, layout, sink, clients["events"])
+            codes = self._train(run, python, hosts, clients["events"])
+            failed = (
+                run.failed_host
+                if run.failed_host is not None
+                else next((i for i, code in enumerate(codes) if code != 0), None)
+            )
             if run.stop_requested.is_set():
-                self._finish_stopped(run, clients, layout, sink)
-            elif code == 0:
+                self._finish_stopped(run, clients, hosts)
+            elif failed is None:
                 self._transition(run, clients["events"], SecondaryStatus.UPLOADING)
-                _upload(run.job, layout, clients["s3"], model=True)
-                self._end(run, clients["events"], TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED, sink)
+                _upload(run.job, hosts, clients["s3"], model=True)
+                self._end(run, clients["events"], TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED, hosts)
             else:
-                reason = _failure_reason(layout, sink, code)
-                _upload(run.job, layout, clients["s3"], model=False)
-                self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
+                host = hosts[failed]
+                reason = _failure_reason(host.layout, host.sink, codes[failed])
+                if len(hosts) > 1:
+                    reason = f"{reason} (host algo-{failed + 1})"
+                _upload(run.job, hosts, clients["s3"], model=False)
+                self._end(
+                    run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, hosts, reason=reason
+                )
         except JobError as exc:
             reason = exc.reason[:FAILURE_REASON_LIMIT]
-            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
+            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, hosts, reason=reason)
         except Exception as exc:
             logger.exception("local training job failed to run", extra={"job_name": run.name})
             reason = f"InternalServerError: {type(exc).__name__}: {exc}"[:FAILURE_REASON_LIMIT]
-            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, sink, reason=reason)
+            self._end(run, clients["events"], TrainingJobStatus.FAILED, SecondaryStatus.FAILED, hosts, reason=reason)
         finally:
-            if sink is not None:
-                sink.close()
+            for host in hosts:
+                host.sink.close()
             run.holds.close()
             run.done.set()
 
-    def _finish_stopped(self, run: _Run, clients: Mapping[str, Any], layout: Path, sink: _LogSink) -> None:
+    def _hosts(self, run: _Run, logs: Any) -> list[_Host]:
+        """Lay out every host's /opt/ml and open its log stream; the job directory is held in use from here."""
+        names = host_names(run.job)
+        started = int(time.time())
+        hosts = []
+        for index, name in enumerate(names):
+            layout = _lay_out(run, names, index)
+            if index == 0:
+                run.holds.enter_context(in_use(layout))
+            definitions = run.job.algorithm_specification.get("MetricDefinitions") or []
+            sink = _LogSink(layout / "training.log", logs, f"{run.name}/algo-{index + 1}-{started}", definitions)
+            hosts.append(_Host(name, layout, sink))
+        return hosts
+
+    def _python(self, run: _Run, first: _Host) -> Path | None:
+        """The job's python (local/environments.py), every host's; None when the job was stopped during the build."""
+        try:
+            return self.environments.job_python(
+                run.job.algorithm_specification.get("TrainingImage"),
+                first.layout / "code",
+                first.layout / JOB_VENV,
+                first.sink,
+                run.holds,
+                run.stop_requested,
+            )
+        except BuildStopped:
+            return None
+        except BuildError as exc:
+            raise JobError(exc.reason) from exc
+
+    def _finish_stopped(self, run: _Run, clients: Mapping[str, Any], hosts: list[_Host]) -> None:
         # A stopped job keeps what its SIGTERM handler saved: SageMaker uploads the model dir as it stands.
         self._transition(run, clients["events"], SecondaryStatus.UPLOADING)
-        _upload(run.job, layout, clients["s3"], model=True)
-        self._end(run, clients["events"], TrainingJobStatus.STOPPED, run.stop_reason, sink)
+        _upload(run.job, hosts, clients["s3"], model=True)
+        self._end(run, clients["events"], TrainingJobStatus.STOPPED, run.stop_reason, hosts)
 
-    def _train(self, run: _Run, python: Path, layout: Path, sink: _LogSink, events: Any) -> int:
-        """Run the toolkit's entrypoint; honour MaxRuntimeInSeconds and stop requests; return its exit code."""
-        process = subprocess.Popen(
-            [str(python), "-m", "sagemaker_training.cli.train"],
-            cwd=layout,
-            env=_container_environment(run, python, layout, self.endpoint),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            # One pipe, as a container's single log stream: a traceback stays after the lines printed before it.
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a stop signals the toolkit and the user's script
-        )
-        readers = [threading.Thread(target=sink.pump, args=(process.stdout,), name=f"log-{run.name}", daemon=True)]
+    def _launch(
+        self, run: _Run, python: Path, hosts: list[_Host]
+    ) -> tuple[list[subprocess.Popen[bytes]], list[threading.Thread]]:
+        """Start the toolkit's entrypoint on every host, each in its own process group, its output read into its log."""
+        at_opt_ml = opt_ml_namespace()
+        if at_opt_ml is None:
+            hosts[0].sink.write(
+                f"sagepush local: this job's {CONTAINER_ROOT} is {hosts[0].layout}: a script that names {CONTAINER_ROOT}"
+                " paths itself reaches another folder (the trainer mounts it there where user namespaces are allowed"
+                f" and {CONTAINER_ROOT} exists)"
+            )
+        processes = [
+            subprocess.Popen(
+                [*(at_opt_ml or []), str(host.layout), str(python), "-m", "sagemaker_training.cli.train"]
+                if at_opt_ml
+                else [str(python), "-m", "sagemaker_training.cli.train"],
+                cwd=host.layout,
+                env=_container_environment(
+                    run, python, Path(CONTAINER_ROOT) if at_opt_ml else host.layout, self.endpoint
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                # One pipe, as a container's single log stream: a traceback stays after the lines printed before it.
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a stop signals the toolkit and the user's script
+            )
+            for host in hosts
+        ]
+        readers = [
+            threading.Thread(target=host.sink.pump, args=(process.stdout,), name=f"log-{run.name}-{index}", daemon=True)
+            for index, (host, process) in enumerate(zip(hosts, processes, strict=True))
+        ]
         for reader in readers:
             reader.start()
+        return processes, readers
+
+    def _train(self, run: _Run, python: Path, hosts: list[_Host], events: Any) -> list[int]:
+        """Run the toolkit's entrypoint on every host at once; honour MaxRuntimeInSeconds and stop requests; stop the
+        other hosts when one fails; return each host's exit code."""
+        processes, readers = self._launch(run, python, hosts)
         max_runtime = float((run.job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 86400)
         deadline = time.monotonic() + max_runtime
         terminated_at: float | None = None
         killed = False
         shipped = time.monotonic()
-        while process.poll() is None or any(reader.is_alive() for reader in readers):
+
+        def signal_all(signum: signal.Signals, message: str) -> None:
+            for host, process in zip(hosts, processes, strict=True):
+                host.sink.write(message)
+                _signal_group(process.pid, signum)
+
+        while any(p.poll() is None for p in processes) or any(reader.is_alive() for reader in readers):
             now = time.monotonic()
             if terminated_at is None and (run.stop_requested.is_set() or now >= deadline):
                 if not run.stop_requested.is_set():
                     run.stop_reason = SecondaryStatus.MAX_RUNTIME_EXCEEDED
                     run.stop_requested.set()
-                sink.write(f"sagepush local: {run.stop_reason}: sending SIGTERM to the training processes")
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_all(
+                    signal.SIGTERM, f"sagepush local: {run.stop_reason}: sending SIGTERM to the training processes"
+                )
                 terminated_at = now
                 self._transition(run, events, SecondaryStatus.STOPPING, status=TrainingJobStatus.STOPPING)
+            elif terminated_at is None and any(p.poll() not in (None, 0) for p in processes):
+                # One host failed: as on SageMaker, the job fails and the other hosts are stopped.
+                run.failed_host = next(i for i, p in enumerate(processes) if p.poll() not in (None, 0))
+                signal_all(
+                    signal.SIGTERM, "sagepush local: another host failed: sending SIGTERM to the training processes"
+                )
+                terminated_at = now
             elif terminated_at is not None and not killed and now - terminated_at >= self.grace_seconds:
-                sink.write(f"sagepush local: still running {self.grace_seconds:g}s after SIGTERM: sending SIGKILL")
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_all(
+                    signal.SIGKILL,
+                    f"sagepush local: still running {self.grace_seconds:g}s after SIGTERM: sending SIGKILL",
+                )
                 killed = True
             elif killed and now - (terminated_at or now) >= self.grace_seconds + _JOIN_TIMEOUT:
                 break  # a process left the group but holds the pipe open: stop reading it
             if now - shipped >= _SHIP_SECONDS:
-                sink.ship()
+                for host in hosts:
+                    host.sink.ship()
                 shipped = now
             run.stop_requested.wait(_POLL_SECONDS) if terminated_at is None else time.sleep(_POLL_SECONDS)
-        code = process.wait(timeout=_JOIN_TIMEOUT)
+        codes = [process.wait(timeout=_JOIN_TIMEOUT) for process in processes]
         for reader in readers:
             reader.join(timeout=1)
-        return code
+        return codes
 
     # ------------------------------------------------------------------ state and events
     def _transition(
@@ -328,15 +409,17 @@ class LocalTrainer:
         events: Any,
         status: TrainingJobStatus,
         secondary: SecondaryStatus,
-        sink: _LogSink | None,
+        hosts: list[_Host],
         *,
         reason: str | None = None,
     ) -> None:
         job = run.job
         now = _now()
-        if sink is not None:
-            sink.ship()
-            job.final_metric_data_list = sink.final_metrics() or None
+        metrics: dict[str, dict[str, Any]] = {}
+        for host in reversed(hosts):  # each metric's value from the first host that reports it
+            host.sink.ship()
+            metrics.update({metric["MetricName"]: metric for metric in host.sink.final_metrics()})
+        job.final_metric_data_list = [metrics[name] for name in sorted(metrics)] or None
         job.failure_reason = reason
         if job.training_start_time is not None:
             job.training_end_time = now
@@ -410,16 +493,26 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _lay_out(run: _Run) -> Path:
-    """Create the job's /opt/ml: the three config files, the channel, model, output and code folders."""
+def host_names(job: Any) -> list[str]:
+    """The job's hosts, as resourceconfig.json names them: `localhost` for one instance; for InstanceCount N > 1,
+    the loopback addresses 127.0.0.1 … 127.0.0.N, names that resolve on any machine (SageMaker's algo-1 … algo-N
+    would not here, and the toolkit waits until every host resolves)."""
+    count = int((job.resource_config or {}).get("InstanceCount") or 1)
+    return [HOST] if count <= 1 else [f"127.0.0.{index + 1}" for index in range(count)]
+
+
+def _lay_out(run: _Run, hosts: list[str], index: int) -> Path:
+    """Create host `index`'s /opt/ml: the three config files, the channel, model, output and code folders. The first
+    host's is the job directory; the others' are under its .hosts/ folder."""
     job = run.job
-    if run.directory.exists():
+    if index == 0 and run.directory.exists():
         shutil.rmtree(run.directory)
-    config = run.directory / "input" / "config"
-    for folder in (config, run.directory / "model", run.directory / "output" / "data", run.directory / "code"):
+    layout = run.directory if index == 0 else run.directory / ".hosts" / f"algo-{index + 1}"
+    config = layout / "input" / "config"
+    for folder in (config, layout / "model", layout / "output" / "data", layout / "code"):
         folder.mkdir(parents=True)
     # The platform owns output/intermediate: with it present the toolkit starts no sync process of its own.
-    (run.directory / "output" / "intermediate").mkdir()
+    (layout / "output" / "intermediate").mkdir()
     (config / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
     channels = {}
     for channel in job.input_data_config or []:
@@ -432,20 +525,20 @@ def _lay_out(run: _Run) -> Path:
             "RecordWrapperType": channel.get("RecordWrapperType", "None"),
             **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
         }
-        (run.directory / "input" / "data" / channel["ChannelName"]).mkdir(parents=True)
+        (layout / "input" / "data" / channel["ChannelName"]).mkdir(parents=True)
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
     instance_type = (job.resource_config or {}).get("InstanceType", "ml.m5.large")
     group = "homogeneousCluster"
     resources = {
-        "current_host": HOST,
+        "current_host": hosts[index],
         "current_instance_type": instance_type,
         "current_group_name": group,
-        "hosts": [HOST],
-        "instance_groups": [{"instance_group_name": group, "instance_type": instance_type, "hosts": [HOST]}],
+        "hosts": hosts,
+        "instance_groups": [{"instance_group_name": group, "instance_type": instance_type, "hosts": hosts}],
         "network_interface_name": "eth0",
     }
     (config / "resourceconfig.json").write_text(json.dumps(resources))
-    return run.directory
+    return layout
 
 
 def _s3_location(uri: str, where: str) -> tuple[str, str]:
@@ -455,8 +548,9 @@ def _s3_location(uri: str, where: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _download_channels(job: Any, layout: Path, s3: Any, sink: _LogSink) -> None:
-    """Download each S3Prefix channel into input/data/<channel>, keeping the key below the prefix.
+def _download_channels(job: Any, layout: Path, s3: Any, sink: _LogSink, *, shard: tuple[int, int] = (0, 1)) -> None:
+    """Download each S3Prefix channel into input/data/<channel>, keeping the key below the prefix. For host `shard[0]`
+    of `shard[1]`, a ShardedByS3Key channel holds every shard[1]-th object of the sorted keys, starting at shard[0].
 
     File and FastFile channels read the same here: FastFile's files appear in the channel folder as File's do. A
     Pipe channel has no FIFO here: its files are in the folder too, and the job's log says so once.
@@ -481,6 +575,9 @@ def _download_channels(job: Any, layout: Path, s3: Any, sink: _LogSink) -> None:
         ]
         if not keys:
             raise JobError(f'ClientError: No S3 objects found under S3 URL "{source["S3Uri"]}" given in channel {name}')
+        if source.get("S3DataDistributionType") == "ShardedByS3Key":
+            index, count = shard
+            keys = sorted(keys)[index::count]
         target = layout / "input" / "data" / name
         for key in keys:
             relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
@@ -544,21 +641,63 @@ def _download_code(job: Any, layout: Path, s3: Any) -> None:
     archive.unlink()
 
 
-def _upload(job: Any, layout: Path, s3: Any, *, model: bool) -> None:
-    """Upload output.tar.gz (output/data) and, when `model`, model.tar.gz; record ModelArtifacts."""
+def _upload(job: Any, hosts: list[_Host], s3: Any, *, model: bool) -> None:
+    """Upload output.tar.gz (output/data) and, when `model`, model.tar.gz; record ModelArtifacts. With several hosts
+    each archive holds every host's files, the first host's where two write the same path."""
     bucket, prefix = _s3_location(job.output_data_config["S3OutputPath"], "S3OutputPath")
     base = f"{prefix.rstrip('/')}/{job.training_job_name}/output".lstrip("/")
-    folders = {"output.tar.gz": layout / "output" / "data"}
+    folders = {"output.tar.gz": Path("output") / "data"}
     if model:
-        folders["model.tar.gz"] = layout / "model"
+        folders["model.tar.gz"] = Path("model")
     for name, folder in folders.items():
-        archive = layout / name
+        archive = hosts[0].layout / name
+        added: set[str] = set()
         with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(folder.rglob("*")):
-                tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+            for host in hosts:
+                for path in sorted((host.layout / folder).rglob("*")):
+                    arcname = path.relative_to(host.layout / folder).as_posix()
+                    if arcname not in added:
+                        added.add(arcname)
+                        tar.add(path, arcname=arcname, recursive=False)
         s3.upload_file(str(archive), bucket, f"{base}/{name}")
     if model:
         job.model_artifacts = {"S3ModelArtifacts": f"s3://{bucket}/{base}/model.tar.gz"}
+
+
+@functools.cache
+def opt_ml_namespace() -> list[str] | None:
+    """The command prefix that runs a host's processes with its job directory mounted at /opt/ml, as in a training
+    container, so a script that names /opt/ml/model itself writes into its own job: a user and mount namespace of
+    its own (`unshare`), the directory bind-mounted over /opt/ml (which must exist: it is created when this user
+    may). The prefix takes the job directory, then the command. None where namespaces are not allowed."""
+    unshare = shutil.which("unshare")
+    mount_point = Path(CONTAINER_ROOT)
+    with contextlib.suppress(OSError):
+        mount_point.mkdir(parents=True, exist_ok=True)
+    if unshare is None or not mount_point.is_dir():
+        return None
+    prefix = [
+        unshare,
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        f'mount --bind "$0" {CONTAINER_ROOT} && exec "$@"',
+    ]
+    with tempfile.TemporaryDirectory() as probe:
+        tried = subprocess.run([*prefix, probe, "true"], capture_output=True, timeout=30, check=False)
+    return prefix if tried.returncode == 0 else None
+
+
+def _check_launcher(job: Any, python: Path) -> None:
+    """Refuse an MPI job on a machine without mpirun, which the toolkit's MPI runner starts every host with."""
+    enabled = (job.hyper_parameters or {}).get("sagemaker_mpi_enabled", "false").strip('"').lower() == "true"
+    if enabled and not (python.parent / "mpirun").exists() and shutil.which("mpirun") is None:
+        raise JobError(
+            "ClientError: an MPI job runs through mpirun, which is not on this machine: install Open MPI "
+            "(Debian: apt install openmpi-bin) to run it locally"
+        )
 
 
 def _failure_reason(layout: Path, sink: _LogSink, code: int) -> str:
