@@ -150,3 +150,26 @@ def test_a_job_stopped_while_its_environment_builds_stops_the_installer(bare: Pl
         with pytest.raises(BuildStopped):
             build(tmp_path / "local", code, tmp_path / "job", sink, stop)
     assert not list((tmp_path / "local" / "envs").glob("*r-*"))
+
+
+def test_an_image_python_its_packages_do_not_install_on_gives_way_to_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: an image whose Python is another one and whose packages install on none (a pin no index has).
+    image = Image("xgboost", "0.90-1", "py3")
+    toolkit = environments.toolkit_requirement()
+    theirs = Plan(image, Path(sys.executable), "3.6", "3.6", ("sagepush-no-such-package==1.0",), toolkit)
+    ours = Plan(image, Path(sys.executable), HOST, "3.6", (), toolkit, python_note="its packages do not install on it")
+    monkeypatch.setattr(environments, "plan", lambda _uri, on_host=False: ours if on_host else theirs)
+    code = tmp_path / "code"
+    code.mkdir()
+
+    # When: two jobs run on it.
+    first, second = Lines(), Lines()
+    build(tmp_path / "local", code, tmp_path / "job-1", first)
+    build(tmp_path / "local", code, tmp_path / "job-2", second)
+
+    # Then: the first tries the image's Python, says why it gave way; the second goes straight to this one.
+    assert "sagepush local: the image's packages do not install on Python 3.6 here" in first.lines
+    assert not any("do not install on Python 3.6" in line for line in second.lines)
+    assert not any("sagepush-no-such-package" in line for line in second.lines)
