@@ -24,15 +24,20 @@ SageMaker machinery (training and serving toolkits, the model server) apart as `
 it pins the framework's own package at the version its image version names (scikit-learn 1.2.x for sklearn 1.2-1,
 torch 2.1.0 for pytorch 2.1.0); a version no revision of the candidate files matches is listed under `missing`.
 
-Each entry holds `python` (major.minor), `packages` and `toolkit` (PEP 508 requirements sorted by name) and `from`
-(`owner/name@branch: files`, a commit in place of the branch when an earlier revision built the image). The output is
-deterministic for given repository states; `source` names the commit of each branch read. Exit status 3 means GitHub
-could not be reached (a clone, or a file a partial clone fetches), any other failure exits 1.
+Each entry holds `python` (major.minor), `packages` and `toolkit` (PEP 508 requirements sorted by name), `from`
+(`owner/name@branch: files`, a commit in place of the branch when an earlier revision built the image) and `date`
+(YYYY-MM-DD, UTC): the day the image's framework version was first set in its repository, as of which the packages it
+leaves unpinned or only bounded resolve. That is the committer date of the oldest revision in the unbroken run of
+revisions of those files, up to the one read, that pin the framework's package at the same version (torch==2.0.1
+throughout): later maintenance edits of the files do not move it, an earlier pin of another version ends the run.
+The output is deterministic for given repository states; `source` names the commit of each branch read. Exit status 3
+means GitHub could not be reached (a clone, or a file a partial clone fetches), any other failure exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import posixpath
@@ -223,6 +228,19 @@ class Repository:
         if done.returncode != 0:
             sys.exit(f"git log failed in {self.git_dir}: {done.stderr.strip()}")
         return [line for line in done.stdout.split() if line != commit]
+
+    def date(self, commit: str, paths: tuple[str, ...]) -> str | None:
+        """Return the committer date (YYYY-MM-DD, UTC) of the newest commit up to `commit` (itself included) that
+        changed one of `paths`, None when none did (no such files)."""
+        done = self._git("log", "-1", "--format=%ct", commit, "--", *paths)
+        if done.returncode != 0:
+            sys.exit(f"git log failed in {self.git_dir}: {done.stderr.strip()}")
+        return commit_date(done.stdout.strip()) if done.stdout.strip() else None
+
+
+def commit_date(timestamp: str) -> str:
+    """Return the UTC date (YYYY-MM-DD) of a commit's Unix timestamp (git's `%ct`)."""
+    return datetime.datetime.fromtimestamp(int(timestamp), tz=datetime.UTC).date().isoformat()
 
 
 def clone(name: str, into: Path) -> Path:
@@ -854,6 +872,22 @@ def _padded(release: tuple[int, ...], length: int) -> tuple[int, ...]:
     return release + (0,) * (length - len(release))
 
 
+def framework_pins(framework: str, installed: Mapping[str, Requirement]) -> tuple[tuple[str, Version | str], ...]:
+    """Return the exact pins of the framework's own package(s) an image installs, as (name, version): versions compare
+    as versions (xgboost==1.0 pins what xgboost==1.0.0 does)."""
+    pins: list[tuple[str, Version | str]] = []
+    for name in FRAMEWORK_PACKAGES[framework]:
+        requirement = installed.get(name)
+        pinned = pinned_version(requirement) if requirement is not None else None
+        if pinned is None:
+            continue
+        try:
+            pins.append((name, Version(pinned)))
+        except InvalidVersion:
+            pins.append((name, pinned))
+    return tuple(pins)
+
+
 @dataclass
 class Found:
     entry: dict[str, Any]
@@ -874,6 +908,31 @@ def replay(repository: Repository, commit: str, candidate: Candidate) -> Image |
         image.apply_core_packages(core)
         image.files.append(candidate.core_packages)
     return image
+
+
+def first_set(repository: Repository, commit: str, candidate: Candidate, framework: str, image: Image) -> str:
+    """Return the day (YYYY-MM-DD, UTC) the framework version of `image`, the candidate replayed at `commit`, was first
+    set.
+
+    That is the committer date of the oldest revision in the unbroken run of revisions of the files the image was read
+    from, newest first from `commit`, whose replay pins the framework's package(s) as the image does: a later
+    maintenance edit does not move the date, an older revision pinning another version (or lacking the files) ends the
+    run.
+    """
+    files = tuple(image.files)
+    pins = framework_pins(framework, image.installed)
+    oldest = commit
+    for revision in repository.history(commit, files):
+        older = replay(repository, revision, candidate)
+        if older is None or framework_pins(framework, older.installed) != pins:
+            break
+        oldest = revision
+    # `oldest` changed the files unless it is `commit` itself, a branch's tip that may not have: then the newest commit
+    # that did (its files are the tip's) dates it.
+    date = repository.date(oldest, files)
+    if date is None:
+        sys.exit(f"no commit of {repository.name} up to {commit} changed {' + '.join(files)}")
+    return date
 
 
 def find(framework: str, version: str, repositories: Mapping[str, Repository]) -> Found | None:
@@ -897,6 +956,7 @@ def find(framework: str, version: str, repositories: Mapping[str, Repository]) -
                 "packages": packages,
                 "toolkit": toolkit,
                 "from": f"{candidate.repository}@{label}: {' + '.join(image.files)}",
+                "date": first_set(repository, commit, candidate, framework, image),
             }
             return Found(entry, candidate.repository, candidate.branch, tip)
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib.util
 import json
 import os
@@ -147,6 +148,16 @@ def test_python_is_a_minor_version_agreeing_with_images_json(
         assert entry["python"] == f"3.{py_versions[0].removeprefix('py3')}"
 
 
+@pytest.mark.parametrize(("framework", "version", "entry"), ENTRIES)
+def test_each_image_is_dated_by_when_its_framework_version_was_set(
+    framework: str, version: str, entry: dict[str, Any]
+) -> None:
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["date"])
+    date = datetime.date.fromisoformat(entry["date"])
+    # No commit of the repositories read is older than 2018.
+    assert datetime.date(2018, 1, 1) <= date <= datetime.datetime.now(datetime.UTC).date()
+
+
 def test_the_file_is_written_as_the_generator_writes_it(generator: ModuleType) -> None:
     text = PACKAGES_FILE.read_text(encoding="utf-8")
     assert generator.render(json.loads(text)) == text
@@ -177,6 +188,7 @@ def test_reader_resolves_versions_as_the_image_lookup_does(framework: str, asked
         packages=tuple(entry["packages"]),
         toolkit=tuple(entry["toolkit"]),
         source=entry["from"],
+        date=entry["date"],
     )
 
 
@@ -215,6 +227,9 @@ def test_reader_gives_a_frozen_value_from_a_cached_load() -> None:
     assert "scikit-learn==1.2.1" in found.packages
     assert "sagemaker-training==4.8.0" in found.toolkit
     assert found.source.startswith("aws/sagemaker-scikit-learn-container@1.2-1: ")
+    assert found.date is not None
+    # The day scikit-learn 1.2.1 went in: after it came out, before scikit-learn 1.3, whatever maintenance came since.
+    assert datetime.date(2023, 1, 1) <= datetime.date.fromisoformat(found.date) < datetime.date(2023, 6, 30)
     with pytest.raises(dataclasses.FrozenInstanceError):
         found.python = "3.12"  # type: ignore[misc]
     assert images._packages() is images._packages()
@@ -379,7 +394,7 @@ XGBOOST_LOCK = "".join(
 TRAINING = "pytorch/training/docker/2.1/py3"
 
 
-def _git(repo: Path, *args: str) -> str:
+def _git(repo: Path, *args: str, date: str | None = None) -> str:
     environment = {
         **os.environ,
         "GIT_CONFIG_GLOBAL": os.devnull,
@@ -388,13 +403,14 @@ def _git(repo: Path, *args: str) -> str:
         "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
+        **({"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}),
     }
     done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=environment, check=True)
     return done.stdout.strip()
 
 
-def _commit(repo: Path, branch: str, files: dict[str, str]) -> str:
-    """Commit `files` as the whole tree of `branch` (created as an orphan when new); return the commit."""
+def _commit(repo: Path, branch: str, files: dict[str, str], date: str = "2024-01-02T12:00:00+00:00") -> str:
+    """Commit `files` as the whole tree of `branch` (created as an orphan when new) on `date`; return the commit."""
     if not (repo / ".git").is_dir():
         repo.mkdir(parents=True)
         _git(repo, "init", "--quiet")
@@ -407,21 +423,27 @@ def _commit(repo: Path, branch: str, files: dict[str, str]) -> str:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(text, encoding="utf-8")
     _git(repo, "add", "--all")
-    _git(repo, "commit", "--quiet", "--message", f"{branch}")
+    _git(repo, "commit", "--quiet", "--message", f"{branch}", date=date)
     return _git(repo, "rev-parse", "HEAD")
 
 
 def test_generator_builds_the_document_from_the_repositories(generator: ModuleType, tmp_path: Path) -> None:
     # Given: a scikit-learn container branch, deep-learning-containers' `main` and a `master` whose newest revision
-    # moved on to a torch images.json does not list
+    # moved on to a torch images.json does not list. The scikit-learn branch first pinned scikit-learn 1.2.0, then
+    # 1.2.1 (the day it dates from: in UTC, the day after the committer's own), then had a maintenance edit of its
+    # requirements and a README change; `master` pinned torch 2.1.0 already before the revision read.
+    sklearn_files = {
+        "docker/1.2-1/base/Dockerfile.cpu": SKLEARN_BASE,
+        "docker/1.2-1/final/Dockerfile.cpu": SKLEARN_FINAL,
+        "requirements.txt": SKLEARN_REQUIREMENTS,
+    }
+    earlier = {**sklearn_files, "requirements.txt": SKLEARN_REQUIREMENTS.replace("six==1.15.0", "six==1.14.0")}
+    first = {**earlier, "docker/1.2-1/base/Dockerfile.cpu": SKLEARN_BASE.replace("SKLEARN=1.2.1", "SKLEARN=1.2.0")}
+    _commit(tmp_path / "sklearn", "1.2-1", first, date="2022-12-20T12:00:00+00:00")
+    _commit(tmp_path / "sklearn", "1.2-1", earlier, date="2023-03-01T20:00:00-07:00")
+    _commit(tmp_path / "sklearn", "1.2-1", sklearn_files, date="2024-10-25T12:00:00+00:00")
     sklearn = _commit(
-        tmp_path / "sklearn",
-        "1.2-1",
-        {
-            "docker/1.2-1/base/Dockerfile.cpu": SKLEARN_BASE,
-            "docker/1.2-1/final/Dockerfile.cpu": SKLEARN_FINAL,
-            "requirements.txt": SKLEARN_REQUIREMENTS,
-        },
+        tmp_path / "sklearn", "1.2-1", {**sklearn_files, "README.md": "docs\n"}, date="2025-01-01T00:00:00+00:00"
     )
     dlc = tmp_path / "dlc"
     main = _commit(
@@ -434,7 +456,10 @@ def test_generator_builds_the_document_from_the_repositories(generator: ModuleTy
         },
     )
     files = {f"{TRAINING}/Dockerfile.sagemaker.cpu.core_packages.json": CORE_PACKAGES}
-    older = _commit(dlc, "master", {**files, f"{TRAINING}/Dockerfile.cpu": PYTORCH.format(torch="2.1.0")})
+    pytorch = {f"{TRAINING}/Dockerfile.cpu": PYTORCH.format(torch="2.1.0")}
+    ec2 = PYTORCH.format(torch="2.1.0").replace("ec2-only==1.0", "ec2-only==0.9")  # a stage the image does not build
+    _commit(dlc, "master", {f"{TRAINING}/Dockerfile.cpu": ec2}, date="2023-09-20T09:00:00+02:00")
+    older = _commit(dlc, "master", {**files, **pytorch}, date="2023-10-05T09:00:00+02:00")
     newest = _commit(dlc, "master", {**files, f"{TRAINING}/Dockerfile.cpu": PYTORCH.format(torch="2.1.2")})
     _commit(tmp_path / "xgboost", "master", {"README.md": "moved\n"})
     repositories = {
@@ -471,6 +496,7 @@ def test_generator_builds_the_document_from_the_repositories(generator: ModuleTy
                     "toolkit": ["sagemaker-sklearn-container==2.0", "sagemaker-training==4.8.0"],
                     "from": f"{generator.SKLEARN}@1.2-1: docker/1.2-1/base/Dockerfile.cpu"
                     " + docker/1.2-1/final/Dockerfile.cpu + requirements.txt",
+                    "date": "2023-03-02",
                 }
             },
             "xgboost": {
@@ -485,6 +511,7 @@ def test_generator_builds_the_document_from_the_repositories(generator: ModuleTy
                     "toolkit": ["sagemaker-containers==2.8.6.post2"],
                     "from": f"{generator.DLC}@main: docker/xgboost/Dockerfile + docker/xgboost/pyproject.toml"
                     " + docker/xgboost/uv.lock",
+                    "date": "2024-01-02",
                 }
             },
             "pytorch": {
@@ -500,11 +527,38 @@ def test_generator_builds_the_document_from_the_repositories(generator: ModuleTy
                     "toolkit": ["sagemaker-pytorch-training"],
                     "from": f"{generator.DLC}@{older[:12]}: {TRAINING}/Dockerfile.cpu"
                     f" + {TRAINING}/Dockerfile.sagemaker.cpu.core_packages.json",
+                    "date": "2023-09-20",
                 }
             },
         },
         "missing": {"xgboost": ["1"]},
     }
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [("1700000000", "2023-11-14"), ("1729816642", "2024-10-25"), ("1514764799", "2017-12-31")],
+)
+def test_commit_dates_are_utc_days(generator: ModuleType, timestamp: str, expected: str) -> None:
+    assert generator.commit_date(timestamp) == expected
+
+
+def test_framework_pins_compare_as_versions(generator: ModuleType) -> None:
+    def pins(framework: str, *requirements: str) -> tuple[tuple[str, Any], ...]:
+        installed = {Requirement(r).name: Requirement(r) for r in requirements}
+        return generator.framework_pins(framework, installed)  # type: ignore[no-any-return]
+
+    assert pins("xgboost", "xgboost==1.0") == pins("xgboost", "xgboost==1.0.0", "numpy==2.0")
+    assert pins("xgboost", "xgboost==1.0") != pins("xgboost", "xgboost==1.0.2")
+    assert pins("pytorch", "torch>=2") == pins("pytorch") == ()
+    assert pins("tensorflow", "tensorflow-cpu==2.14.1") != pins("tensorflow", "tensorflow==2.14.1")
+
+
+def test_generator_dates_no_files_when_no_commit_touched_them(generator: ModuleType, tmp_path: Path) -> None:
+    commit = _commit(tmp_path / "repo", "master", {"a.txt": "a\n"}, date="2020-02-29T23:30:00-01:00")
+    repository = generator.Repository(generator.DLC, tmp_path / "repo")
+    assert repository.date(commit, ("a.txt",)) == "2020-03-01"
+    assert repository.date(commit, ("b.txt",)) is None
 
 
 def test_generator_refuses_a_directory_that_is_no_repository(generator: ModuleType, tmp_path: Path) -> None:

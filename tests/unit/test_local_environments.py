@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -131,3 +132,43 @@ def test_the_uv_make_installed_is_found_without_uv_on_path(monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
 
     assert environments.uv_binary() == str(installed)
+
+
+def test_the_image_s_own_library_is_said_missing() -> None:
+    chosen = Plan(
+        Image("xgboost", "1.7-1", "py3"),
+        Path(sys.executable),
+        HOST,
+        HOST,
+        ("xgboost==1.7.4",),
+        "sagemaker-training",
+        own_libraries=("sagemaker-xgboost-container",),
+    )
+
+    line = environments.notice(chosen, {"xgboost": "1.7.4"})
+
+    assert line == (
+        "differs from the xgboost 1.7-1 image: sagemaker-xgboost-container missing (the image's own library, on no "
+        "package index)"
+    )
+
+
+def test_what_the_image_leaves_unpinned_resolves_as_of_its_date_and_what_it_pins_does_not() -> None:
+    chosen = Plan(
+        Image("pytorch", "2.0.1", "py310"),
+        Path(sys.executable),
+        HOST,
+        HOST,
+        ("torch==2.0.1", "Pillow>=9.5", "torchvision"),
+        environments.toolkit_requirement(),
+        date="2023-08-21",
+    )
+
+    arguments = environments.as_of(chosen)
+
+    assert arguments[:2] == ["--exclude-newer", "2023-08-22T00:00:00Z"]
+    pairs = itertools.pairwise(arguments)
+    exempt = {value.split("=")[0] for flag, value in pairs if flag == "--exclude-newer-package"}
+    assert {"torch", "pillow", "torchvision", "sagemaker-training", "protobuf"} <= exempt
+    assert "numpy" not in exempt  # unpinned by the image and unbounded by the toolkit: as of the image's date
+    assert environments.as_of(plan(("torch==2.0.1",))) == []  # no date, no limit

@@ -19,6 +19,7 @@ would, not this machine's constraints or find-links.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ _UV_PROGRESS = re.compile(
     r"Uninstalled |Audited |Built |Downloading |Downloaded |Creating virtual environment|[+~-] \S)"
 )
 _ERROR_STARTS = ("error:", "\N{MULTIPLICATION SIGN}", "ERROR:")  # uv plain, uv's diagnostics, pip
+_OWN_LIBRARY = re.compile(r"sagemaker-[a-z]+-container")  # built into its image, published on no package index
 _EXACT = re.compile(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+")  # one version: not `==1.*`, not a range
 _CERTIFICATES = ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 _IMAGE_REPOSITORIES = {
@@ -115,11 +117,15 @@ class Plan:
     pins: tuple[str, ...]  # the image's packages, as it pins them
     toolkit: str
     python_note: str = "not found here"  # why python_version is not wanted_python, when it is not
+    date: str | None = None  # the day the image's framework version was set: what it leaves unpinned resolves as then
+    own_libraries: tuple[str, ...] = ()  # the image's own library (sagemaker-xgboost-container): on no index
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         # The interpreter's path too: a venv links to it, and another build of the same version is another base.
-        document = json.dumps([ENV_FORMAT, str(self.python), self.python_version, sorted(self.pins), self.toolkit])
+        document = json.dumps(
+            [ENV_FORMAT, str(self.python), self.python_version, sorted(self.pins), self.toolkit, self.date]
+        )
         object.__setattr__(self, "key", hashlib.sha256(document.encode()).hexdigest()[:16])
 
 
@@ -151,6 +157,10 @@ def plan(image_uri: str | None, *, on_host: bool = False) -> Plan:
         # The toolkit running here, pinned, where it installs: on another Python, any the trainer reads.
         toolkit=toolkit_requirement() if version == HOST_PYTHON else TOOLKIT_FLOOR,
         python_note="its packages do not install on it here" if on_host else "not found here",
+        date=data.date if data else None,
+        own_libraries=tuple(sorted({_name(t) for t in data.toolkit if _OWN_LIBRARY.fullmatch(_name(t))}))
+        if data
+        else (),
     )
 
 
@@ -345,7 +355,8 @@ class Environments:
 
 def _base_summary(chosen: Plan) -> str:
     packages = ", ".join([*chosen.pins, chosen.toolkit, "pip"])
-    return f"Python {chosen.python_version}; {chosen.image.describe()}: {packages}"
+    dated = f"; the rest as of {chosen.date}" if chosen.date else ""
+    return f"Python {chosen.python_version}; {chosen.image.describe()}: {packages}{dated}"
 
 
 def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.Event) -> dict[str, str]:
@@ -358,19 +369,21 @@ def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.
     exact = [pin for pin in pins if _EXACT.fullmatch(pin)]
     others = [pin for pin in pins if pin not in exact]
     wheels_only = [arg for pin in exact for arg in ("--only-binary", _name(pin))]
+    dated = as_of(chosen)
 
     def as_pinned() -> None:
-        _run([*install, chosen.toolkit, "pip", *pins, *wheels_only], sink, stop)
+        _run([*install, *dated, chosen.toolkit, "pip", *pins, *wheels_only], sink, stop)
 
     def nearest() -> None:
         # Only the exact pins resolve to their lowest: a bare or bounded requirement would get its oldest release.
         nearest_pins = [pin.replace("==", ">=", 1) for pin in exact]
-        _run([*install, "--resolution", "lowest-direct", chosen.toolkit, *nearest_pins, *wheels_only], sink, stop)
+        lowest = ["--resolution", "lowest-direct"]
+        _run([*install, *dated, *lowest, chosen.toolkit, *nearest_pins, *wheels_only], sink, stop)
         frozen = env / ".sagepush-frozen.txt"
         listed = _list(uv, python)
         frozen.write_text("".join(f"{name}=={version}\n" for name, version in listed.items()))
         try:
-            _run([*install, "--constraint", str(frozen), "pip", *others], sink, stop)
+            _run([*install, *dated, "--constraint", str(frozen), "pip", *others], sink, stop)
         finally:
             frozen.unlink()
 
@@ -389,6 +402,34 @@ def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.
                 f"sagepush local: the image's packages do not install as pinned here: trying {steps[index + 1][1]}"
             )
     return _list(uv, python)
+
+
+def as_of(chosen: Plan) -> list[str]:
+    """uv's arguments that resolve what the image leaves unpinned (and what its pins pull in) as of the image's date:
+    the numpy beside torch 2.0.1 is one of mid-2023, not today's. Exempt: every package the image names (its pins
+    say which release) and the toolkit with what it needs at least (its lower bounds postdate older images)."""
+    if chosen.date is None:
+        return []
+    day = datetime.date.fromisoformat(chosen.date) + datetime.timedelta(days=1)
+    exempt = {_canonical(_name(pin)) for pin in chosen.pins} | {_canonical(_name(chosen.toolkit))}
+    if chosen.toolkit.startswith("sagemaker-training=="):
+        exempt |= {_canonical(_name(need)) for need in _toolkit_lower_bounds()}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    arguments = ["--exclude-newer", f"{day.isoformat()}T00:00:00Z"]
+    for name in sorted(exempt):
+        arguments += ["--exclude-newer-package", f"{name}={now}"]
+    return arguments
+
+
+def _toolkit_lower_bounds() -> list[str]:
+    """The toolkit's requirements that set a lowest version (`protobuf>=5.28.1`), as installed here."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        needs = requires("sagemaker-training") or []
+    except PackageNotFoundError:
+        return []
+    return [need for need in needs if ">=" in need and "extra ==" not in need]
 
 
 def _list(uv: str, python: str) -> dict[str, str]:
@@ -419,6 +460,7 @@ def notice(chosen: Plan, installed: dict[str, str]) -> str:
         got = installed.get(_canonical(name))
         if pinned and got != pinned:
             differences.append(f"{name} {got or 'missing'} (the image pins {pinned})")
+    differences += [f"{name} missing (the image's own library, on no package index)" for name in chosen.own_libraries]
     if chosen.image.framework is None:
         return (
             "no framework image data for this job's image: its environment holds the toolkit, pip and requirements.txt"

@@ -46,13 +46,16 @@ class FrameworkEnvironment:
     requirements, sorted by name: what pip and conda install there that a training script could import, pinned as
     the image pins them (some only bounded, some bare). `toolkit` is the container's SageMaker machinery (training
     and serving toolkits, its own package, the model server), kept apart. `source` names the repository, revision
-    and files they were read from.
+    and files they were read from. `date` ("YYYY-MM-DD", UTC) is the day the image's framework version was first set
+    in its repository (later maintenance edits of the files do not move it): what the image leaves unpinned or only
+    bounded resolves as of then (None in data without dates).
     """
 
     python: str | None
     packages: tuple[str, ...]
     toolkit: tuple[str, ...]
     source: str
+    date: str | None = None
 
 
 def framework_environment(framework: str, version: str) -> FrameworkEnvironment | None:
@@ -73,7 +76,11 @@ def framework_environment(framework: str, version: str) -> FrameworkEnvironment 
     if entry is None:
         return None
     return FrameworkEnvironment(
-        python=entry["python"], packages=tuple(entry["packages"]), toolkit=tuple(entry["toolkit"]), source=entry["from"]
+        python=entry["python"],
+        packages=tuple(entry["packages"]),
+        toolkit=tuple(entry["toolkit"]),
+        source=entry["from"],
+        date=entry.get("date"),
     )
 
 
