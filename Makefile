@@ -129,9 +129,9 @@ burst: dev ## the full bursts (500 uploads, 5 000 state events; then the same un
 	SAGEPUSH_BURST_UPLOADS=$${SAGEPUSH_BURST_UPLOADS:-500} $(UV_RUN) pytest $(PYTEST_ARGS) -m burst -k faults tests/integration/test_burst.py
 
 corpus: export SAGEPUSH_CORPUS_REQUIRED := 1
-corpus: dev ## the corpus of upstream SageMaker projects (tests/corpus), its slow PyTorch ones included
+corpus: dev ## the corpus of upstream SageMaker projects (tests/corpus) and torch_distributed, PyTorch ones included
 	@# -m '' lifts pyproject's `-m 'not corpus_slow'`; a project whose upstream files cannot be had fails here.
-	$(call pytest,-m '' tests/e2e/test_corpus.py)
+	$(call pytest,-m '' tests/e2e/test_corpus.py tests/e2e/test_torch_distributed.py)
 
 test: dev lint ## what CI runs and README names: every static check, then pytest over tests/
 	$(call pytest,tests)

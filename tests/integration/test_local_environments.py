@@ -72,7 +72,7 @@ def bare(monkeypatch: pytest.MonkeyPatch) -> Plan:
 
 def build(root: Path, code: Path, venv: Path, sink: Lines, stop: threading.Event | None = None) -> Path:
     with contextlib.ExitStack() as holds:
-        return Environments(root).job_python("image", code, venv, sink, holds, stop or threading.Event())
+        return Environments(root).job_python("image", code, venv, sink, holds, stop or threading.Event()).python
 
 
 def test_requirements_are_installed_by_pip_beside_the_base_and_never_into_it(

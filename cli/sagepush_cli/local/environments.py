@@ -56,6 +56,9 @@ _UV_PROGRESS = re.compile(
     r"Uninstalled |Audited |Built |Downloading |Downloaded |Creating virtual environment|[+~-] \S)"
 )
 _ERROR_STARTS = ("error:", "\N{MULTIPLICATION SIGN}", "ERROR:")  # uv plain, uv's diagnostics, pip
+TRAINING_MODULES = {"pytorch": ("sagemaker-pytorch-training", "sagemaker_pytorch_container.training:main")}
+"""The frameworks whose training toolkit is on PyPI: installed in the base and run as the image runs it (its
+torch_distributed, MPI and data-parallel launchers with it)."""
 _OWN_LIBRARY = re.compile(r"sagemaker-[a-z]+-container")  # built into its image, published on no package index
 _EXACT = re.compile(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+")  # one version: not `==1.*`, not a range
 _CERTIFICATES = ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
@@ -119,12 +122,21 @@ class Plan:
     python_note: str = "not found here"  # why python_version is not wanted_python, when it is not
     date: str | None = None  # the day the image's framework version was set: what it leaves unpinned resolves as then
     own_libraries: tuple[str, ...] = ()  # the image's own library (sagemaker-xgboost-container): on no index
+    framework_toolkit: str | None = None  # the framework's training toolkit, as the image requires it
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         # The interpreter's path too: a venv links to it, and another build of the same version is another base.
         document = json.dumps(
-            [ENV_FORMAT, str(self.python), self.python_version, sorted(self.pins), self.toolkit, self.date]
+            [
+                ENV_FORMAT,
+                str(self.python),
+                self.python_version,
+                sorted(self.pins),
+                self.toolkit,
+                self.date,
+                self.framework_toolkit,
+            ]
         )
         object.__setattr__(self, "key", hashlib.sha256(document.encode()).hexdigest()[:16])
 
@@ -161,7 +173,23 @@ def plan(image_uri: str | None, *, on_host: bool = False) -> Plan:
         own_libraries=tuple(sorted({_name(t) for t in data.toolkit if _OWN_LIBRARY.fullmatch(_name(t))}))
         if data
         else (),
+        framework_toolkit=_framework_toolkit(image.framework, data.toolkit if data else ()),
     )
+
+
+def _framework_toolkit(framework: str | None, toolkit: Sequence[str]) -> str | None:
+    """The framework's training toolkit the image runs (`SAGEMAKER_TRAINING_MODULE`), as the image requires it."""
+    if framework not in TRAINING_MODULES:
+        return None
+    package = TRAINING_MODULES[framework][0]
+    return next((t for t in toolkit if _canonical(_name(t)) == package), package)
+
+
+def training_variables(chosen: Plan) -> dict[str, str]:
+    """What the image's environment says about its entrypoint: the framework toolkit's module, where there is one."""
+    if chosen.framework_toolkit is None or chosen.image.framework is None:
+        return {}
+    return {"SAGEMAKER_TRAINING_MODULE": TRAINING_MODULES[chosen.image.framework][1]}
 
 
 def _python_of(py_version: str | None) -> str | None:
@@ -220,6 +248,14 @@ def site_packages(env: Path) -> Path:
     return found
 
 
+@dataclass(frozen=True)
+class JobPython:
+    """A job's python and the variables its image's environment sets."""
+
+    python: Path
+    variables: dict[str, str]
+
+
 class Environments:
     """Builds and caches the base and requirements environments under `root`/envs, one build per key at a time."""
 
@@ -236,9 +272,10 @@ class Environments:
         sink: Sink,
         holds: contextlib.ExitStack,
         stop: threading.Event,
-    ) -> Path:
+    ) -> JobPython:
         """Return the python of a new job venv at `venv` over the job's base and requirements layers, building the
-        layers on first use; `holds` keeps them in use (safe from pruning) until the run ends.
+        layers on first use, and the variables the image sets; `holds` keeps the layers in use (safe from pruning)
+        until the run ends.
 
         Raises:
             BuildError: a layer did not build (the reason names the installer's error).
@@ -266,7 +303,8 @@ class Environments:
         uv = uv_binary()
         _run([uv, "venv", "--quiet", "--python", str(chosen.python), str(venv)], sink, stop)
         _see(venv, layers)
-        return venv / "bin" / "python"
+        _expose_scripts(venv, layers)
+        return JobPython(venv / "bin" / "python", training_variables(chosen))
 
     # ------------------------------------------------------------------ the layers
     def _base(self, chosen: Plan, sink: Sink, holds: contextlib.ExitStack, stop: threading.Event) -> Path:
@@ -354,7 +392,8 @@ class Environments:
 
 
 def _base_summary(chosen: Plan) -> str:
-    packages = ", ".join([*chosen.pins, chosen.toolkit, "pip"])
+    framework = [chosen.framework_toolkit] if chosen.framework_toolkit else []
+    packages = ", ".join([*chosen.pins, chosen.toolkit, *framework, "pip"])
     dated = f"; the rest as of {chosen.date}" if chosen.date else ""
     return f"Python {chosen.python_version}; {chosen.image.describe()}: {packages}{dated}"
 
@@ -370,9 +409,10 @@ def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.
     others = [pin for pin in pins if pin not in exact]
     wheels_only = [arg for pin in exact for arg in ("--only-binary", _name(pin))]
     dated = as_of(chosen)
+    framework = [chosen.framework_toolkit] if chosen.framework_toolkit else []
 
     def as_pinned() -> None:
-        _run([*install, *dated, chosen.toolkit, "pip", *pins, *wheels_only], sink, stop)
+        _run([*install, *dated, chosen.toolkit, *framework, "pip", *pins, *wheels_only], sink, stop)
 
     def nearest() -> None:
         # Only the exact pins resolve to their lowest: a bare or bounded requirement would get its oldest release.
@@ -383,12 +423,12 @@ def _install_pins(uv: str, env: Path, chosen: Plan, sink: Sink, stop: threading.
         listed = _list(uv, python)
         frozen.write_text("".join(f"{name}=={version}\n" for name, version in listed.items()))
         try:
-            _run([*install, *dated, "--constraint", str(frozen), "pip", *others], sink, stop)
+            _run([*install, *dated, "--constraint", str(frozen), "pip", *framework, *others], sink, stop)
         finally:
             frozen.unlink()
 
     def newest() -> None:
-        _run([*install, chosen.toolkit, "pip", *(_name(pin) for pin in chosen.pins)], sink, stop)
+        _run([*install, chosen.toolkit, *framework, "pip", *(_name(pin) for pin in chosen.pins)], sink, stop)
 
     steps = [(as_pinned, ""), (nearest, "the nearest versions that install"), (newest, "their newest versions")]
     for index, (step, _) in enumerate(steps if chosen.pins else steps[:1]):
@@ -412,6 +452,8 @@ def as_of(chosen: Plan) -> list[str]:
         return []
     day = datetime.date.fromisoformat(chosen.date) + datetime.timedelta(days=1)
     exempt = {_canonical(_name(pin)) for pin in chosen.pins} | {_canonical(_name(chosen.toolkit))}
+    if chosen.framework_toolkit:
+        exempt.add(_canonical(_name(chosen.framework_toolkit)))
     if chosen.toolkit.startswith("sagemaker-training=="):
         exempt |= {_canonical(_name(need)) for need in _toolkit_lower_bounds()}
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -487,6 +529,26 @@ def _see(venv: Path, layers: Sequence[Path]) -> None:
     """Make `venv` import from `layers`, first to last after its own packages, their .pth files processed."""
     lines = "; ".join(f"site.addsitedir({str(site_packages(layer))!r})" for layer in layers)
     (site_packages(venv) / "_sagepush_layers.pth").write_text(f"import site; {lines}\n")
+
+
+def _expose_scripts(venv: Path, layers: Sequence[Path]) -> None:
+    """Give `venv` the console scripts of its layers (torchrun, the toolkit's), running on the job's python: uv's
+    relocatable scripts find their python beside themselves, pip's name it on their first line."""
+    bin_folder = venv / "bin"
+    for layer in layers:
+        for script in sorted((layer / "bin").iterdir()):
+            target = bin_folder / script.name
+            skipped = script.name.startswith(("python", "activate")) or not script.is_file()
+            if skipped or target.exists() or target.is_symlink():
+                continue
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                first, newline, rest = script.read_text().partition("\n")
+                if first.startswith("#!") and "python" in first:
+                    first = f"#!{bin_folder / 'python'}"
+                elif not (first == "#!/bin/sh" and "'python'" in rest.split("\n", 1)[0]):
+                    continue  # not a Python console script
+                target.write_text(first + newline + rest)
+                target.chmod(0o755)
 
 
 def _relocate(building: Path, final: Path) -> None:

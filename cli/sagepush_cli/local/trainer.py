@@ -42,7 +42,7 @@ from sagepush.events import SecondaryStatus, TrainingJobStatus
 from sagepush_cli.follow import LOG_GROUP
 from sagepush_cli.local.cache import home as home  # where jobs and environments live; named here by the CLI and tests
 from sagepush_cli.local.cache import in_use
-from sagepush_cli.local.environments import BuildError, BuildStopped, Environments
+from sagepush_cli.local.environments import BuildError, BuildStopped, Environments, JobPython
 from sagepush_cli.local.environments import install_failure as install_failure  # the reason of a failed build
 
 if TYPE_CHECKING:
@@ -223,10 +223,12 @@ class LocalTrainer:
             if run.stop_requested.is_set():
                 self._finish_stopped(run, clients, hosts)
                 return
-            python = self._python(run, first)
-            if python is None:
+            built = self._python(run, first)
+            if built is None:
                 self._finish_stopped(run, clients, hosts)
                 return
+            python = built.python
+            run.environment = {**built.variables, **run.environment}  # the request's Environment wins, as on SageMaker
             _check_launcher(run.job, python)
             self._transition(run, clients["events"], SecondaryStatus.TRAINING)
             codes = self._train(run, python, hosts, clients["events"])
@@ -277,7 +279,7 @@ class LocalTrainer:
             hosts.append(_Host(name, layout, sink))
         return hosts
 
-    def _python(self, run: _Run, first: _Host) -> Path | None:
+    def _python(self, run: _Run, first: _Host) -> JobPython | None:
         """The job's python (local/environments.py), every host's; None when the job was stopped during the build."""
         try:
             return self.environments.job_python(
