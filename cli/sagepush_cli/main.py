@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from sagepush_cli.local.demo import DemoResult
+    from sagepush_cli.local.state import Note
 
 app = typer.Typer(
     name="sagepush",
@@ -1026,10 +1027,17 @@ def local_up(
         typer.Option(min=0, max=65535, envvar="SAGEPUSH_LOCAL_PORT", help="The port on 127.0.0.1 (0: any free one)."),
     ] = 4599,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the functions' own log lines.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Start empty instead of restoring the state saved when the stack last stopped."),
+    ] = False,
 ) -> None:
     """Run the local stack until Ctrl-C: print its endpoint and resources; jobs pushed to it train for real.
 
     push, status, logs and stop find it with --local; `sagepush local alerts` follows its alerts.
+    Ctrl-C saves its state (buckets, ledger, jobs, executions, logs) in the local cache; the next start restores it.
+    Jobs still running are stopped first and come back Stopped; --fresh starts empty.
+    A state saved under another moto or Python, or before template.yaml or the parameters changed, starts empty.
     """
     import os
     import signal
@@ -1044,7 +1052,7 @@ def local_up(
     _quiet_local(verbose)
     if not verbose:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    stack = LocalStack(keep_staged_code=True, port=port)
+    stack = LocalStack(keep_staged_code=True, port=port, persist=True, fresh=fresh)
     try:
         stack.start()
     except PortInUseError as exc:
@@ -1052,6 +1060,7 @@ def local_up(
     try:
         with running.announced(stack.endpoint, stack.region, stack.stack_name) as announced:
             typer.echo(f"sagepush local stack at {stack.endpoint} (region {stack.region})")
+            _state_note(stack.state_note)
             typer.echo(
                 f"  push, status, logs and stop with --local use it; other AWS clients: export {_exports(announced)}"
             )
@@ -1062,6 +1071,13 @@ def local_up(
             typer.echo("stopping the local stack (running jobs are stopped first)", err=True)
     finally:
         stack.stop()
+        _state_note(stack.saved_note, err=True)
+
+
+def _state_note(note: Note | None, *, err: bool = False) -> None:
+    """One line about the local stack's saved state: a warning on stderr, else indented under the banner."""
+    if note is not None:
+        typer.echo(f"warning: {note.text}" if note.warning else f"  {note.text}", err=err or note.warning)
 
 
 def _exports(found: Any) -> str:

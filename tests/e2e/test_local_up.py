@@ -1,5 +1,5 @@
 """`sagepush local up` in its own process, and the commands that find it with nothing exported: `--local`,
-`local alerts`, `local data put`."""
+`local alerts`, `local data put`; what it keeps from one run to the next."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +39,13 @@ def sagepush(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def local_up(tmp_path: Path) -> Iterator[running.Running]:
-    """`sagepush local up --port 0` in its own process, until the test ends; what it announced."""
+@contextmanager
+def local_up_running(cwd: Path, *options: str) -> Iterator[tuple[running.Running, str]]:
+    """`sagepush local up --port 0` in its own process until the block ends; what it announced, and its line about
+    the saved state."""
     process = subprocess.Popen(
-        [SAGEPUSH, "local", "up", "--port", "0"],
-        cwd=tmp_path,
+        [SAGEPUSH, "local", "up", "--port", "0", *options],
+        cwd=cwd,
         env={**environment(), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -53,14 +55,22 @@ def local_up(tmp_path: Path) -> Iterator[running.Running]:
         assert process.stdout is not None
         banner = process.stdout.readline()  # blocks until the stack is up (or the process ends)
         assert re.match(r"sagepush local stack at http://127\.0\.0\.1:\d+ ", banner), banner
+        note = process.stdout.readline().strip()
         threading.Thread(target=process.stdout.read, daemon=True).start()  # never block it on a full pipe
         found = running.find()
         assert found is not None and found.pid == process.pid and banner.split()[4] == found.endpoint
-        yield found
+        yield found, note
     finally:
         process.terminate()  # Ctrl-C's path: SIGTERM stops the stack cleanly
         assert process.wait(timeout=180) == 0
     assert running.find() is None, "the stopped stack is still announced"
+
+
+@pytest.fixture
+def local_up(tmp_path: Path) -> Iterator[running.Running]:
+    """A `sagepush local up` that starts empty (`--fresh`), whatever an earlier test left saved, until the test ends."""
+    with local_up_running(tmp_path, "--fresh") as (found, _note):
+        yield found
 
 
 def test_local_commands_find_the_stack_and_follow_its_alerts(
@@ -135,3 +145,50 @@ def test_local_without_a_running_stack_says_how_to_start_one(tmp_path: Path) -> 
 
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --local: no local stack is running (start one with `sagepush local up`)"
+
+
+def test_a_restarted_stack_has_its_job_data_and_logs_and_fresh_starts_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    project = tmp_path / "iris-kept"
+    shutil.copytree(EXAMPLES / "sklearn-iris", project)
+    commit_all(project, "iris")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("1,2\n")
+
+    # Given: a job trained and data put on a stack that was then stopped (SIGTERM, as Ctrl-C).
+    with local_up_running(tmp_path, "--fresh") as (_found, note):
+        assert note == "starting empty (--fresh): the saved state is replaced when it stops"
+        put = sagepush("local", "data", "put", str(tmp_path / "data"), "--project", "iris-kept", cwd=tmp_path)
+        pushed = sagepush("push", str(project), "--local", "--wait", "--poll-seconds", "0.2", cwd=tmp_path)
+        assert put.returncode == 0 and pushed.returncode == 0, put.stderr + pushed.stdout + pushed.stderr
+    job = next(line.removeprefix("job ") for line in pushed.stdout.splitlines() if line.startswith("job "))
+    uri = re.search(r'train = "s3://([^/"]+)/([^"]+)"', put.stdout)
+    assert uri, put.stdout
+
+    # When: it starts again. Then: the job, its log and the data are there.
+    with local_up_running(tmp_path) as (found, note):
+        assert re.fullmatch(
+            r"restored the state saved [-\d: ]+: 1 training job, \d+ objects, 1 ledger item, 1 execution "
+            r"\(--fresh starts empty\)",
+            note,
+        ), note
+        status = sagepush("status", job, "--local", "--json", cwd=tmp_path)
+        logs = sagepush("logs", job, "--local", cwd=tmp_path)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=found.endpoint,
+            region_name=found.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        data = s3.get_object(Bucket=uri.group(1), Key=f"{uri.group(2)}rows.csv")["Body"].read()
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "Completed", status.stderr
+    assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
+    assert data == b"1,2\n"
+
+    # And: --fresh starts without any of it.
+    with local_up_running(tmp_path, "--fresh"):
+        status = sagepush("status", job, "--local", "--json", cwd=tmp_path)
+    assert status.returncode == 2 and "no job named" in status.stderr, status.stdout + status.stderr

@@ -15,10 +15,13 @@ What moto cannot do is added here, in one place:
   Step Functions maps them to and from the API's names: `_run_nested_executions` maps them.
 - DynamoDB requests on one item do not run one at a time, so two conditional writes can both pass their condition:
   `local/dynamodb.py` serialises them per item, as DynamoDB does.
+- moto keeps its resources in memory only: with `persist` (`local up`), the stack saves them when it stops and
+  restores them when it starts (`local/state.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
-from sagepush_cli.local import cache, patterns
+from sagepush_cli.local import cache, patterns, state
 from sagepush_cli.local.dynamodb import serialise_item_requests
 from sagepush_cli.local.trainer import LocalTrainer, install_trainer
 
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 ACCOUNT_ID = "123456789012"
 CODE_BUCKET = "sagepush-local-code"
 _ASYNC_RETRIES = 2
+_EXECUTIONS_GRACE_SECONDS = 5.0
+"""When a persisting stack stops: how long executions get to end after their jobs stopped, before they are stopped."""
+_STOPPED_JOB = "The local stack stopped while the job ran"
 _RUNNING: list[LocalStack] = []
 
 
@@ -76,12 +82,26 @@ class LocalStack:
     many seconds, never one in use: $SAGEPUSH_LOCAL_PRUNE_AFTER, 14 days by default; None never prunes."""
     pruned: cache.Pruned | None = None
     """What pruning on start removed."""
+    persist: bool = False
+    """Save every AWS resource of the stack (objects, ledger items, jobs, executions, logs: moto's backends) when it
+    stops and restore them when it starts, when saved under the same moto, Python and deployment (`local/state.py`).
+    A job still running when the stack stops is stopped first: it comes back Stopped. `local up` persists; tests and
+    `local demo` start empty."""
+    fresh: bool = False
+    """With `persist`: start empty even when a saved state matches (it is replaced when the stack stops)."""
+    restored: state.Saved | None = None
+    """The state start restored, if it did."""
+    state_note: state.Note | None = None
+    """With `persist`: what start did with the saved state, in one line."""
+    saved_note: state.Note | None = None
+    """With `persist`: what stop did with the stack's state, in one line."""
     endpoint: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
     functions: dict[str, LoadedFunction] = field(default_factory=dict)
     invoke_configs: dict[str, InvokeConfig] = field(default_factory=dict)
     _server: Any = None
+    _stamp: dict[str, str] = field(default_factory=dict)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _patches: list[Callable[[], None]] = field(default_factory=list)
     _trainer: LocalTrainer | None = None
@@ -141,7 +161,12 @@ class LocalStack:
         self._trainer = install_trainer(endpoint=self.endpoint, region=self.region)
         self._patches.append(self._trainer)
         _RUNNING.append(self)
-        self.deploy()
+        if self.persist and not self.fresh:
+            self._restore_or_deploy()
+        else:
+            self.deploy()
+            if self.persist:
+                self.state_note = state.Note("starting empty (--fresh): the saved state is replaced when it stops")
         if self.keep_staged_code:
             self._restore_staged_code()
         return self
@@ -150,6 +175,7 @@ class LocalStack:
         """Stop running jobs, wait for in-flight asynchronous invocations, stop the server, restore the environment."""
         self._stop_jobs()
         self.drain()
+        summary = self._settle() if self.persist and self._server is not None and self._stamp else None
         self._async.shutdown(wait=True)
         if self.keep_staged_code and self._server is not None:
             self._save_staged_code()
@@ -159,8 +185,10 @@ class LocalStack:
         self._patches.clear()
         self._trainer = None
         if self._server is not None:
-            self._server.stop()
+            self._server.stop()  # nothing changes the backends while they are saved
             self._server = None
+        if summary is not None:
+            self._save_state(summary)
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -200,7 +228,9 @@ class LocalStack:
         if self._trainer is not None:
             self._trainer.shutdown()
 
-    def _stop_executions(self, timeout: float = 60) -> None:
+    def _stop_executions(
+        self, timeout: float = 60, *, error: str = "sagepush.LocalReset", cause: str = "stack reset"
+    ) -> None:
         """Stop every running Step Functions execution, then wait until no Lambda invocation of one is under way.
 
         moto runs an execution in daemon threads that outlive a moto reset: a worker in the middle of a lambda:invoke
@@ -221,7 +251,7 @@ class LocalStack:
             unstarted = [e for e in running if getattr(getattr(e, "exec_worker", None), "env", None) is None]
             for execution in running:
                 if execution not in unstarted:
-                    execution.stop(stop_date=datetime.now(UTC), error="sagepush.LocalReset", cause="stack reset")
+                    execution.stop(stop_date=datetime.now(UTC), error=error, cause=cause)
             if not unstarted:
                 break
             if time.monotonic() > deadline:
@@ -264,31 +294,46 @@ class LocalStack:
         from sagepush import aws
 
         document = sam.load(self.root / "template.yaml")
-        s3 = aws.new_client("s3")
-        s3.create_bucket(Bucket=CODE_BUCKET)
-        locations = {}
-        for logical_id, resource in document["Resources"].items():
-            local = resource.get("Properties", {}).get("CodeUri") or resource.get("Properties", {}).get("ContentUri")
-            if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"} and local:
-                s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=_zip_dir(self.root / local))
-                locations[logical_id] = f"s3://{CODE_BUCKET}/{logical_id}.zip"
-        parameters = {**sam.parameter_defaults(document), **self.parameters}
-        translated = sam.translate(
-            document,
-            code_locations=locations,
-            parameters=parameters,
-            region=self.region,
-            account_id=ACCOUNT_ID,
-            iam=aws.new_client("iam"),
-            root=self.root,
-        )
-        cloudformation = aws.new_client("cloudformation")
-        cloudformation.create_stack(
+        translated = self._translate(document, upload=True)
+        self._stamp = self._stamp_of(translated)
+        aws.new_client("cloudformation").create_stack(
             StackName=self.stack_name,
             TemplateBody=json.dumps(translated),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
+        self._connect(document, translated)
+
+    def _translate(self, document: Mapping[str, Any], *, upload: bool = False) -> dict[str, Any]:
+        """The template as CloudFormation gets it; with `upload`, the functions' and layers' code put in S3 first."""
+        from sagepush import aws
+
+        s3 = aws.new_client("s3")
+        if upload:
+            s3.create_bucket(Bucket=CODE_BUCKET)
+        locations = {}
+        for logical_id, resource in document["Resources"].items():
+            local = resource.get("Properties", {}).get("CodeUri") or resource.get("Properties", {}).get("ContentUri")
+            if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"} and local:
+                if upload:
+                    s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=_zip_dir(self.root / local))
+                locations[logical_id] = f"s3://{CODE_BUCKET}/{logical_id}.zip"
+        return sam.translate(
+            document,
+            code_locations=locations,
+            parameters={**sam.parameter_defaults(document), **self.parameters},
+            region=self.region,
+            account_id=ACCOUNT_ID,
+            iam=aws.new_client("iam"),
+            root=self.root,
+        )
+
+    def _connect(self, document: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
+        """Read the created stack's outputs and resources, complete what moto's CloudFormation skips, load the
+        handlers: all the stack needs to run, whether it deployed the template or restored a saved state."""
+        from sagepush import aws
+
+        cloudformation = aws.new_client("cloudformation")
         stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
         if stack["StackStatus"] != "CREATE_COMPLETE":
             raise RuntimeError(
@@ -303,6 +348,176 @@ class LocalStack:
         self._complete_buckets(translated)
         self._load_functions(document, translated)
         self._mirror_state_machines(translated)
+
+    def _stamp_of(self, translated: Mapping[str, Any]) -> dict[str, str]:
+        return state.deployment_stamp(
+            translated=translated, parameters=self.parameters, stack_name=self.stack_name, region=self.region
+        )
+
+    # ------------------------------------------------------------------ saved state
+    def _restore_or_deploy(self) -> None:
+        """Restore the state saved when the stack last stopped, if saved under this deployment; else deploy afresh."""
+        document = sam.load(self.root / "template.yaml")
+        translated = self._translate(document)
+        self._stamp = self._stamp_of(translated)
+        path = state.state_file(self.stack_name)
+        loaded = state.load(path, stamp=self._stamp)
+        if isinstance(loaded, state.NotRestored):
+            self.state_note = state.Note(f"starting empty: {loaded.reason}", warning=loaded.damaged)
+            self.deploy()
+            return
+        state.apply(loaded)
+        try:
+            self._connect(document, translated)
+            stopped = self._stop_unfinished_jobs()
+        # Whatever a restored state fails on, the stack must not run half restored: it starts empty instead.
+        except Exception as exc:
+            logger.warning("saved state not restored", exc_info=True)
+            self.state_note = state.Note(
+                f"starting empty: the state saved {loaded.saved.when()} in {path} could not be restored "
+                f"({type(exc).__name__}: {exc})",
+                warning=True,
+            )
+            self.drain()  # a state-change event of a job it stopped may be under way
+            self.post("/moto-api/reset", {})
+            self._configure_moto()
+            self.deploy()
+            return
+        self.restored = loaded.saved
+        stopped_text = f"; {stopped} job{'s' if stopped > 1 else ''} left running, now Stopped" if stopped else ""
+        self.state_note = state.Note(
+            f"restored the state saved {loaded.saved.when()}: {loaded.saved.summary.text()}{stopped_text} "
+            "(--fresh starts empty)"
+        )
+
+    def _settle(self) -> state.Summary | None:
+        """Before the state is saved: end what still runs, so that nothing comes back running; count what it holds.
+
+        Jobs the trainer could not stop in time are recorded Stopped, as StopTrainingJob would leave them, with their
+        state-change events delivered; executions get a moment to end, then the rest are stopped (ABORTED).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._stop_unfinished_jobs()
+            self.drain()
+            self._end_executions()
+            self.drain()
+            return self._count()
+        except (TimeoutError, BotoCoreError, ClientError) as exc:
+            self._not_saved(f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _save_state(self, summary: state.Summary) -> None:
+        path = state.state_file(self.stack_name)
+        try:
+            saved = state.save(path, stamp=self._stamp, summary=summary)
+        except state.SAVE_ERRORS as exc:
+            self._not_saved(f"{type(exc).__name__}: {exc}")
+            return
+        self.saved_note = state.Note(f"saved the stack's state ({saved.summary.text()}) to {path}")
+
+    def _not_saved(self, reason: str) -> None:
+        """Say the state was not saved; remove the one saved before, or the next start would restore stale state."""
+        path = state.state_file(self.stack_name)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        self.saved_note = state.Note(
+            f"the stack's state was not saved ({reason[:300]}): the next start begins empty", warning=True
+        )
+
+    def _stop_unfinished_jobs(self) -> int:
+        """Record every job still InProgress or Stopping as Stopped, as SageMaker shows a stopped job, and deliver
+        its state-change event; return how many there were. The trainer stops the jobs it runs before this."""
+        from datetime import UTC, datetime
+
+        from moto.sagemaker.models import sagemaker_backends
+
+        from sagepush import aws
+        from sagepush.events import SecondaryStatus, TrainingJobStatus
+        from sagepush_cli.local.trainer import EVENT_DETAIL_TYPE, EVENT_SOURCE, state_change_detail
+
+        unfinished = {TrainingJobStatus.IN_PROGRESS, TrainingJobStatus.STOPPING}
+        jobs = sagemaker_backends[ACCOUNT_ID][self.region].training_jobs
+        stopped = [job for job in list(jobs.values()) if job.training_job_status in unfinished]
+        for job in stopped:
+            now = datetime.now(UTC).replace(tzinfo=None)  # as moto keeps times
+            transitions = [dict(t) for t in job.secondary_status_transitions or []]
+            if transitions and "EndTime" not in transitions[-1]:
+                transitions[-1]["EndTime"] = now
+            transitions.append(
+                {"Status": SecondaryStatus.STOPPED, "StartTime": now, "EndTime": now, "StatusMessage": _STOPPED_JOB}
+            )
+            job.secondary_status_transitions = transitions
+            job.secondary_status = SecondaryStatus.STOPPED
+            job.training_job_status = TrainingJobStatus.STOPPED
+            if getattr(job, "training_start_time", None) is not None:
+                job.training_end_time = now
+            job.last_modified_time = now
+        events = aws.new_client("events")
+        for first in range(0, len(stopped), 10):  # PutEvents takes ten entries at a time
+            entries: list[Any] = [
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": EVENT_DETAIL_TYPE,
+                    "Resources": [job.arn],
+                    "Detail": json.dumps(state_change_detail(job)),
+                }
+                for job in stopped[first : first + 10]
+            ]
+            events.put_events(Entries=entries)
+        return len(stopped)
+
+    def _end_executions(self) -> None:
+        """Give running executions a few seconds to end (their jobs have just stopped), then stop the rest."""
+        from datetime import UTC, datetime
+
+        from moto.stepfunctions.parser.api import ExecutionStatus
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend: Any = stepfunctions_parser_backends[ACCOUNT_ID][self.region]
+
+        def running() -> list[Any]:
+            return [e for m in backend.state_machines for e in m.executions if e.status == "RUNNING"]
+
+        deadline = time.monotonic() + _EXECUTIONS_GRACE_SECONDS
+        while running() and time.monotonic() < deadline:
+            threading.Event().wait(0.05)  # an execution ends on moto's worker thread: nothing to wait on
+        error, cause = "sagepush.LocalStackStopped", "the local stack stopped while the execution ran"
+        self._stop_executions(error=error, cause=cause)
+        for execution in running():
+            # A worker parked on a task token would record its end only once woken: record it as StopExecution does.
+            execution.exec_status = ExecutionStatus.ABORTED
+            execution.stop_date = datetime.now(UTC)
+            execution.error, execution.cause = error, cause
+
+    def _count(self) -> state.Summary:
+        """What the stack holds: training jobs, objects (the functions' code aside), ledger items, executions."""
+        from sagepush import aws
+
+        s3, sfn = aws.new_client("s3"), aws.new_client("stepfunctions")
+        objects = sum(
+            page.get("KeyCount", 0)
+            for bucket in s3.list_buckets()["Buckets"]
+            if bucket["Name"] != CODE_BUCKET
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"])
+        )
+        jobs = sum(
+            len(page["TrainingJobSummaries"])
+            for page in aws.new_client("sagemaker").get_paginator("list_training_jobs").paginate()
+        )
+        ledger = sum(
+            page["Count"]
+            for page in aws.new_client("dynamodb")
+            .get_paginator("scan")
+            .paginate(TableName=self.resources["LedgerTable"], Select="COUNT")
+        )
+        executions = sum(
+            len(page["executions"])
+            for machine in sfn.list_state_machines()["stateMachines"]
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"])
+        )
+        return state.Summary(training_jobs=jobs, objects=objects, ledger_items=ledger, executions=executions)
 
     def _staged_code_store(self) -> Path:
         return cache.home() / "staged-code" / self.stack_name
@@ -333,10 +548,18 @@ class LocalStack:
         from sagepush import aws
 
         s3, bucket, store = aws.new_client("s3"), self.outputs["ArtifactBucketName"], self._staged_code_store()
-        self._restored_code.clear()
+        prefix = self.function("StageFunction").environment["CODE_PREFIX"]
+        # A restored state brings its staged code back with it: that code ages as if restored from the store.
+        self._restored_code = {
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        }
         for path in sorted(store.rglob("*")) if store.is_dir() else []:
             if path.is_file() and not path.name.endswith(".partial"):
                 key = path.relative_to(store).as_posix()
+                if key in self._restored_code:
+                    continue
                 try:
                     with cache.in_use(path):  # a prune in another process must not take it while it is read
                         if path.is_file():
