@@ -3,9 +3,11 @@
 Three layers, each a virtualenv, so nothing a job does reaches a cache:
 - the **base** (cached under envs/, keyed by its Python and packages): what the framework image installs for the
   job's framework and version (framework-packages.json, read from the containers' published requirements), at the
-  versions the image pins where they install on this Python, the nearest installable otherwise; built with uv, with
-  the `sagemaker-training` toolkit this CLI runs and pip. The Python is the image's (or `py_version`'s) when uv or
-  pyenv has it here, else this one; every difference from the image is said in one line of the job's log.
+  versions the image pins where they install on this Python, the nearest installable otherwise, and what it leaves
+  unpinned as of the day its framework version was set; built with uv, with the `sagemaker-training` toolkit this
+  CLI runs (PyTorch's own toolkit too, which the image runs as its entrypoint) and pip. The Python is the image's (or
+  `py_version`'s) when uv or pyenv has it here, else this one; every difference from the image is said in one line of
+  the job's log.
 - the **requirements** layer (cached, keyed by its base and requirements.txt): requirements.txt installed by pip, as
   the toolkit does on SageMaker (pip's resolver and its tolerance of unreachable `-f` lines), in a venv that sees the
   base through a .pth file: pip installs beside the base, never into it ("Not uninstalling … outside environment").
