@@ -172,3 +172,12 @@ def test_what_the_image_leaves_unpinned_resolves_as_of_its_date_and_what_it_pins
     assert {"torch", "pillow", "torchvision", "sagemaker-training", "protobuf"} <= exempt
     assert "numpy" not in exempt  # unpinned by the image and unbounded by the toolkit: as of the image's date
     assert environments.as_of(plan(("torch==2.0.1",))) == []  # no date, no limit
+
+
+def test_an_image_python_older_than_the_toolkit_runs_on_gives_way_to_this_one() -> None:
+    uri = images.training_image_uri("pytorch", "1.5", region="eu-west-1", instance_type="ml.m5.large", py_version="py3")
+
+    chosen = environments.plan(uri)
+
+    assert (chosen.wanted_python, chosen.python_version) == ("3.6", HOST)
+    assert f"Python {HOST} (the image has 3.6, older than the toolkit runs on)" in environments.notice(chosen, {})

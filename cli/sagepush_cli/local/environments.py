@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 ENV_FORMAT = 2
 """Bumped when what a cached environment holds changes meaning: environments of another format are not reused."""
 HOST_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+OLDEST_PYTHON = (3, 7)
+"""The oldest Python the toolkit runs on (it calls subprocess.run(capture_output=)): an older image's gives way."""
 TOOLKIT_FLOOR = "sagemaker-training>=4.7"
 """The toolkits the local trainer reads, for an image Python other than this one: the toolkit running here (pinned
 on this Python) may not install there."""
@@ -159,7 +161,8 @@ def plan(image_uri: str | None, *, on_host: bool = False) -> Plan:
     image = Image.of(image_uri)
     data = framework_environment(image.framework, image.version) if image.framework and image.version else None
     wanted = _python_of(image.py_version) or (data.python if data else None)
-    found = find_python(wanted) if wanted and not on_host else None
+    too_old = wanted is not None and _release(wanted) < OLDEST_PYTHON
+    found = find_python(wanted) if wanted and not on_host and not too_old else None
     python = found or Path(sys.executable)
     version = wanted if found and wanted else HOST_PYTHON
     return Plan(
@@ -170,7 +173,13 @@ def plan(image_uri: str | None, *, on_host: bool = False) -> Plan:
         pins=tuple(data.packages) if data else (),
         # The toolkit running here, pinned, where it installs: on another Python, any the trainer reads.
         toolkit=toolkit_requirement() if version == HOST_PYTHON else TOOLKIT_FLOOR,
-        python_note="its packages do not install on it here" if on_host else "not found here",
+        python_note=(
+            "older than the toolkit runs on"
+            if too_old
+            else "its packages do not install on it here"
+            if on_host
+            else "not found here"
+        ),
         date=data.date if data else None,
         own_libraries=tuple(sorted({_name(t) for t in data.toolkit if _OWN_LIBRARY.fullmatch(_name(t))}))
         if data
@@ -192,6 +201,10 @@ def training_variables(chosen: Plan) -> dict[str, str]:
     if chosen.framework_toolkit is None or chosen.image.framework is None:
         return {}
     return {"SAGEMAKER_TRAINING_MODULE": TRAINING_MODULES[chosen.image.framework][1]}
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def _python_of(py_version: str | None) -> str | None:
