@@ -1,13 +1,15 @@
 """The local trainer: each CreateTrainingJob on the local stack runs its staged code for real, as SageMaker would.
 
 moto records a training job and reports it Completed at once. Here each job instead runs on its own thread:
-- a job directory laid out as the container's /opt/ml (`SAGEMAKER_BASE_DIR`): input/config/{hyperparameters,
+- for each of its InstanceCount hosts, a job directory laid out as the container's /opt/ml (`SAGEMAKER_BASE_DIR`),
+  mounted there in a namespace of the host's own where the machine allows it: input/config/{hyperparameters,
   inputdataconfig,resourceconfig}.json, channels downloaded from S3 into input/data/<channel>, model/, output/, code/;
 - the staged sourcedir.tar.gz (`sagemaker_submit_directory`) unpacked into code/, and a job virtualenv over the
   framework image's packages and the job's requirements.txt (local/environments.py);
-- the `sagemaker-training` toolkit, the framework containers' entrypoint, run as a subprocess in that env; its output
-  is kept in a log file and shipped to CloudWatch Logs (/aws/sagemaker/TrainingJobs, stream <job>/algo-1-<epoch>);
-- model.tar.gz and output.tar.gz uploaded to <S3OutputPath>/<job>/output/;
+- the `sagemaker-training` toolkit, the framework containers' entrypoint, run on every host at once in that env; each
+  host's output is kept in a log file and shipped to CloudWatch Logs (/aws/sagemaker/TrainingJobs, stream
+  <job>/algo-<n>-<epoch>);
+- model.tar.gz and output.tar.gz, every host's files, uploaded to <S3OutputPath>/<job>/output/;
 - DescribeTrainingJob answering with the real status, secondary status and transitions, FailureReason, ModelArtifacts,
   BillableTimeInSeconds and the final values of the job's metric definitions, and a "SageMaker Training Job State
   Change" event put on EventBridge at each transition.
