@@ -854,18 +854,10 @@ def implied_release(framework: str, version: str) -> tuple[int, ...]:
 def matches(framework: str, version: str, installed: Mapping[str, Requirement]) -> bool:
     """Tell whether an image pins its framework's package at the release its version names."""
     wanted = implied_release(framework, version)
-    for name in FRAMEWORK_PACKAGES[framework]:
-        requirement = installed.get(name)
-        pinned = pinned_version(requirement) if requirement is not None else None
-        if pinned is None:
-            continue
-        try:
-            release = Version(pinned).release
-        except InvalidVersion:
-            continue
-        if _padded(release[: len(wanted)], len(wanted)) == wanted:
-            return True
-    return False
+    return any(
+        isinstance(pinned, Version) and _padded(pinned.release[: len(wanted)], len(wanted)) == wanted
+        for _name, pinned in framework_pins(framework, installed)
+    )
 
 
 def _padded(release: tuple[int, ...], length: int) -> tuple[int, ...]:
