@@ -45,7 +45,6 @@ from sagepush_cli.follow import LOG_GROUP
 from sagepush_cli.local.cache import home as home  # where jobs and environments live; named here by the CLI and tests
 from sagepush_cli.local.cache import in_use
 from sagepush_cli.local.environments import BuildError, BuildStopped, Environments, JobPython
-from sagepush_cli.local.environments import install_failure as install_failure  # the reason of a failed build
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
