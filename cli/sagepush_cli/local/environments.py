@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sagepush.images import framework_environment
+from sagepush.images import framework_environment, framework_of_repository
 from sagepush_cli.local.cache import in_use, touch
 
 if TYPE_CHECKING:
@@ -66,12 +66,6 @@ torch_distributed, MPI and data-parallel launchers with it)."""
 _OWN_LIBRARY = re.compile(r"sagemaker-[a-z]+-container")  # built into its image, published on no package index
 _EXACT = re.compile(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+")  # one version: not `==1.*`, not a range
 _CERTIFICATES = ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
-_IMAGE_REPOSITORIES = {
-    "sagemaker-scikit-learn": "sklearn",
-    "sagemaker-xgboost": "xgboost",
-    "pytorch-training": "pytorch",
-    "tensorflow-training": "tensorflow",
-}
 _TAG = re.compile(r"^(?P<version>.+?)(-(cpu|gpu)(-(?P<py>py\d+))?.*)?$")
 
 
@@ -103,7 +97,7 @@ class Image:
     def of(cls, uri: str | None) -> Image:
         """`…/sagemaker-scikit-learn:1.2-1-cpu-py3` → sklearn 1.2-1 py3; anything else → all None."""
         repository, _, tag = (uri or "").rpartition("/")[2].partition(":")
-        framework = _IMAGE_REPOSITORIES.get(repository)
+        framework = framework_of_repository(repository)
         match = _TAG.match(tag) if framework else None
         if framework is None or match is None:
             return cls(None, None, None)

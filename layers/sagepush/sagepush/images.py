@@ -187,6 +187,23 @@ def _release_of_base(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
+def framework_of_repository(repository: str) -> str | None:
+    """Return the framework whose training images live in ECR `repository` (`pytorch-training` → pytorch), or None."""
+    return _repositories().get(repository)
+
+
+@functools.cache
+def _repositories() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for framework in FRAMEWORKS:
+        for entry in _table()["configs"][framework]["versions"].values():
+            named = entry.get("repository")
+            for repository in named.values() if isinstance(named, dict) else [named]:
+                if isinstance(repository, str):
+                    found.setdefault(repository, framework)
+    return found
+
+
 def algorithms() -> tuple[str, ...]:
     """The built-in algorithms with an image of their own (XGBoost's built-in mode is its framework image)."""
     return tuple(_table()["algorithms"])
