@@ -291,10 +291,17 @@ class LocalStack:
     # ------------------------------------------------------------------ deployment
     def deploy(self) -> None:
         """Translate template.yaml with the SAM translator and create it in moto's CloudFormation."""
+        document = sam.load(self.root / "template.yaml")
+        self._create(document, self._translate(document))
+
+    def _create(self, document: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
+        """Put the functions' and layers' code in S3 and create the translated template in moto's CloudFormation."""
         from sagepush import aws
 
-        document = sam.load(self.root / "template.yaml")
-        translated = self._translate(document, upload=True)
+        s3 = aws.new_client("s3")
+        s3.create_bucket(Bucket=CODE_BUCKET)
+        for logical_id, local in _code_folders(document).items():
+            s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=_zip_dir(self.root / local))
         self._stamp = self._stamp_of(translated)
         aws.new_client("cloudformation").create_stack(
             StackName=self.stack_name,
@@ -304,20 +311,11 @@ class LocalStack:
         )
         self._connect(document, translated)
 
-    def _translate(self, document: Mapping[str, Any], *, upload: bool = False) -> dict[str, Any]:
-        """The template as CloudFormation gets it; with `upload`, the functions' and layers' code put in S3 first."""
+    def _translate(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """The template as CloudFormation gets it, the functions' and layers' code at the keys `_create` puts it."""
         from sagepush import aws
 
-        s3 = aws.new_client("s3")
-        if upload:
-            s3.create_bucket(Bucket=CODE_BUCKET)
-        locations = {}
-        for logical_id, resource in document["Resources"].items():
-            local = resource.get("Properties", {}).get("CodeUri") or resource.get("Properties", {}).get("ContentUri")
-            if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"} and local:
-                if upload:
-                    s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=_zip_dir(self.root / local))
-                locations[logical_id] = f"s3://{CODE_BUCKET}/{logical_id}.zip"
+        locations = {logical_id: f"s3://{CODE_BUCKET}/{logical_id}.zip" for logical_id in _code_folders(document)}
         return sam.translate(
             document,
             code_locations=locations,
@@ -364,7 +362,7 @@ class LocalStack:
         loaded = state.load(path, stamp=self._stamp)
         if isinstance(loaded, state.NotRestored):
             self.state_note = state.Note(f"starting empty: {loaded.reason}", warning=loaded.damaged)
-            self.deploy()
+            self._create(document, translated)
             return
         state.apply(loaded)
         try:
@@ -381,7 +379,7 @@ class LocalStack:
             self.drain()  # a state-change event of a job it stopped may be under way
             self.post("/moto-api/reset", {})
             self._configure_moto()
-            self.deploy()
+            self._create(document, translated)
             return
         self.restored = loaded.saved
         stopped_text = f"; {stopped} job{'s' if stopped > 1 else ''} left running, now Stopped" if stopped else ""
@@ -947,6 +945,16 @@ def _quiet_moto() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported by moto")
+
+
+def _code_folders(document: Mapping[str, Any]) -> dict[str, str]:
+    """Each function's and layer's code folder (CodeUri, ContentUri), by logical id."""
+    folders = {}
+    for logical_id, resource in document["Resources"].items():
+        local = resource.get("Properties", {}).get("CodeUri") or resource.get("Properties", {}).get("ContentUri")
+        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"} and local:
+            folders[logical_id] = local
+    return folders
 
 
 def _zip_dir(path: Path) -> bytes:
