@@ -1,19 +1,27 @@
-"""Generate `sagepush/data/images.json`, the training-image table, from the SageMaker Python SDK's own config.
+"""Generate `sagepush/data/images.json`, the training- and inference-image table, from the SageMaker Python SDK's
+own config.
 
 Run it from the repository root (`make images`):
 
-    uv run python scripts/generate_images.py [--sdk sagemaker==3.27.0] [--legacy-sdk 'sagemaker<3']
+    uv run python scripts/generate_images.py [--sdk sagemaker==3.27.0] [--legacy-sdk 'sagemaker<3'] [--recorded]
 
-(`--sdk 'sagemaker==3.27.0 sagemaker-core==2.27.0 botocore==1.44.18'` pins every package the data records.)
+(`--sdk 'sagemaker==3.27.0 sagemaker-core==2.27.0 botocore==1.44.18'` pins every package the data records;
+`--recorded` pins both SDKs to the releases the current images.json records, to regenerate it after a change to this
+script without taking a new SDK release.)
 
 It runs itself (`--dump`) in two isolated uv environments: the newest SDK release on PyPI (v3, whose image-URI config
 lives in `sagemaker-core` as `sagemaker/core/image_uri_config/*.json`) and the newest v2 release, which froze with
 the estimators. Each dump holds the training scopes of pytorch, tensorflow, sklearn, xgboost and huggingface, and of
 `pytorch-neuron` and `pytorch-smp` (the SDK switches to them for Trainium instances and for the model-parallel
-library), the built-in algorithms' images (kmeans, linear-learner, ...), the latest version of each as `retrieve(..., image_scope="training")` picks it, and the few tables the SDK
-keeps in code. The table is v3's; whatever v2 knows that v3 dropped (a version, an alias, a base framework, a region,
-a Python version) is kept, and listed under `kept`; where both know a value and it differs, v3 wins. ECR hostnames
-come from the botocore the v3 SDK installs, for every region either config names.
+library), the built-in algorithms' images (kmeans, linear-learner, ...), the latest version of each as
+`retrieve(..., image_scope="training")` picks it, and the few tables the SDK keeps in code. Under `inference`, it
+holds what `retrieve(..., image_scope="inference")` reads: each framework's inference scope, `huggingface-neuron`'s
+(the SDK's HuggingFace image on Inferentia), the `inference_graviton` scope of the frameworks the SDK serves on
+Graviton, the latest inference version of each framework, and the Graviton tables the SDK keeps in code (pytorch on
+Inferentia takes `pytorch-neuron`'s training config, the only scope it has). The table is v3's; whatever v2 knows
+that v3 dropped (a version, an alias, a base framework, a region, a Python version) is kept, and listed under `kept`
+(`inference.kept` for the inference part); where both know a value and it differs, v3 wins. ECR hostnames come from
+the botocore the v3 SDK installs, for every region either config names.
 
 Configs keep the SDK's key order, which its error messages list options in; identical region-to-account maps are
 stored once and referred to by index. The output is deterministic for given SDK releases: commit it, and re-run this
@@ -40,6 +48,8 @@ PUBLIC_FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost", "huggingface
 # The SDK resolves pytorch on trn*/inf* instances through `pytorch-neuron`, and any framework whose distribution
 # enables smdistributed model parallelism with torch_distributed through `pytorch-smp`.
 VARIANT_FRAMEWORKS = ("pytorch-neuron", "pytorch-smp")
+# The SDK resolves huggingface's inference image on inf*/trn* instances through `huggingface-neuron`.
+INFERENCE_VARIANT_FRAMEWORKS = ("huggingface-neuron",)
 # SageMaker's built-in training algorithms that have their own image (XGBoost's is the framework image above).
 ALGORITHMS = (
     "blazingtext",
@@ -114,6 +124,34 @@ def _hostnames(utils: Any, regions: list[str]) -> dict[str, str]:
     return suffixes
 
 
+def _dump_inference(image_uris: Any, fw_utils: Any, regions: list[str]) -> dict[str, Any]:
+    """Return the configs `retrieve(..., image_scope="inference")` reads for the public frameworks, as it selects
+    them (a config with a single scope answers for any scope), and the latest inference version of each."""
+    if set(image_uris.config_for_framework("pytorch-neuron")) != {"training"}:
+        sys.exit("pytorch-neuron has more than a training scope now: review before regenerating")
+    configs: dict[str, Any] = {}
+    for framework in PUBLIC_FRAMEWORKS + INFERENCE_VARIANT_FRAMEWORKS:
+        configs[framework] = image_uris._config_for_framework_and_scope(framework, "inference")
+        _regions(configs[framework], regions)
+    graviton_frameworks = sorted(fw_utils.GRAVITON_ALLOWED_FRAMEWORKS)
+    graviton: dict[str, Any] = {}
+    for framework in graviton_frameworks:
+        graviton[framework] = image_uris._config_for_framework_and_scope(framework, "inference_graviton")
+        _regions(graviton[framework], regions)
+    return {
+        "latest": {
+            framework: image_uris._fetch_latest_version_from_config(
+                image_uris.config_for_framework(framework), "inference"
+            )
+            for framework in PUBLIC_FRAMEWORKS
+        },
+        "graviton_frameworks": graviton_frameworks,
+        "arm64_tags": _literal_assigned(image_uris._get_image_tag, "version_to_arm64_tag_mapping"),
+        "configs": configs,
+        "graviton": graviton,
+    }
+
+
 def dump(extra_regions: list[str]) -> dict[str, Any]:
     """Return what this environment's SDK knows: its training configs, latest versions, code tables, hostnames."""
     import botocore
@@ -135,6 +173,7 @@ def dump(extra_regions: list[str]) -> dict[str, Any]:
             sys.exit(f"{algorithm} is no longer a training algorithm in the SDK: review before regenerating")
         algorithms[algorithm] = {"versions": full["versions"]}
         _regions(full["versions"], regions)
+    inference = _dump_inference(image_uris, fw_utils, regions)
     smp = inspect.getsource(image_uris.get_training_image_uri)
     if '"p5" in instance_type' not in smp:
         sys.exit("get_training_image_uri changed how it picks the smp container version: review before regenerating")
@@ -150,6 +189,7 @@ def dump(extra_regions: list[str]) -> dict[str, Any]:
         "configs": configs,
         "algorithms": algorithms,
         "latest": latest,
+        "inference": inference,
         "hostnames": _hostnames(utils, regions + [r for r in extra_regions if r not in regions]),
         "graviton_families": list(fw_utils.GRAVITON_ALLOWED_TARGET_INSTANCE_FAMILY),
         "auto_container_versions": _literal_assigned(image_uris._get_image_tag, "container_versions"),
@@ -220,6 +260,7 @@ def build(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
         name: _compact(merge(config, legacy.get("algorithms", {}).get(name), f"algorithms/{name}", kept), registries)
         for name, config in current["algorithms"].items()
     }
+    inference = _build_inference(current["inference"], legacy.get("inference", {}), registries)
     regions: list[str] = []
     for registry in registries.maps:
         regions.extend(r for r in registry if r not in regions)
@@ -244,8 +285,40 @@ def build(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
         "smp_container_versions": current["smp_container_versions"],
         "configs": configs,
         "algorithms": algorithms,
+        "inference": inference,
         "registries": registries.maps,
     }
+
+
+def _build_inference(current: dict[str, Any], legacy: dict[str, Any], registries: _Registries) -> dict[str, Any]:
+    """Return the inference part of the table: v3's configs with what only v2 knows kept (listed under its `kept`,
+    as `configs/<framework>/...` and `graviton/<framework>/...`), sharing the training part's registries."""
+    kept: list[str] = []
+    scoped: dict[str, dict[str, Any]] = {}
+    for scope in ("configs", "graviton"):
+        scoped[scope] = {
+            framework: _compact(
+                merge(config, legacy.get(scope, {}).get(framework), f"{scope}/{framework}", kept), registries
+            )
+            for framework, config in current[scope].items()
+        }
+    return {
+        "kept": kept,
+        "latest": current["latest"],
+        "graviton_frameworks": current["graviton_frameworks"],
+        "arm64_tags": current["arm64_tags"],
+        **scoped,
+    }
+
+
+def recorded_requirements(table: dict[str, Any]) -> tuple[str, str]:
+    """Return the `--sdk` and `--legacy-sdk` requirements that pin the releases `table` was generated from."""
+    source = table["source"]
+    current = " ".join(
+        f"{name}=={source[name]}" for name in ("sagemaker", "sagemaker-core", "botocore") if name in source
+    )
+    legacy = " ".join(f"{name}=={version}" for name, version in source["legacy"].items())
+    return current, legacy
 
 
 def _uv() -> str:
@@ -281,6 +354,9 @@ def main() -> None:
     parser.add_argument(
         "--legacy-sdk", default=LEGACY_SDK, help=f"the SDK whose extra knowledge is kept ({LEGACY_SDK})"
     )
+    parser.add_argument(
+        "--recorded", action="store_true", help="pin both SDKs to the releases the current images.json records"
+    )
     parser.add_argument("--dump", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dump:
@@ -288,6 +364,8 @@ def main() -> None:
         answer, sys.stdout = sys.stdout, sys.stderr
         json.dump(dump(json.load(sys.stdin)), answer)
         return
+    if args.recorded:
+        args.sdk, args.legacy_sdk = recorded_requirements(json.loads(OUTPUT.read_text(encoding="utf-8")))
     legacy = _dump_under(args.legacy_sdk, [])
     legacy_regions: list[str] = []
     _regions(legacy["configs"], legacy_regions)

@@ -1,5 +1,5 @@
-"""Framework and built-in algorithm training image URIs, resolved offline from data generated out of the SageMaker
-Python SDK, and the Python environment each framework image holds."""
+"""Framework training and inference image URIs and built-in algorithm images, resolved offline from data generated
+out of the SageMaker Python SDK, and the Python environment each framework training image holds."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ FRAMEWORKS = ("huggingface", "pytorch", "sklearn", "tensorflow", "xgboost")
 _INSTANCE_FAMILY = re.compile(r"^ml[\._]([a-z\d\-]+)\.?\w*$")  # sagemaker.utils.get_instance_type_family
 _BASE_FRAMEWORK = re.compile(r"^(pytorch|tensorflow)(.*)$")
 _INSTANCE_TYPES_URL = "https://aws.amazon.com/sagemaker/pricing/instance-types"
-_NEURON_REPOSITORIES = ("pytorch-training-neuron", "pytorch-training-neuronx")
+# Images whose tag carries the Neuron SDK release.
+_NEURON_REPOSITORIES = (
+    "pytorch-training-neuron",
+    "pytorch-training-neuronx",
+    "huggingface-pytorch-inference-neuron",
+    "huggingface-pytorch-inference-neuronx",
+)
 _SMP_FRAMEWORK = "pytorch-smp"
 _DISTRIBUTED_FRAMEWORKS = ("huggingface", "pytorch", "tensorflow")
 # The container tag the SDK asks for on GPU when it builds a HuggingFace training image; a version's own
@@ -68,7 +74,7 @@ def framework_environment(framework: str, version: str) -> FrameworkEnvironment 
     if framework not in FRAMEWORKS:
         return None
     config = _table()["configs"][framework]
-    resolved = _known_version(framework, version, config)
+    resolved = _known_version(version, config, _table()["latest"][framework])
     if resolved is None:
         return None
     full = config.get("version_aliases", {}).get(resolved, resolved)
@@ -131,6 +137,48 @@ def training_image_uri(
         base_framework_version=base_framework_version,
         distribution=distribution,
         container_version=container_version,
+    )
+
+
+def inference_image_uri(
+    framework: str,
+    framework_version: str,
+    py_version: str | None,
+    instance_type: str | None,
+    region: str,
+    *,
+    serverless: bool = False,
+    base_framework_version: str | None = None,
+) -> str:
+    """Return the inference image URI the SageMaker Python SDK (v3) gives for these inputs.
+
+    That is `image_uris.retrieve(framework, region, version=framework_version, py_version=py_version,
+    instance_type=instance_type, image_scope="inference", base_framework_version=base_framework_version)`, with a
+    `serverless_inference_config` when `serverless`: a serverless endpoint has no instance type (None), and where
+    the images differ by processor the SDK then takes the CPU one. As in the SDK: the processor follows the instance
+    type (a Graviton one selects the `inference_graviton` images of pytorch, tensorflow, sklearn and xgboost,
+    Inferentia the Neuron ones), `framework_version` may be an alias ("2.5") and an empty one means the latest
+    inference version, a framework version with a single image gets it whatever was asked, and a `py_version` the
+    image does not need is ignored. `base_framework_version` is huggingface's "pytorch2.6.0" (or "pytorch2.6");
+    other frameworks ignore it.
+
+    Raises:
+        ImageError: the SDK has no image for these inputs (e.g. a training version with no inference image);
+            `where` names the argument to change.
+    """
+    if framework not in FRAMEWORKS:
+        raise ImageError("framework", _unsupported("framework", framework, FRAMEWORKS))
+    return _retrieve(
+        framework,
+        framework_version,
+        region,
+        instance_type or "",
+        scope="inference",
+        py_version=py_version,
+        base_framework_version=base_framework_version,
+        distribution=None,
+        container_version=None,
+        serverless=serverless,
     )
 
 
@@ -265,14 +313,21 @@ def _retrieve(
     base_framework_version: str | None,
     distribution: Mapping[str, Any] | None,
     container_version: str | None,
+    scope: str = "training",
+    serverless: bool = False,
 ) -> str:
-    """Follow `sagemaker.image_uris.retrieve` for the training scope, check for check, in its order."""
+    """Follow `sagemaker.image_uris.retrieve` for the training or inference scope, check for check, in its order."""
     table = _table()
     family = _instance_family(instance_type)
-    config, inference_tool = _framework_config(framework, family, instance_type, base_framework_version)
-    resolved = _version(framework, version, config)
-    version_config: dict[str, Any] = config["versions"][config.get("version_aliases", {}).get(resolved, resolved)]
+    config, inference_tool, graviton = _framework_config(
+        framework, family, instance_type, base_framework_version, scope
+    )
+    resolved = _scoped_version(framework, version, config, scope, graviton=graviton)
+    full = config.get("version_aliases", {}).get(resolved, resolved)
+    version_config: dict[str, Any] = config["versions"][full]
+    base_aliases: dict[str, str] = {}
     if framework == "huggingface":
+        base_aliases = version_config.get("version_aliases", {})
         version_config = _base_framework_config(version_config, base_framework_version)
     py_version = _py_version(py_version, version_config)
     version_config = version_config.get(py_version or "") or version_config
@@ -281,7 +336,9 @@ def _retrieve(
     if region not in registries:
         raise ImageError("region", _unsupported("region", region, [*registries]))
     repository: str = version_config["repository"]
-    processor = _processor(instance_type, config.get("processors") or version_config.get("processors"))
+    processor = _processor(
+        instance_type, config.get("processors") or version_config.get("processors"), serverless=serverless
+    )
     if containers := version_config.get("container_version"):
         if processor not in containers:
             raise ImageError("instance_type", _unsupported("processor", processor, [*containers]))
@@ -291,15 +348,23 @@ def _retrieve(
         container_version = f"{sorted(version_config['sdk_versions'], reverse=True)[0]}-{container_version}"
 
     if framework == "huggingface":
-        # v3 tags with the transformers version resolved ("4.36" -> 4.36.0; v2 kept the alias) and the base as given.
-        base_version = _BASE_FRAMEWORK.sub(r"\2", base_framework_version or "")
-        tag_prefix = f"{base_version}-transformers{config.get('version_aliases', {}).get(resolved, resolved)}"
+        # v3 tags with the transformers version resolved ("4.36" -> 4.36.0; v2 kept the alias) and the base as given,
+        # but for the Neuron inference images, whose tag has the base resolved too.
+        base = base_framework_version or ""
+        if repository in _NEURON_REPOSITORIES:
+            base = base_aliases.get(base, base)
+        tag_prefix = _BASE_FRAMEWORK.sub(r"\2", base) + f"-transformers{full}"
     else:
         tag_prefix = version_config.get("tag_prefix", resolved)
+    if repository in (f"{framework}-inference-graviton", f"{framework}-inference-arm64"):
+        container_version = f"{container_version}-sagemaker"
     if not version_config.get("processor_in_tag", True):  # the tag names the accelerator itself, e.g. "-cu130-..."
         processor = None
     _check_deprecated_instance(framework, family, resolved)
-    tag = _format_tag(tag_prefix, inference_tool or processor, py_version, container_version)
+    if framework in ("xgboost", "sklearn") and graviton:
+        tag = _arm64_tag(framework, resolved)
+    else:
+        tag = _format_tag(tag_prefix, inference_tool or processor, py_version, container_version)
     if framework not in ("xgboost", "sklearn") and (
         family == "p4d" or (distribution and "smdistributed" in distribution)
     ):
@@ -307,11 +372,20 @@ def _retrieve(
     return f"{registries[region]}.dkr.ecr.{region}.{_hostnames()[region]}/{repository}:{tag}"
 
 
+def _arm64_tag(framework: str, version: str) -> str:
+    """Return the tag of xgboost's or sklearn's Graviton image `version`: the SDK keeps them in its code."""
+    tags: dict[str, str] = _table()["inference"]["arm64_tags"].get(framework, {})
+    if version not in tags:
+        raise ImageError("framework_version", _unsupported(f"{framework} Graviton inference version", version, [*tags]))
+    return tags[version]
+
+
 def _framework_config(
-    framework: str, family: str, instance_type: str, base_framework_version: str | None
-) -> tuple[dict[str, Any], str | None]:
-    """Return the training config the SDK reads for this framework and instance, and its inference tool if any."""
-    configs = _table()["configs"]
+    framework: str, family: str, instance_type: str, base_framework_version: str | None, scope: str
+) -> tuple[dict[str, Any], str | None, bool]:
+    """Return the config the SDK reads for this framework, instance and scope ("training" or "inference"), its
+    inference tool if any, and whether it is a Graviton image's."""
+    table = _table()
     if framework in ("huggingface", "pytorch") and family.startswith(("inf", "trn")):
         framework_config, inference_tool = f"{framework}-neuron", "neuron"
     else:
@@ -320,38 +394,60 @@ def _framework_config(
         raise ImageError(
             "framework", f"Unsupported framework: {framework}; supported framework(s) for Trainium instances: pytorch"
         )
-    if family in _table()["graviton_families"]:
+    graviton = family in table["graviton_families"]
+    if graviton and scope == "training":
         # The SDK answers with an inference image here; CreateTrainingJob accepts no Graviton instance type.
         raise ImageError(
             "instance_type", f"Unsupported instance type: {instance_type}; SageMaker trains on no Graviton instance"
         )
+    if scope == "training":
+        configs = table["configs"]
+    else:
+        inference = table["inference"]
+        if graviton and framework not in inference["graviton_frameworks"]:
+            raise ImageError(
+                "framework",
+                f"Unsupported framework: {framework}; supported framework(s) for Graviton instances: "
+                + ", ".join(inference["graviton_frameworks"]),
+            )
+        # pytorch-neuron has a training scope only, which the SDK then reads whatever the scope asked.
+        configs = {**table["configs"], **inference["graviton" if graviton else "configs"]}
     if framework_config not in configs:
         # huggingface on inf/trn without a pytorch/tensorflow base: the SDK only has inference images there.
         raise ImageError("base_framework_version", f"Unsupported base framework: {base_framework_version}")
-    return configs[framework_config], inference_tool
+    return configs[framework_config], inference_tool, graviton
 
 
-def _version(framework: str, version: str, config: Mapping[str, Any]) -> str:
-    """Return the version as the SDK carries it on: an alias stays an alias, a lone version wins outright."""
-    known = _known_version(framework, version, config)
+def _scoped_version(framework: str, version: str, config: Mapping[str, Any], scope: str, *, graviton: bool) -> str:
+    """Return `_version` of a training or inference config; the latter's versions are named apart from the training
+    ones, which often go further."""
+    if scope == "training":
+        return _version(version, config, _table()["latest"][framework], f"{framework} version")
+    kind = "Graviton inference" if graviton else "inference"
+    return _version(version, config, _table()["inference"]["latest"][framework], f"{framework} {kind} version")
+
+
+def _version(version: str, config: Mapping[str, Any], latest: str | None, name: str) -> str:
+    """Return the version as the SDK carries it on: an alias stays an alias, a lone version wins outright, an empty
+    one is `latest` (the framework's latest in the scope asked). `name` names the version in the error."""
+    known = _known_version(version, config, latest)
     if known is None:
         # An empty version means the latest; where the SDK knows none, it says "None".
-        asked: str | None = version or _table()["latest"][framework]
         options = [*config["versions"], *config.get("version_aliases", {})]
-        raise ImageError("framework_version", _unsupported(f"{framework} version", asked, options))
+        raise ImageError("framework_version", _unsupported(name, version or latest, options))
     return known
 
 
-def _known_version(framework: str, version: str, config: Mapping[str, Any]) -> str | None:
+def _known_version(version: str, config: Mapping[str, Any], latest: str | None) -> str | None:
     """Return what `_version` returns, None where it raises."""
     versions: list[str] = [*config["versions"]]
     aliases: dict[str, str] = config.get("version_aliases", {})
     if len(versions) == 1 and version not in aliases:
         return versions[0]
-    latest: str | None = version or _table()["latest"][framework]
-    if latest is None or (latest not in versions and latest not in aliases):
+    asked = version or latest
+    if asked is None or (asked not in versions and asked not in aliases):
         return None
-    return latest
+    return asked
 
 
 def _base_framework_config(version_config: Mapping[str, Any], base_framework_version: str | None) -> dict[str, Any]:
@@ -368,12 +464,15 @@ def _instance_family(instance_type: str) -> str:
     return match[1] if match else ""
 
 
-def _processor(instance_type: str, available: Sequence[str] | None) -> str | None:
-    """Return the processor an instance type gives, as `sagemaker.image_uris._processor` decides it."""
+def _processor(instance_type: str, available: Sequence[str] | None, *, serverless: bool = False) -> str | None:
+    """Return the processor an instance type gives, as `sagemaker.image_uris._processor` decides it; a serverless
+    endpoint takes the CPU image."""
     if not available:
         return None
     if len(available) == 1 and not instance_type:
         return available[0]
+    if serverless:
+        return "cpu"
     if not instance_type:
         raise ImageError("instance_type", f"Empty SageMaker instance type; for options, see: {_INSTANCE_TYPES_URL}")
     if instance_type.startswith("local"):
@@ -381,25 +480,26 @@ def _processor(instance_type: str, available: Sequence[str] | None) -> str | Non
     elif instance_type.startswith("neuron"):
         processor = "neuron"
     else:
-        family = _instance_family(instance_type)
-        if not family:
-            raise ImageError(
-                "instance_type",
-                f"Invalid SageMaker instance type: {instance_type}; for options, see: {_INSTANCE_TYPES_URL}",
-            )
-        if family in available:
-            processor = family
-        elif family.startswith("inf"):
-            processor = "inf"
-        elif family.startswith("trn"):
-            processor = "trn"
-        elif family[0] in ("g", "p"):
-            processor = "gpu"
-        else:
-            processor = "cpu"
+        processor = _processor_of_family(instance_type, available)
     if processor not in available:
         raise ImageError("instance_type", _unsupported("processor", processor, available))
     return processor
+
+
+def _processor_of_family(instance_type: str, available: Sequence[str]) -> str:
+    family = _instance_family(instance_type)
+    if not family:
+        raise ImageError(
+            "instance_type",
+            f"Invalid SageMaker instance type: {instance_type}; for options, see: {_INSTANCE_TYPES_URL}",
+        )
+    if family in available:
+        return family
+    if family.startswith("inf"):
+        return "inf"
+    if family.startswith("trn"):
+        return "trn"
+    return "gpu" if family[0] in ("g", "p") else "cpu"
 
 
 def _py_version(py_version: str | None, version_config: Mapping[str, Any]) -> str | None:
