@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sagepush import images, jobs, naming, policy, request, spec, staging, strategy
+from sagepush import images, jobs, naming, policy, registry, request, spec, staging, strategy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -159,6 +159,8 @@ def render_staged(
             role=role, instance_type="ml.m5.xlarge", output_path=policy.project_output_path(output_path, project)
         ),
     )
+    if staged.manifest is not None:
+        registry.read_model(staged.manifest.table, project=project, origin=staged.manifest.source)
     jobs.check_entry_point(resolved, staged.files)
     code_uri = f"s3://{artifact_bucket}/code/{project}/{staged.digest}/sourcedir.tar.gz"
     deployment = policy.Deployment(

@@ -46,6 +46,8 @@ MANIFEST_KEYS = tuple(
 """Every key a `[tool.sagepush]` table accepts."""
 
 _REQUIRED = ("role", "instance_type", "output_path")
+# Tables of the manifest that are not the training job's: sagepush.registry reads them (the model and its endpoint).
+_REGISTRY_KEYS = frozenset({"model", "endpoint"})
 
 
 def read_script_metadata(script: str, *, source: str) -> dict[str, Any] | None:
@@ -313,6 +315,8 @@ def _spellings(table: Mapping[str, Any], origin: str) -> Iterable[tuple[str, str
                     raise SpecError(f"{origin}: {label}", f"unknown key{specfields.did_you_mean(attribute, known)}")
         elif raw_key in V3_NAMES:
             yield raw_key, V3_NAMES[raw_key], _from_v3(raw_key, value, f"{origin}: {raw_key}")
+        elif raw_key in _REGISTRY_KEYS:  # `[model]` and `[endpoint]`: read by sagepush.registry
+            continue
         elif raw_key == "strategy":  # read by sagepush.strategy, which hands each job its table without it
             raise SpecError(
                 f"{origin}: strategy",
@@ -320,7 +324,7 @@ def _spellings(table: Mapping[str, Any], origin: str) -> Iterable[tuple[str, str
                 "manifest cannot hold one: give each combination's values instead",
             )
         else:
-            known = [*MANIFEST_KEYS, *_V3_GROUPS, *(k for k in V3_NAMES if "." not in k)]
+            known = [*MANIFEST_KEYS, *_V3_GROUPS, *(k for k in V3_NAMES if "." not in k), *sorted(_REGISTRY_KEYS)]
             raise SpecError(f"{origin}: {raw_key}", f"unknown key{specfields.did_you_mean(raw_key, known)}")
 
 

@@ -1,0 +1,239 @@
+"""The registry's requests are what the SageMaker Python SDK v2 sends for the same framework model: `register()`
+(CreateModelPackage) and `deploy()` (CreateModel, CreateEndpointConfig, CreateEndpoint).
+
+Both sides get the same image (the SDK's inference image), model data, staged code and names. Where sagepush
+deliberately differs, the difference is named below and everything else is compared exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sagepush import registry
+from tests.reference.sdk import run_sdk_script
+
+ROLE = "arn:aws:iam::123456789012:role/SagepushModel"
+PROJECT = "iris"
+JOB = "iris-0123abcd-456789"
+SOURCE = {"commit": "0123456789abcdef", "branch": "main", "repo": "example/iris"}
+TAGS = {"sagepush:project": PROJECT, "sagepush:job": JOB}
+METRICS = {"validation:accuracy": 0.95, "validation:loss": 0.12}
+METRIC_DEFINITIONS = [
+    {"Name": "validation:accuracy", "Regex": "accuracy=([0-9.]+)"},
+    {"Name": "validation:loss", "Regex": "loss=([0-9.]+)"},
+]
+CODE_LOCATION = "s3://sagepush-artifacts/models/iris"
+# What sagepush adds to the SDK's CreateModelPackage: a ClientToken (a retried registration creates nothing twice) and
+# the lineage tags (`register()` takes no tags). The package's metadata and description are passed to the SDK as
+# sagepush builds them, so they are compared as the SDK encodes them.
+ADDED_TO_PACKAGE = frozenset({"ClientToken", "Tags"})
+
+CASES: dict[str, dict[str, Any]] = {
+    "sklearn-instances": {
+        "framework": "sklearn",
+        "framework_version": "1.2-1",
+        "py_version": "py3",
+        "region": "us-east-1",
+        "model": {"approve_if": ["validation:accuracy >= 0.9"]},
+        "endpoint": {"instance_type": "ml.m5.large"},
+    },
+    "sklearn-inference-entry-point-serverless": {
+        "framework": "sklearn",
+        "framework_version": "1.2-1",
+        "py_version": "py3",
+        "region": "eu-central-1",
+        "model": {
+            "inference_entry_point": "serve.py",
+            "content_types": ["text/csv"],
+            "response_types": ["application/json"],
+            "approve_if": ["validation:accuracy >= 0.99", "validation:loss < 0.2"],
+        },
+        "endpoint": {"name": "iris-live", "memory_size_in_mb": 2048, "max_concurrency": 10},
+    },
+    "xgboost-instances": {
+        "framework": "xgboost",
+        "framework_version": "1.7-1",
+        "py_version": "py3",
+        "region": "us-west-2",
+        "model": {"group": "iris-xgb"},
+        "endpoint": {"instance_type": "ml.c5.xlarge", "initial_instance_count": 2},
+    },
+    "xgboost-inference-entry-point": {
+        "framework": "xgboost",
+        "framework_version": "1.7-1",
+        "py_version": "py3",
+        "region": "us-east-1",
+        "model": {"inference_entry_point": "inference/serve.py"},
+        "endpoint": {"instance_type": "ml.m5.large"},
+    },
+    "pytorch-instances": {
+        "framework": "pytorch",
+        "framework_version": "2.5",
+        "py_version": "py311",
+        "region": "us-east-1",
+        "model": {"approve_if": ["validation:loss <= 0.1"]},
+        "endpoint": {"instance_type": "ml.g5.xlarge"},
+    },
+    "pytorch-inference-entry-point-serverless": {
+        "framework": "pytorch",
+        "framework_version": "2.5",
+        "py_version": "py311",
+        "region": "us-east-1",
+        "model": {"inference_entry_point": "serve.py"},
+        "endpoint": {"memory_size_in_mb": 4096},
+    },
+}
+
+
+def _settings(case: dict[str, Any]) -> registry.ModelSettings:
+    table = {"metric_definitions": METRIC_DEFINITIONS, "model": case["model"], "endpoint": case["endpoint"]}
+    settings = registry.read_model(table, project=PROJECT, origin="sagepush.toml")
+    assert settings is not None and settings.endpoint is not None
+    return settings
+
+
+def _code_uri(case_id: str) -> str:
+    return f"s3://sagepush-artifacts/code/iris/{case_id}/sourcedir.tar.gz"
+
+
+def _model_data(case_id: str) -> str:
+    return f"s3://sagepush-artifacts/output/iris/{case_id}/output/model.tar.gz"
+
+
+def _sdk_case(case_id: str, case: dict[str, Any]) -> dict[str, Any]:
+    settings = _settings(case)
+    endpoint = settings.endpoint
+    assert endpoint is not None
+    verdicts = registry.gate(settings.approve_if, METRICS)
+    deployed: dict[str, Any] = {"name": endpoint.name}
+    if endpoint.serverless:
+        deployed |= {"memory_size_in_mb": endpoint.memory_size_in_mb, "max_concurrency": endpoint.max_concurrency}
+    else:
+        deployed |= {"instance_type": endpoint.instance_type, "initial_instance_count": endpoint.initial_instance_count}
+    package_metadata = {"CommitId": SOURCE["commit"], "Repository": SOURCE["repo"], "GeneratedBy": JOB}
+    return {
+        "id": case_id,
+        "region": case["region"],
+        "framework": case["framework"],
+        "framework_version": case["framework_version"],
+        "py_version": case["py_version"],
+        "entry_point": settings.inference_entry_point or "train.py",
+        "code_uri": _code_uri(case_id),
+        "code_location": CODE_LOCATION,
+        "model_data": _model_data(case_id),
+        "role": ROLE,
+        "model_name": registry.model_name(settings.group, 1),
+        "group": settings.group,
+        "content_types": list(settings.content_types),
+        "response_types": list(settings.response_types),
+        "approval_status": registry.approval_status(verdicts),
+        "description": registry.gate_description(verdicts) if verdicts else None,
+        "metadata": package_metadata,
+        "customer_metadata": registry.customer_metadata(
+            project=PROJECT, job_name=JOB, source=SOURCE, endpoint=endpoint, metrics=METRICS
+        ),
+        "endpoint": deployed,
+        "tags": [{"Key": key, "Value": value} for key, value in TAGS.items()],
+    }
+
+
+@pytest.fixture(scope="module")
+def sdk() -> dict[str, dict[str, Any]]:
+    answers: dict[str, dict[str, Any]] = run_sdk_script(
+        "model_reference.py", [_sdk_case(case_id, case) for case_id, case in CASES.items()]
+    )
+    return answers
+
+
+def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """sagepush's requests for the case, with the SDK's image, and where the SDK repacked the model with its code
+    (PyTorch), the repacked model and the code inside it, as the SDK left them."""
+    case = CASES[case_id]
+    settings = _settings(case)
+    endpoint = settings.endpoint
+    assert endpoint is not None
+    image = sdk_answer["image"]
+    program = settings.inference_entry_point or "train.py"
+    model_data, submit_directory = _model_data(case_id), _code_uri(case_id)
+    if case["framework"] == "pytorch":
+        name = registry.model_name(settings.group, 1)
+        model_data, submit_directory = f"{CODE_LOCATION}/{name}/model.tar.gz", "/opt/ml/model/code"
+    environment = registry.inference_environment(
+        program=program, submit_directory=submit_directory, region=case["region"]
+    )
+    verdicts = registry.gate(settings.approve_if, METRICS)
+    model = registry.model_name(settings.group, 1)
+    config = registry.endpoint_config_name(endpoint.name, 1)
+    return {
+        "CreateModelPackage": registry.model_package_request(
+            settings=settings,
+            image=image,
+            model_data_url=model_data,
+            environment=environment,
+            approval_status=registry.approval_status(verdicts),
+            metrics=METRICS,
+            verdicts=verdicts,
+            job_name=JOB,
+            project=PROJECT,
+            source=SOURCE,
+            tags=TAGS,
+            framework=case["framework"],
+            framework_version=case["framework_version"],
+        ),
+        "CreateModel": registry.model_request(
+            name=model,
+            image=image,
+            model_data_url=model_data,
+            environment=environment,
+            role_arn=ROLE,
+            tags=TAGS,
+        ),
+        "CreateEndpointConfig": registry.endpoint_config_request(
+            name=config, model_name=model, endpoint=endpoint, tags=TAGS
+        ),
+        "CreateEndpoint": registry.create_endpoint_request(endpoint=endpoint, config_name=config, tags=TAGS),
+    }
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_model_package_request_matches_the_sdk(case_id: str, sdk: dict[str, dict[str, Any]]) -> None:
+    answer = sdk[case_id]
+    assert "error" not in answer, answer.get("error")
+    ours = _ours(case_id, answer)["CreateModelPackage"]
+    assert ours["ClientToken"] == JOB
+    assert ours["Tags"] == [{"Key": key, "Value": value} for key, value in TAGS.items()]
+    assert {k: v for k, v in ours.items() if k not in ADDED_TO_PACKAGE} == answer["CreateModelPackage"]
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_model_request_matches_the_sdk(case_id: str, sdk: dict[str, dict[str, Any]]) -> None:
+    answer = sdk[case_id]
+    assert "error" not in answer, answer.get("error")
+    assert _ours(case_id, answer)["CreateModel"] == answer["CreateModel"]
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_endpoint_requests_match_the_sdk_but_for_the_versioned_config(
+    case_id: str, sdk: dict[str, dict[str, Any]]
+) -> None:
+    # `deploy()` names the configuration after the endpoint; sagepush names one per version (`<endpoint>-v<n>`), so
+    # a new version updates the endpoint to a configuration of its own (blue/green) instead of reusing the name.
+    answer = sdk[case_id]
+    assert "error" not in answer, answer.get("error")
+    ours = _ours(case_id, answer)
+    settings = _settings(CASES[case_id])
+    assert settings.endpoint is not None
+    config = registry.endpoint_config_name(settings.endpoint.name, 1)
+    assert ours["CreateEndpointConfig"] == answer["CreateEndpointConfig"] | {"EndpointConfigName": config}
+    assert ours["CreateEndpoint"] == answer["CreateEndpoint"] | {"EndpointConfigName": config}
+
+
+def test_covers_every_framework_with_and_without_an_inference_entry_point() -> None:
+    frameworks = {case["framework"] for case in CASES.values()}
+    assert frameworks == {"sklearn", "xgboost", "pytorch"}
+    for framework in frameworks:
+        own = [c for c in CASES.values() if c["framework"] == framework]
+        assert {"inference_entry_point" in c["model"] for c in own} == {True, False}
+    assert {"memory_size_in_mb" in c["endpoint"] for c in CASES.values()} == {True, False}
