@@ -272,3 +272,12 @@ def test_a_malformed_push_document_is_refused_naming_the_path(document: dict[str
 def test_no_deployment_allows_more_jobs_per_push_than_a_push_can_name() -> None:
     parameter = sam.load(ROOT / "template.yaml")["Parameters"]["PolicyMaxJobsPerPush"]
     assert parameter["MaxValue"] == naming.MAX_MATRIX_JOBS
+
+
+def test_the_best_job_of_a_push_is_registered_after_the_summary_names_it() -> None:
+    assert STATES["Summarize"]["Next"] == "Register" and STATES["Register"]["Next"] == "EveryJobCompleted?"
+    payload = STATES["Register"]["Parameters"]["Payload"]
+    assert payload == {"register_push.$": "$$.Execution.Input", "best.$": "$.summary.summary.best"}
+    # A push stopped by fail_fast registers nothing.
+    assert STATES["StopAndSummarize"]["Next"] == "NotEveryJobCompleted"
+    assert STATES["Register"]["Catch"][0]["Next"] == "RegisterFailed"

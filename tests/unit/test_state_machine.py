@@ -208,4 +208,29 @@ def test_every_placeholder_is_substituted_and_every_function_named_may_be_invoke
     assert placeholders == set(substitutions)
     named = {value["Fn::GetAtt"][0] for value in substitutions.values() if "Fn::GetAtt" in value}
     invokable = {policy["LambdaInvokePolicy"]["FunctionName"]["Ref"] for policy in machine["Policies"]}
-    assert named == invokable == {"SubmitFunction", "NotifyFunction"}
+    assert named == invokable == {"SubmitFunction", "NotifyFunction", "ModelFunction"}
+
+
+def test_a_completed_job_with_a_model_table_is_registered_unless_its_push_registers_it() -> None:
+    states = ASL["States"]
+    assert states["Submit"]["Next"] == "Register?" and states["Submit"]["ResultPath"] == "$.trained"
+    [choice] = states["Register?"]["Choices"]
+    assert choice["Next"] == "Register" and states["Register?"]["Default"] == "Trained"
+    assert {"Variable": "$.spec.model", "IsPresent": True} in choice["And"]
+    assert {"Not": {"Variable": "$.matrix.push", "IsPresent": True}} in choice["And"]
+    register = states["Register"]
+    assert register["Parameters"]["FunctionName"] == "${ModelFunctionArn}"
+    assert set(register["Parameters"]["Payload"]["register"]) == {
+        "job_name.$",
+        "project.$",
+        "spec.$",
+        "source.$",
+        "code_uri.$",
+    }
+    # The execution's output stays StatusFunction's summary, registered or not.
+    assert states["Trained"]["OutputPath"] == "$.trained" and register["ResultPath"] == "$.registered"
+    retried = {name for retrier in register["Retry"] for name in retrier["ErrorEquals"]}
+    assert retried >= LAMBDA_SERVICE_ERRORS
+    assert 0 < register["TimeoutSeconds"] <= 300
+    [catcher] = register["Catch"]
+    assert catcher["Next"] == "RegisterFailed" and states["RegisterFailed"]["Error"] == "sagepush.RegisterFailed"

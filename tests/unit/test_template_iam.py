@@ -24,7 +24,8 @@ REVIEWED = Path(__file__).with_name("iam_statements.json")
 STAR_RESOURCES = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments",
                   "xray:PutTelemetryRecords", "logs:CreateLogDelivery", "logs:GetLogDelivery",
                   "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
-                  "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}  # fmt: skip
+                  "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+                  "sagemaker:ListModelPackages"}  # fmt: skip
 
 
 def _listed(value: Any) -> list[Any]:

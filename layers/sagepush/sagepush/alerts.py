@@ -70,13 +70,29 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Severity = Literal["info", "warning", "error"]
-Kind = Literal["training-state", "submit-failed", "upload-refused", "waiting-for-capacity", "push-summary"]
+Kind = Literal[
+    "training-state",
+    "submit-failed",
+    "upload-refused",
+    "waiting-for-capacity",
+    "push-summary",
+    "model-registered",
+    "model-approval",
+    "endpoint-state",
+]
 SEVERITY: dict[str, Severity] = {
     **dict.fromkeys(FAILED_SECONDARY_STATUSES, "error"),
     "SubmitFailed": "error",
     "UploadRefused": "error",
     "PushCompleted": "info",
     "PushFailed": "error",
+    "ModelRegistered": "info",
+    "ModelApproved": "info",
+    "ModelRejected": "warning",
+    "EndpointDeploying": "info",
+    "EndpointInService": "info",
+    "EndpointFailed": "error",
+    "EndpointRolledBack": "error",
     SecondaryStatus.INTERRUPTED: "warning",
     "WaitingForCapacity": "warning",
     SecondaryStatus.STOPPING: "warning",
@@ -107,6 +123,13 @@ HEADLINES: dict[str, str] = {
     "WaitingForCapacity": "waiting for capacity",
     "PushCompleted": "every job completed",
     "PushFailed": "not every job completed",
+    "ModelRegistered": "model registered",
+    "ModelApproved": "model approved",
+    "ModelRejected": "model rejected",
+    "EndpointDeploying": "deploying",
+    "EndpointInService": "in service",
+    "EndpointFailed": "deployment failed",
+    "EndpointRolledBack": "deployment rolled back",
 }
 _CONSOLE = {
     "aws": "console.aws.amazon.com",
@@ -172,6 +195,52 @@ class MatrixJob:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a registry or hosting alert says about a model version and, when deployed, its endpoint.
+
+    `gate` holds the verdict of each `approve_if` condition (`registry.Verdict.document()`); `endpoint_config` is the
+    configuration being deployed (or, after a rollback, still serving).
+    """
+
+    group: str
+    version: int | None = None
+    package_arn: str | None = None
+    approval_status: str | None = None
+    approval_description: str | None = None
+    gate: tuple[Mapping[str, Any], ...] = ()
+    endpoint: str | None = None
+    endpoint_config: str | None = None
+    endpoint_status: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "version": self.version,
+            "package_arn": self.package_arn,
+            "approval_status": self.approval_status,
+            "approval_description": self.approval_description,
+            "gate": [dict(verdict) for verdict in self.gate],
+            "endpoint": self.endpoint,
+            "endpoint_config": self.endpoint_config,
+            "endpoint_status": self.endpoint_status,
+        }
+
+    @property
+    def label(self) -> str:
+        """ "iris v3", or the group alone before a version is known."""
+        return f"{self.group} v{self.version}" if self.version is not None else self.group
+
+    def gate_lines(self) -> list[str]:
+        """One line per condition: "validation:accuracy >= 0.9: 0.95, holds"."""
+        lines = []
+        for verdict in self.gate:
+            value = verdict.get("value")
+            shown = "no value reported" if value is None else f"{value:g}"
+            lines.append(f"{verdict.get('condition')}: {shown}, {'holds' if verdict.get('holds') else 'fails'}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """Everything an alert says about one transition (or one refused upload), independent of how it is rendered.
 
@@ -214,6 +283,7 @@ class Alert:
     log_lines_cut: int = 0
     jobs_cut: int = 0
     abridged: bool = False
+    model: ModelFacts | None = None
 
     @property
     def headline(self) -> str:
@@ -223,6 +293,8 @@ class Alert:
     @property
     def subject(self) -> str:
         """The SNS subject: printable ASCII, one line, at most 100 characters (SNS's rules)."""
+        if self.model is not None:
+            return _ascii_line(f"[sagepush] {self.project}: {self._model_subject} {self.headline}", MAX_SUBJECT)
         if self.job_name is None and self.push is not None:
             return _ascii_line(f"[sagepush] {self.project}: push {self.push} {self.headline}", MAX_SUBJECT)
         if self.job_name is None:
@@ -231,7 +303,19 @@ class Alert:
         return _ascii_line(f"[sagepush] {self.project}: {self.job_name} {self.headline}", MAX_SUBJECT)
 
     @property
+    def _model_subject(self) -> str:
+        """What a model alert is about: "model iris v3", or "endpoint iris (model iris v3)"."""
+        model = self.model
+        if model is None:
+            return self.project
+        if self.kind == "endpoint-state" and model.endpoint:
+            return f"endpoint {model.endpoint} (model {model.label})"
+        return f"model {model.label}"
+
+    @property
     def _title(self) -> str:
+        if self.model is not None:
+            return f"{self.project}: {self._model_subject} {self.headline}"
         if self.job_name:
             return f"{self.project}: {self.job_name} {self.headline}"
         if self.push:
@@ -296,6 +380,7 @@ class Alert:
             "jobs_cut": self.jobs_cut,
             "objective": objective,
             "best": self.best,
+            "model": self.model.document() if self.model is not None else None,
             "links": {"console": self.console_url, "logs": self.logs_url},
         }
 
@@ -308,10 +393,20 @@ class Alert:
             lines += ["This alert was cut short to what SNS accepts; the console has the details.", ""]
         if self.kind == "push-summary":
             lines += [*self._job_lines(), ""]
+        if self.model is not None and self.model.gate:
+            lines += ["Gate (approve_if):", *(f"  {line}" for line in self.model.gate_lines()), ""]
+        model = self.model
         upload = f"s3://{self.upload.get('bucket', '')}/{self.upload.get('key', '')}" if self.upload else None
         facts = [
             ("Upload", upload),
             ("Status", f"{self.job_status} / {self.status}" if self.job_status else None),
+            ("Model package", model.package_arn if model else None),
+            ("Approval", model.approval_status if model else None),
+            ("Approval note", model.approval_description if model else None),
+            ("Endpoint", model.endpoint if model else None),
+            ("Endpoint config", model.endpoint_config if model else None),
+            ("Endpoint status", model.endpoint_status if model else None),
+            ("Training job", self.job_name if model else None),
             ("Push", self.push if self.job_name else None),
             ("Matrix", _values(self.matrix)),
             ("Time", self.time),
@@ -347,6 +442,8 @@ class Alert:
             return f"sagepush refused an upload to project {self.project}: nothing was staged and no job started."
         if self.kind == "push-summary":
             return f"sagepush push {self.push} (project {self.project}): {self._outcome()}."
+        if self.model is not None:
+            return f"sagepush {self._model_subject} (project {self.project}): {self.headline}."
         return f"sagepush training job {self.job_name} (project {self.project}): {self.headline}."
 
     def _outcome(self) -> str:
@@ -392,6 +489,8 @@ class Alert:
             best = f", best {self.best}" if self.best else ""
             return _ascii_line(f"sagepush push {self.push}: {completed}/{len(self.jobs)} completed{best}", 140)
         reason = f": {self.failure_reason}" if self.failure_reason else ""
+        if self.model is not None:
+            return _ascii_line(f"sagepush {self._model_subject} {self.headline}{reason}", 140)
         return _ascii_line(f"sagepush {self.job_name or self.project} {self.headline}{reason}", 140)
 
     def chat(self, document: str | None = None) -> dict[str, Any]:
@@ -405,6 +504,9 @@ class Alert:
             "Upload": f"`{self.upload.get('key', '')}`" if self.upload else None,
             "Jobs": self._outcome() if self.kind == "push-summary" else None,
             "Status": f"{self.job_status} / {self.status}" if self.job_status else None,
+            "Approval": self.model.approval_status if self.model else None,
+            "Gate": "; ".join(self.model.gate_lines()) if self.model else None,
+            "Job": f"`{self.job_name}`" if self.model and self.job_name else None,
             "Matrix": _values(self.matrix),
             "Error": f"`{self.error}`" if self.kind == "submit-failed" else None,
             "Reason": self.failure_reason,
@@ -417,14 +519,22 @@ class Alert:
             details.append("```\n" + "\n".join(self.log_tail[-10:]) + "\n```")
         if self.kind == "push-summary":
             details += self._chat_jobs(_MAX_TEXT - len("\n".join(details)))
-        target = {"upload-refused": "upload", "submit-failed": "execution", "push-summary": "execution"}.get(
-            self.kind, "job"
-        )
+        target = {
+            "upload-refused": "upload",
+            "submit-failed": "execution",
+            "push-summary": "execution",
+            "model-registered": "model version",
+            "model-approval": "model version",
+            "endpoint-state": "endpoint",
+        }.get(self.kind, "job")
         steps = [f"<{self.console_url}|Open the {target}>"]
         if self.logs_url:
             steps.append(f"<{self.logs_url}|Open the logs>")
-        thread = self.job_name or self.push
-        identity = f"{self.job_name}:{self.status}" if self.job_name else f"{self.push}:summary"
+        thread = (self.model.label if self.model else None) or self.job_name or self.push
+        if self.model is not None:
+            identity = f"{self.model.label}:{self.model.endpoint_config or ''}:{self.status}"
+        else:
+            identity = f"{self.job_name}:{self.status}" if self.job_name else f"{self.push}:summary"
         return {
             "version": "1.0",
             "source": "custom",
@@ -624,6 +734,52 @@ def push_summary_alert(
         objective_metric_name=objective_metric_name,
         objective_type=objective_type,
         best=best,
+    )
+
+
+def model_alert(
+    *,
+    status: str,
+    project: str,
+    model: ModelFacts,
+    region: str,
+    time: str,
+    job_name: str | None = None,
+    source: Mapping[str, str] | None = None,
+    final_metrics: Mapping[str, float] | None = None,
+    model_artifacts: str | None = None,
+    failure_reason: str | None = None,
+) -> Alert:
+    """Return a registry or hosting alert: a version registered (ModelRegistered, with the gate's verdicts), approved
+    or rejected (ModelApproved, ModelRejected), or its endpoint deploying, in service, failed or rolled back
+    (Endpoint*). `job_name` is the training job the model came from."""
+    kind: Kind = (
+        "model-registered"
+        if status == "ModelRegistered"
+        else "model-approval"
+        if status.startswith("Model")
+        else "endpoint-state"
+    )
+    host = console_host(region)
+    if kind == "endpoint-state" and model.endpoint:
+        console_url = f"https://{host}/sagemaker/home?region={region}#/endpoints/{model.endpoint}"
+    else:
+        console_url = f"https://{host}/sagemaker/home?region={region}#/model-registry/{model.group}"
+    return Alert(
+        job_name=job_name,
+        project=project,
+        status=status,
+        job_status=None,
+        severity=SEVERITY[status],
+        time=time,
+        region=region,
+        failure_reason=failure_reason,
+        source=dict(source or {}),
+        model_artifacts=model_artifacts,
+        final_metrics=dict(final_metrics or {}),
+        console_url=console_url,
+        kind=kind,
+        model=model,
     )
 
 

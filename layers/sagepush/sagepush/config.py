@@ -231,6 +231,15 @@ class ReconcileSettings(JobStatusSettings):
 
 
 @dataclass(frozen=True, slots=True)
+class HostingSettings(JobDefaultSettings):
+    """ModelFunction: the defaults a job's manifest is resolved against (the role a model runs as, the policy an
+    endpoint is checked against), the ledger alerts are claimed in, and where they go."""
+
+    ledger_table: str
+    alerts_topic_arn: str
+
+
+@dataclass(frozen=True, slots=True)
 class NotifySettings(_Settings):
     """NotifyFunction: where the could-not-submit and push-summary alerts go, SubmitFunction's log group (the
     could-not-submit alert's logs link), and the ledger a push summary is claimed in (sent once)."""

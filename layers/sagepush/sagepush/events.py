@@ -297,6 +297,20 @@ class TrainingJobStatus(StrEnum):
     STOPPED = "Stopped"
 
 
+class EndpointStatus(StrEnum):
+    """SageMaker's EndpointStatus values (DescribeEndpoint, "SageMaker Endpoint State Change")."""
+
+    OUT_OF_SERVICE = "OutOfService"
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SYSTEM_UPDATING = "SystemUpdating"
+    ROLLING_BACK = "RollingBack"
+    IN_SERVICE = "InService"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UPDATE_ROLLBACK_FAILED = "UpdateRollbackFailed"
+
+
 class SecondaryStatus(StrEnum):
     """SageMaker's SecondaryStatus values, in the order a job normally passes through them."""
 

@@ -22,6 +22,8 @@ from sagepush.errors import InputError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
+    from sagepush.registry import EndpointSettings
+
 PROJECT = "{project}"
 """Placeholder in a policy location: the job's project."""
 
@@ -73,6 +75,10 @@ class Policy:
     security_group_ids: tuple[str, ...] = ()
     kms_keys: tuple[str, ...] = ()
     max_jobs_per_push: int = 4
+    hosting_instance_types: tuple[str, ...] = ("ml.m5.*", "ml.c5.*", "ml.t2.*")
+    max_hosting_instance_count: int = 2
+    serverless_only: bool = False
+    max_serverless_memory: int = 6144
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], *, source: str = "policy") -> Policy:
@@ -326,6 +332,41 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def check_endpoint(endpoint: EndpointSettings, policy: Policy, *, where: Callable[[str], str]) -> None:
+    """Raise a PolicyError when an `[endpoint]` asks for more than the deployment allows; `where` maps a field of the
+    table (instance_type, initial_instance_count, memory_size_in_mb) to how the error names it.
+
+    Raises:
+        PolicyError: the first field beyond the policy, with its value and the limit.
+    """
+    if endpoint.serverless:
+        memory = endpoint.memory_size_in_mb or 0
+        if memory > policy.max_serverless_memory:
+            raise PolicyError(
+                where("memory_size_in_mb"),
+                f"{memory} is beyond the deployment's policy (at most {policy.max_serverless_memory})",
+            )
+        return
+    if policy.serverless_only:
+        raise PolicyError(
+            where("instance_type"),
+            f"{_q(endpoint.instance_type)} is beyond the deployment's policy (serverless endpoints only: give "
+            "memory_size_in_mb and max_concurrency instead)",
+        )
+    instance_type = endpoint.instance_type or ""
+    if not any(fnmatch.fnmatchcase(instance_type, pattern) for pattern in policy.hosting_instance_types):
+        raise PolicyError(
+            where("instance_type"),
+            f"{_q(instance_type)} is beyond the deployment's policy (allowed: {_list(policy.hosting_instance_types)})",
+        )
+    if endpoint.initial_instance_count > policy.max_hosting_instance_count:
+        raise PolicyError(
+            where("initial_instance_count"),
+            f"{endpoint.initial_instance_count} is beyond the deployment's policy "
+            f"(at most {policy.max_hosting_instance_count})",
+        )
+
+
 # ------------------------------------------------------------------------------------------------------ parsing
 def _strings(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -381,4 +422,8 @@ _PARSERS: dict[str, Callable[[object, str], Any]] = {
     "security_group_ids": _strings,
     "kms_keys": _strings,
     "max_jobs_per_push": _count,
+    "hosting_instance_types": _strings,
+    "max_hosting_instance_count": _count,
+    "serverless_only": _flag,
+    "max_serverless_memory": _count,
 }
