@@ -815,6 +815,187 @@ def stop(
         typer.echo(f"stopping {job}")
 
 
+GroupOption = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        help="The Model Package Group (default: the manifest's \\[model] group, else the project's name).",
+    ),
+]
+VersionArgument = Annotated[
+    str, typer.Argument(help="A version number of the group, as `sagepush models` lists it, or a model package ARN.")
+]
+
+
+@app.command()
+def models(
+    project: Annotated[
+        str | None,
+        typer.Argument(help="The project whose models to list (default: the current directory's, as push names it)."),
+    ] = None,
+    group: GroupOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many of the newest versions to list.")] = 20,
+    local: LocalOption = False,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the versions of a project's model (its Model Package Group), newest first: status, metrics, commit, job.
+
+    Exit codes: 0 listed; 1 AWS refused; 2 no such group.
+    """
+    from sagepush_cli import models as registered
+
+    session = _session(region, profile, local=local)
+    with _readable_errors():
+        name = registered.default_group(project, group, Path.cwd())
+        versions = registered.list_versions(
+            session.client("sagemaker", config=aws.config("sagemaker")), name, limit=limit
+        )
+    if json_output:
+        _print_json([version.as_dict() for version in versions])
+    else:
+        _print_models(name, versions)
+
+
+def _print_models(group: str, versions: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sagepush.registry import APPROVED
+    from sagepush.registry import REJECTED
+
+    if not versions:
+        typer.echo(f"no versions in model package group {group!r} yet")
+        return
+    colours = {APPROVED: "green", REJECTED: "red"}
+    table = Table(box=None, header_style="bold", title=f"model package group {group}", title_justify="left")
+    for column in ("version", "status", "metrics", "commit", "job", "created"):
+        table.add_column(column, no_wrap=column in ("version", "status"), overflow="fold")
+    for version in versions:
+        table.add_row(
+            str(version.version),
+            f"[{colours.get(version.status, 'yellow')}]{version.status}[/]",
+            "\n".join(f"{name}={value:g}" for name, value in sorted(version.metrics.items())),
+            (version.commit or "")[:12],
+            version.job or "",
+            (version.created or "")[:16].replace("T", " "),
+        )
+    Console(highlight=False).print(table)
+
+
+@app.command()
+def approve(
+    version: VersionArgument,
+    group: GroupOption = None,
+    local: LocalOption = False,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Approve a registered model version; when its manifest names an \\[endpoint], approval deploys it there.
+
+    A version already Approved is left as it is.
+    Exit codes: 0 approved (or already so); 1 AWS refused; 2 no such version.
+    """
+    _set_approval(version, group, "Approved", None, local=local, region=region, profile=profile, json=json_output)
+
+
+@app.command()
+def reject(
+    version: VersionArgument,
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept as the version's approval description.")],
+    group: GroupOption = None,
+    local: LocalOption = False,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Reject a registered model version, with the reason; a rejected version is not deployed.
+
+    A version already Rejected is left as it is.
+    Exit codes: 0 rejected (or already so); 1 AWS refused; 2 no such version.
+    """
+    _set_approval(version, group, "Rejected", reason, local=local, region=region, profile=profile, json=json_output)
+
+
+def _set_approval(
+    version: str,
+    group: str | None,
+    status: str,
+    reason: str | None,
+    *,
+    local: bool,
+    region: str | None,
+    profile: str | None,
+    json: bool,
+) -> None:
+    """Set VERSION's approval status unless it has it already; print what was done."""
+    from sagepush.registry import APPROVED
+    from sagepush_cli import models as registered
+
+    session = _session(region, profile, local=local)
+    with _readable_errors():
+        name = (group or "") if version.startswith("arn:") else registered.default_group(None, group, Path.cwd())
+        found = registered.find_version(session.client("sagemaker", config=aws.config("sagemaker")), name, version)
+        updated = found.status != status
+        if updated:
+            registered.set_status(
+                session.client("sagemaker", config=aws.config("sagemaker")), found, status, reason=reason
+            )
+    label = f"{found.group} version {found.version}"
+    if json:
+        _print_json({**found.as_dict(), "status": status, "previous_status": found.status, "updated": updated})
+    elif not updated:
+        typer.echo(f"{label} is already {status}: nothing changed")
+    elif status == APPROVED:
+        deploys = f"; endpoint {found.endpoint} deploys it" if found.endpoint else ""
+        typer.echo(f"approved {label} (was {found.status}){deploys}")
+    else:
+        typer.echo(f"rejected {label} (was {found.status}): {reason}")
+
+
+@app.command()
+def predict(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint's name, e.g. the \\[endpoint] name of the manifest.")],
+    body: Annotated[
+        str, typer.Option("--body", metavar="FILE", help="The request body: a file, or - to read standard input.")
+    ],
+    content_type: Annotated[
+        str, typer.Option("--content-type", help="The body's MIME type, as the model's input_fn takes it.")
+    ] = "text/csv",
+    accept: Annotated[
+        str | None, typer.Option("--accept", help="The MIME type to answer in (default: the model's choice).")
+    ] = None,
+    local: LocalOption = False,
+    region: AwsRegionOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Send a request to an endpoint (InvokeEndpoint) and print the model's answer as it is.
+
+    A model that answers with an error (ModelError) has its message printed, and its log stream named.
+    Exit codes: 0 answered; 1 the model answered with an error, or AWS refused; 2 no such endpoint, or no body.
+    """
+    from sagepush_cli import models as registered
+
+    try:
+        data = sys.stdin.buffer.read() if body == "-" else Path(body).read_bytes()
+    except OSError as exc:
+        _fail(f"--body: {body}: {exc.strerror or exc}")
+    session = _session(region, profile, local=local)
+    with _readable_errors():
+        runtime = session.client("sagemaker-runtime", config=aws.config("sagemaker-runtime"))
+        try:
+            answer = registered.predict(runtime, endpoint, data, content_type=content_type, accept=accept)
+        except registered.ModelAnswerError as exc:
+            if exc.log_stream:
+                typer.echo(f"the model's log: {exc.log_stream}", err=True)
+            _fail(str(exc), EXIT_FAILED)
+    typer.echo(answer.body, nl=False)
+    if sys.stdout.isatty() and not answer.body.endswith(b"\n"):
+        typer.echo("")
+
+
 @app.command()
 def init(
     path: Annotated[

@@ -35,6 +35,7 @@ def commands() -> dict[str, Any]:
 def test_every_command_and_option_explains_itself() -> None:
     found = commands()
     assert {"push", "status", "logs", "stop", "init", "render", "stage", "image-uri", "invoke"} <= set(found)
+    assert {"models", "approve", "reject", "predict"} <= set(found)
     assert {"local up", "local demo", "local stop"} <= set(found)
     for name, command in found.items():
         assert command.help and command.help.strip(), f"`sagepush {name}` has no help"
@@ -45,7 +46,7 @@ def test_every_command_and_option_explains_itself() -> None:
 
 
 def test_exit_codes_are_documented_where_aws_is_called() -> None:
-    for name in ("push", "status", "logs", "stop", "init"):
+    for name in ("push", "status", "logs", "stop", "init", "models", "approve", "reject", "predict"):
         assert "Exit codes:" in (commands()[name].help or ""), name
 
 
