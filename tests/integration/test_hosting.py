@@ -1,0 +1,139 @@
+"""Model registration on the local stack: ModelFunction invoked as TrainingStateMachine's Register task invokes it,
+against the moto server, the real ledger table and the alerts topic."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from sagepush.ledger import DynamoDBLedger, Submission
+from tests.integration.test_status import Alerts
+
+if TYPE_CHECKING:
+    from sagepush_cli.local.stack import LocalStack
+
+PROJECT = "iris"
+SOURCE = {"commit": "9fceb02d0ae598e95dc970b74767f19372d61af8", "branch": "main", "repo": "octo/iris"}
+SPEC: dict[str, Any] = {
+    "framework": "sklearn",
+    "framework_version": "1.2-1",
+    "py_version": "py3",
+    "entry_point": "train.py",
+    "instance_type": "ml.m5.large",
+    "metric_definitions": [
+        {"Name": "validation:accuracy", "Regex": "accuracy=([0-9.]+)"},
+        {"Name": "validation:loss", "Regex": "loss=([0-9.]+)"},
+    ],
+    "model": {"register": True, "approve_if": ["validation:accuracy >= 0.9", "validation:loss < 0.2"]},
+}
+
+
+@pytest.fixture
+def alerts(stack: LocalStack) -> Alerts:
+    return Alerts(stack)
+
+
+def completed_job(stack: LocalStack, name: str, metrics: dict[str, float]) -> str:
+    """A training job SageMaker (moto) completed, with `metrics` as its final metrics, known to the ledger."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={
+            "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/x:1",
+            "TrainingInputMode": "File",
+        },
+        RoleArn="arn:aws:iam::123456789012:role/sagepush",
+        OutputDataConfig={"S3OutputPath": "s3://artifacts/output/iris/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://artifacts/code/iris/ab12/sourcedir.tar.gz"',
+        },
+    )
+    job = sagemaker_backends["123456789012"][stack.region].training_jobs[name]
+    job.final_metric_data_list = [{"MetricName": k, "Value": v, "Timestamp": 0} for k, v in metrics.items()]
+    ledger = DynamoDBLedger(stack.resources["LedgerTable"], dynamodb=boto3.client("dynamodb"))
+    ledger.record_submission(
+        Submission(job_name=name, project=PROJECT, code_uri="s3://artifacts/code/iris/ab12/sourcedir.tar.gz",
+                   code_digest="ab12" * 16, source=SOURCE),
+        now_ms=0,
+    )  # fmt: skip
+    return name
+
+
+def register(stack: LocalStack, job_name: str, spec: dict[str, Any] = SPEC) -> dict[str, Any]:
+    payload = {"job_name": job_name, "project": PROJECT, "spec": spec, "source": SOURCE, "code_uri": None}
+    result: dict[str, Any] = stack.invoke("ModelFunction", {"register": payload})
+    return result
+
+
+def versions(group: str = PROJECT) -> list[dict[str, Any]]:
+    sagemaker = boto3.client("sagemaker")
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    return [sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in listed]
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_job_that_passes_its_gate_is_registered_approved_once_with_its_lineage(
+    stack: LocalStack, alerts: Alerts
+) -> None:
+    job = completed_job(stack, "iris-3f5c0f2a-aa0001", {"validation:accuracy": 0.95, "validation:loss": 0.1})
+    first = register(stack, job)
+    again = register(stack, job)  # the task retried, or the execution redelivered
+    assert first["approval_status"] == "Approved" and first["version"] == 1
+    assert again["already"] is True and again["model_package_arn"] == first["model_package_arn"]
+    [package] = versions()
+    assert package["ModelApprovalStatus"] == "Approved"
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    assert container["ModelDataUrl"].endswith(f"/{job}/output/model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "train.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "s3://artifacts/code/iris/ab12/sourcedir.tar.gz"
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["sagepush:job"] == job and metadata["sagepush:commit"] == SOURCE["commit"]
+    assert float(metadata["metric:validation:accuracy"]) == 0.95
+    assert package["MetadataProperties"]["CommitId"] == SOURCE["commit"]
+    [alert] = [a for a in alerts.received() if a["kind"] == "model-registered"]
+    assert alert["job_name"] == job and alert["model"]["approval_status"] == "Approved"
+    assert [v["holds"] for v in alert["model"]["gate"]] == [True, True]
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_job_that_fails_a_condition_waits_for_a_person_and_the_alert_says_which(
+    stack: LocalStack, alerts: Alerts
+) -> None:
+    job = completed_job(stack, "iris-3f5c0f2a-aa0002", {"validation:accuracy": 0.95, "validation:loss": 0.31})
+    assert register(stack, job)["approval_status"] == "PendingManualApproval"
+    [package] = versions()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert "validation:loss < 0.2 fails (0.31)" in package["ModelPackageDescription"]
+    [alert] = [a for a in alerts.received() if a["kind"] == "model-registered"]
+    assert alert["model"]["gate"][1] == {"condition": "validation:loss < 0.2", "value": 0.31, "holds": False}
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_metric_the_job_never_reported_fails_its_condition(stack: LocalStack) -> None:
+    job = completed_job(stack, "iris-3f5c0f2a-aa0003", {"validation:accuracy": 0.99})
+    assert register(stack, job)["approval_status"] == "PendingManualApproval"
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_manifest_without_a_model_table_registers_nothing(stack: LocalStack) -> None:
+    job = completed_job(stack, "iris-3f5c0f2a-aa0004", {"validation:accuracy": 0.99})
+    spec = {key: value for key, value in SPEC.items() if key != "model"}
+    assert register(stack, job, spec) == {"job_name": job, "registered": False}
+    with pytest.raises(boto3.client("sagemaker").exceptions.ClientError):
+        boto3.client("sagemaker").describe_model_package_group(ModelPackageGroupName=PROJECT)
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_named_group_is_created_once_and_holds_each_version(stack: LocalStack) -> None:
+    spec = {**SPEC, "model": {"group": "flowers", "approve_if": ["validation:accuracy >= 0.9"]}}
+    for n in (5, 6):
+        register(stack, completed_job(stack, f"iris-3f5c0f2a-aa000{n}", {"validation:accuracy": 0.95}), spec)
+    assert sorted(p["ModelPackageVersion"] for p in versions("flowers")) == [1, 2]
