@@ -39,6 +39,7 @@ from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
 from sagepush_cli.local import cache, patterns, state
 from sagepush_cli.local.dynamodb import serialise_item_requests
+from sagepush_cli.local.endpoints import install_hosting
 from sagepush_cli.local.trainer import LocalTrainer, install_trainer
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class LocalStack:
         # CreateTrainingJob runs the staged code for real (moto alone reports every job Completed at once).
         self._trainer = install_trainer(endpoint=self.endpoint, region=self.region)
         self._patches.append(self._trainer)
+        # Endpoints serve their models for real; model packages and endpoints emit their state-change events.
+        self._patches.append(install_hosting(endpoint=self.endpoint, region=self.region))
         _RUNNING.append(self)
         if self.persist and not self.fresh:
             self._restore_or_deploy()
