@@ -862,8 +862,7 @@ def _print_models(group: str, versions: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from sagepush.registry import APPROVED
-    from sagepush.registry import REJECTED
+    from sagepush.registry import APPROVED, REJECTED
 
     if not versions:
         typer.echo(f"no versions in model package group {group!r} yet")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import traceback
 import sys
+import traceback
 from typing import Any
 
 ANSWER = sys.stdout

@@ -119,7 +119,7 @@ def register_job(
         spec.Manifest(source=where, table=request.spec), jobs.defaults_from(settings, request.project)
     )
     job = sagemaker.describe_training_job(TrainingJobName=request.job_name)
-    if job["TrainingJobStatus"] != TrainingJobStatus.COMPLETED:
+    if str(job["TrainingJobStatus"]) != TrainingJobStatus.COMPLETED:
         raise InputError(request.job_name, f"is {job['TrainingJobStatus']}: only a completed job's model is registered")
     model_data = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     if not model_data:
@@ -212,7 +212,7 @@ def register_push(
             continue
         if model.register != "all" and job.get("job_name") != best:
             continue
-        completed = sagemaker.describe_training_job(TrainingJobName=job["job_name"])["TrainingJobStatus"]
+        completed = str(sagemaker.describe_training_job(TrainingJobName=job["job_name"])["TrainingJobStatus"])
         if completed != TrainingJobStatus.COMPLETED:
             continue
         request = register_request({**job, "project": project, "source": document.get("source") or {}})
