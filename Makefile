@@ -156,8 +156,8 @@ build: uv ## sam build for the python3.13 arm64 runtime (settings from samconfig
 	@py=$$($(find_lambda_python)); echo "sam build with $$py"; \
 	PATH="$$(dirname "$$py"):$$PATH" $(UV_RUN) sam build --template template.yaml $(SAM_BUILD_ARGS)
 
-demo: dev ## stage and submit examples/sklearn-iris on a local moto stack
-	$(UV_RUN) sagepush local demo examples/sklearn-iris
+demo: dev ## train examples/sklearn-iris on a local moto stack, deploy its model and ask it for a prediction
+	$(UV_RUN) sagepush local demo examples/sklearn-iris --predict 5.1,3.5,1.4,0.2
 
 clean: ## remove build output and tool caches (keeps .venv and .local)
 	rm -rf .aws-sam build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1112,12 +1112,20 @@ def local_demo(
         Path, typer.Argument(help="The training project to push: a directory, archive or .py script.", exists=True)
     ] = Path("examples/sklearn-iris"),
     project: Annotated[str | None, typer.Option(help="Project name (default: the directory or file name).")] = None,
+    predict: Annotated[
+        str | None,
+        typer.Option(
+            help="A CSV row to ask the endpoint for, once it serves the model registered from the job ([model] and "
+            "[endpoint] in the manifest)."
+        ),
+    ] = None,
     json_output: JsonOption = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the functions' own log lines.")] = False,
 ) -> None:
-    """Start the local stack, push PROJECT_DIR, follow its training job to the end and print how it went.
+    """Start the local stack, push PROJECT_DIR, follow its training job to the end and print how it went; with
+    --predict, wait for the endpoint to serve the registered model and print its prediction.
 
-    Exits 0 only when the job completed.
+    Exits 0 only when the job completed (and, with --predict, the endpoint answered).
     """
     import contextlib
     import os
@@ -1144,6 +1152,7 @@ def local_demo(
                     project_dir,
                     project=project,
                     metadata={"sagepush-commit": "local", "sagepush-branch": "demo"},
+                    predict=predict,
                 )
         except follow.UploadRefusedError as exc:
             _fail(str(exc))
@@ -1155,7 +1164,7 @@ def local_demo(
         _print_json(result.as_dict())
     else:
         _print_demo(result)
-    if not result.completed:
+    if not result.completed or (predict is not None and result.prediction is None):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -1195,6 +1204,14 @@ def _print_demo(result: DemoResult) -> None:
     out.print(f"\n[bold]Model artifact[/]  {job.model_uri or '(none)'}")
     cause = f": {result.execution_error}" if result.execution_error else ""
     out.print(f"[bold]Execution[/]       {result.execution_status}{cause}")
+    if result.model is not None:
+        model = result.model
+        endpoint = f", endpoint {model['endpoint']}" if model["endpoint"] else ""
+        out.print(f"[bold]Registered[/]      {model['group']} v{model['version']}: {model['status']}{endpoint}")
+    if result.prediction is not None:
+        from rich.markup import escape
+
+        out.print(f"[bold]Prediction[/]      {escape(result.prediction)}")
     out.print(f"\n[bold]Alerts received[/] ({len(result.alerts)})")
     for alert in result.alerts:
         out.print(f"  {alert['subject']}", markup=False)

@@ -52,5 +52,12 @@ def main():
     (model_dir / "metrics.json").write_text(json.dumps({"validation:accuracy": accuracy}))
 
 
+def model_fn(model_dir):
+    """Load the model for serving: the scikit-learn container (and the local endpoint) call this with the unpacked
+    model.tar.gz; its default input_fn, predict_fn and output_fn take CSV or JSON rows and answer the classes."""
+    with (Path(model_dir) / "model.pkl").open("rb") as handle:
+        return pickle.load(handle)
+
+
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from sagepush import aws, hosting
@@ -27,6 +28,18 @@ ENDPOINT_CHANGE = "SageMaker Endpoint State Change"
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcome = _handle(event)
+    registered = outcome.get("registered")
+    count = len(registered) if isinstance(registered, list) else int(registered is True and not outcome.get("already"))
+    metrics.add_metric(name="ModelsRegistered", unit=MetricUnit.Count, value=count)
+    deployment = outcome.get("deployment") or {}
+    metrics.add_metric(
+        name="Deployments", unit=MetricUnit.Count, value=int(deployment.get("action") in ("created", "updated"))
+    )
+    return outcome
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     sagemaker, sns = aws.client("sagemaker"), aws.client("sns")
     ledger = DynamoDBLedger(settings.ledger_table, dynamodb=aws.client("dynamodb"))
     if "register" in event:

@@ -53,7 +53,7 @@ def test_registered_alert_gives_each_conditions_verdict_in_every_format() -> Non
     assert "validation:accuracy >= 0.9: 0.95, holds" in text
     assert "validation:loss < 0.2: 0.31, fails" in text
     assert "Approval: PendingManualApproval" in text
-    assert registered.subject == "[sagepush] iris: model iris v3 model registered"
+    assert registered.subject == "[sagepush] iris: model iris v3 registered"
     chat = registered.chat()
     assert "validation:loss < 0.2: 0.31, fails" in chat["content"]["description"]
     assert chat["content"]["nextSteps"][0].endswith("|Open the model version>")

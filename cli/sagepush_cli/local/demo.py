@@ -29,6 +29,8 @@ JOB_DEADLINE_SECONDS = 900
 """From CreateTrainingJob to the job's end, including building its environment on first use."""
 SETTLE_DEADLINE_SECONDS = 30
 """From the job's end to its execution's end and its last alert."""
+SERVE_DEADLINE_SECONDS = 600
+"""From the execution's end to the endpoint serving the registered version, including building its environment."""
 _POLL_SECONDS = 0.1
 LOG_TAIL_LINES = 10
 
@@ -52,6 +54,10 @@ class DemoResult:
     execution_error: str | None = None
     execution_cause: str | None = None
     alerts: list[dict[str, str]] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    """The version registered from the job ([model]): group, version, approval status, and its endpoint if any."""
+    prediction: str | None = None
+    """The endpoint's answer to the row `run` was asked to predict, once it served the registered version."""
     seconds_total: float | None = None
     staged_before: set[str] = field(default_factory=set, repr=False)
 
@@ -172,16 +178,90 @@ def wait_for_end(stack: LocalStack, result: DemoResult, *, queue_url: str | None
 
 
 def run(
-    stack: LocalStack, path: Path, *, project: str | None = None, metadata: dict[str, str] | None = None
+    stack: LocalStack,
+    path: Path,
+    *,
+    project: str | None = None,
+    metadata: dict[str, str] | None = None,
+    predict: str | None = None,
+    content_type: str = "text/csv",
 ) -> DemoResult:
-    """Push `path`, follow its job to the end and collect the alerts it raised."""
+    """Push `path`, follow its job to the end and collect the alerts it raised; with `predict`, wait for the
+    endpoint to serve the version registered from the job and ask it for a prediction of that body."""
     queue_url = subscribe_alerts(stack, name=f"sagepush-local-alerts-{int(time.time() * 1000)}")
     started = time.monotonic()
     result = push(stack, path, project=project, metadata=metadata)
     wait_for_job(stack, result, started)
     wait_for_end(stack, result, queue_url=queue_url)
+    result.model = registered_model(result)
+    if predict is not None and result.model is not None and result.model.get("endpoint"):
+        serve(stack, result, predict, content_type=content_type)
+        result.alerts += receive_alerts(queue_url)
     result.seconds_total = time.monotonic() - started
     return result
+
+
+def registered_model(result: DemoResult) -> dict[str, Any] | None:
+    """The version of the registry whose model came from the job (`sagepush:job`), or None."""
+    from sagepush import aws, registry
+
+    if not result.completed or result.job_name is None:
+        return None
+    sagemaker = aws.new_client("sagemaker")
+    for page in sagemaker.get_paginator("list_model_package_groups").paginate():
+        for group in page["ModelPackageGroupSummaryList"]:
+            name = group["ModelPackageGroupName"]
+            for summary in sagemaker.list_model_packages(ModelPackageGroupName=name)["ModelPackageSummaryList"]:
+                package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                if package.get("CustomerMetadataProperties", {}).get(registry.JOB_PROPERTY) == result.job_name:
+                    endpoint = registry.endpoint_of_package(package)
+                    return {
+                        "group": name,
+                        "version": package["ModelPackageVersion"],
+                        "status": package["ModelApprovalStatus"],
+                        "endpoint": endpoint.name if endpoint else None,
+                    }
+    return None
+
+
+def serve(stack: LocalStack, result: DemoResult, body: str, *, content_type: str) -> None:
+    """Wait (deadline-bounded) for the registered version's endpoint to serve it, then ask it to predict `body`.
+
+    Raises:
+        follow.FollowError: the version is not approved, or its endpoint did not serve it within the deadline.
+    """
+    from sagepush import aws, registry
+    from sagepush.events import EndpointStatus
+
+    assert result.model is not None
+    if result.model["status"] != registry.APPROVED:
+        raise follow.FollowError(
+            f"{result.model['group']} v{result.model['version']} is {result.model['status']}: nothing is deployed "
+            f"until `sagepush approve {result.model['version']} --group {result.model['group']}`"
+        )
+    name, config = (
+        result.model["endpoint"],
+        registry.endpoint_config_name(result.model["endpoint"], result.model["version"]),
+    )
+    sagemaker = aws.new_client("sagemaker")
+    deadline = time.monotonic() + SERVE_DEADLINE_SECONDS
+    while True:
+        stack.drain()
+        try:
+            endpoint = sagemaker.describe_endpoint(EndpointName=name)
+        except sagemaker.exceptions.ClientError:
+            endpoint = {}
+        status = endpoint.get("EndpointStatus")
+        if status == EndpointStatus.IN_SERVICE and endpoint.get("EndpointConfigName") == config:
+            break
+        if status == EndpointStatus.FAILED or time.monotonic() > deadline:
+            reason = endpoint.get("FailureReason") or f"still {status or 'not created'}"
+            raise follow.FollowError(f"endpoint {name} does not serve {config}: {reason}")
+        time.sleep(_POLL_SECONDS)  # the endpoint starts its model in the background
+    answer = aws.new_client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, Body=body.encode(), ContentType=content_type, Accept=content_type
+    )
+    result.prediction = answer["Body"].read().decode().strip()
 
 
 _REQUEST_FIELDS = (
