@@ -40,12 +40,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _handle(event: dict[str, Any]) -> dict[str, Any]:
-    sagemaker, sns = aws.client("sagemaker"), aws.client("sns")
+    sagemaker, s3, sns = aws.client("sagemaker"), aws.client("s3"), aws.client("sns")
     ledger = DynamoDBLedger(settings.ledger_table, dynamodb=aws.client("dynamodb"))
     if "register" in event:
         request = hosting.register_request(event["register"])
         logger.append_keys(project=request.project, job_name=request.job_name)
-        return hosting.register_job(request, settings=settings, sagemaker=sagemaker, sns=sns, ledger=ledger)
+        return hosting.register_job(request, settings=settings, sagemaker=sagemaker, s3=s3, sns=sns, ledger=ledger)
     if "register_push" in event:
         logger.append_keys(push=event["register_push"].get("push"))
         return hosting.register_push(
@@ -53,6 +53,7 @@ def _handle(event: dict[str, Any]) -> dict[str, Any]:
             best=event.get("best"),
             settings=settings,
             sagemaker=sagemaker,
+            s3=s3,
             sns=sns,
             ledger=ledger,
         )

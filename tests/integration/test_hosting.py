@@ -3,6 +3,7 @@ against the moto server, the real ledger table and the alerts topic."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -47,7 +48,7 @@ def completed_job(stack: LocalStack, name: str, metrics: dict[str, float]) -> st
             "TrainingInputMode": "File",
         },
         RoleArn="arn:aws:iam::123456789012:role/sagepush",
-        OutputDataConfig={"S3OutputPath": "s3://artifacts/output/iris/"},
+        OutputDataConfig={"S3OutputPath": f"s3://{stack.outputs['ArtifactBucketName']}/output/iris/"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 600},
         HyperParameters={
@@ -75,7 +76,7 @@ def register(stack: LocalStack, job_name: str, spec: dict[str, Any] = SPEC) -> d
 def versions(group: str = PROJECT) -> list[dict[str, Any]]:
     sagemaker = boto3.client("sagemaker")
     listed = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
-    return [sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in listed]
+    return [dict(sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"])) for p in listed]
 
 
 @pytest.mark.usefixtures("instant_jobs")
@@ -98,6 +99,19 @@ def test_a_job_that_passes_its_gate_is_registered_approved_once_with_its_lineage
     assert metadata["sagepush:job"] == job and metadata["sagepush:commit"] == SOURCE["commit"]
     assert float(metadata["metric:validation:accuracy"]) == 0.95
     assert package["MetadataProperties"]["CommitId"] == SOURCE["commit"]
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["ContentType"] == "application/json"
+    assert statistics["S3Uri"] == container["ModelDataUrl"].replace("/model.tar.gz", "/model-metrics.json")
+    bucket, _, key = statistics["S3Uri"].removeprefix("s3://").partition("/")
+    assert bucket == stack.outputs["ArtifactBucketName"]
+    written = boto3.client("s3").get_object(Bucket=bucket, Key=key)
+    assert written["ContentType"] == "application/json"
+    assert json.loads(written["Body"].read()) == {
+        "sagepush": {
+            "job_name": job,
+            "metrics": {"validation:accuracy": {"value": 0.95}, "validation:loss": {"value": 0.1}},
+        }
+    }
     [alert] = [a for a in alerts.received() if a["kind"] == "model-registered"]
     assert alert["job_name"] == job and alert["model"]["approval_status"] == "Approved"
     assert [v["holds"] for v in alert["model"]["gate"]] == [True, True]
@@ -137,3 +151,59 @@ def test_a_named_group_is_created_once_and_holds_each_version(stack: LocalStack)
     for n in (5, 6):
         register(stack, completed_job(stack, f"iris-3f5c0f2a-aa000{n}", {"validation:accuracy": 0.95}), spec)
     assert sorted(p["ModelPackageVersion"] for p in versions("flowers")) == [1, 2]
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_push_registers_only_its_best_job_unless_it_asks_for_all(stack: LocalStack) -> None:
+    jobs = [
+        completed_job(stack, f"iris-3f5c0f2a-bb0001-{n}", {"validation:accuracy": accuracy})
+        for n, accuracy in ((1, 0.91), (2, 0.97))
+    ]
+    push: dict[str, Any] = {
+        "push": "iris-3f5c0f2a-bb0001",
+        "project": PROJECT,
+        "source": SOURCE,
+        "jobs": [{"job_name": job, "spec": SPEC, "code_uri": None, "matrix": {}} for job in jobs],
+    }
+    outcome = stack.invoke("ModelFunction", {"register_push": push, "best": jobs[1]})
+    assert [r["job_name"] for r in outcome["registered"]] == [jobs[1]]
+    every = {**SPEC, "model": {**SPEC["model"], "register": "all"}}
+    push["jobs"] = [{**job, "spec": every} for job in push["jobs"]]
+    outcome = stack.invoke("ModelFunction", {"register_push": push, "best": jobs[1]})
+    assert sorted(p["CustomerMetadataProperties"]["sagepush:job"] for p in versions()) == sorted(jobs)
+
+
+def endpoint_event(config: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    detail = {
+        "EndpointName": "iris-prod",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/iris-prod",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "Tags": {"sagepush:project": PROJECT, "sagepush:model-group": PROJECT},
+        **({"FailureReason": reason} if reason else {}),
+    }
+    return {"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change", "detail": detail}
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_an_endpoint_in_service_failed_or_rolled_back_is_alerted_once_with_the_version_it_concerns(
+    stack: LocalStack, alerts: Alerts
+) -> None:
+    spec = {**SPEC, "model": {"approve_if": ["validation:accuracy >= 0.9"]}}
+    first, second = (completed_job(stack, f"iris-3f5c0f2a-cc000{n}", {"validation:accuracy": 0.95}) for n in (1, 2))
+    register(stack, first, spec)
+    register(stack, second, spec)
+    alerts.received()
+    for _ in range(2):  # a redelivered event alerts nothing more
+        stack.invoke("ModelFunction", endpoint_event("iris-prod-v1", "InService"))
+        stack.invoke("ModelFunction", endpoint_event("iris-prod-v1", "InService", "iris-5xx fired: rolled back"))
+    stack.invoke("ModelFunction", endpoint_event("iris-prod-v2", "Failed", "the model did not start"))
+    sent = {(a["status"], a["model"]["version"], a["job_name"]) for a in alerts.received()}
+    assert sent == {
+        ("EndpointInService", 1, first),
+        ("EndpointRolledBack", 2, second),  # the update to v2 was rolled back: v1 serves
+        ("EndpointFailed", 2, second),
+    }
+    foreign = endpoint_event("theirs-v1", "InService")
+    foreign["detail"]["Tags"] = {}
+    assert stack.invoke("ModelFunction", foreign)["ignored"] == "not deployed by sagepush"

@@ -1,8 +1,9 @@
 """The registry's requests are what the SageMaker Python SDK v2 sends for the same framework model: `register()`
 (CreateModelPackage) and `deploy()` (CreateModel, CreateEndpointConfig, CreateEndpoint).
 
-Both sides get the same image (the SDK's inference image), model data, staged code and names. Where sagepush
-deliberately differs, the difference is named below and everything else is compared exactly.
+Both sides get the same image (the SDK's inference image), model data, staged code, names and the address of the
+job's metrics document (the model quality statistics, `register(model_metrics=…)`). Where sagepush deliberately
+differs, the difference is named below and everything else is compared exactly.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ CASES: dict[str, dict[str, Any]] = {
         "region": "us-east-1",
         "model": {"inference_entry_point": "inference/serve.py"},
         "endpoint": {"instance_type": "ml.m5.large"},
+        "metrics": {},  # a job that reported no metrics: no metrics document, no ModelMetrics
     },
     "pytorch-instances": {
         "framework": "pytorch",
@@ -102,11 +104,22 @@ def _model_data(case_id: str) -> str:
     return f"s3://sagepush-artifacts/output/iris/{case_id}/output/model.tar.gz"
 
 
+def _metrics(case: dict[str, Any]) -> dict[str, float]:
+    metrics: dict[str, float] = case.get("metrics", METRICS)
+    return metrics
+
+
+def _metrics_uri(case_id: str) -> str | None:
+    """Where the job's metrics document is, as `hosting.register_job` writes it: next to the job's own model.tar.gz
+    (also for a PyTorch model, whose package names the SDK's repacked model)."""
+    return registry.metrics_uri(_model_data(case_id)) if _metrics(CASES[case_id]) else None
+
+
 def _sdk_case(case_id: str, case: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(case)
     endpoint = settings.endpoint
     assert endpoint is not None
-    verdicts = registry.gate(settings.approve_if, METRICS)
+    verdicts = registry.gate(settings.approve_if, _metrics(case))
     deployed: dict[str, Any] = {"name": endpoint.name}
     if endpoint.serverless:
         deployed |= {"memory_size_in_mb": endpoint.memory_size_in_mb, "max_concurrency": endpoint.max_concurrency}
@@ -132,8 +145,9 @@ def _sdk_case(case_id: str, case: dict[str, Any]) -> dict[str, Any]:
         "description": registry.gate_description(verdicts) if verdicts else None,
         "metadata": package_metadata,
         "customer_metadata": registry.customer_metadata(
-            project=PROJECT, job_name=JOB, source=SOURCE, endpoint=endpoint, metrics=METRICS
+            project=PROJECT, job_name=JOB, source=SOURCE, endpoint=endpoint, metrics=_metrics(case)
         ),
+        "metrics_uri": _metrics_uri(case_id),
         "endpoint": deployed,
         "tags": [{"Key": key, "Value": value} for key, value in TAGS.items()],
     }
@@ -163,7 +177,7 @@ def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]
     environment = registry.inference_environment(
         program=program, submit_directory=submit_directory, region=case["region"]
     )
-    verdicts = registry.gate(settings.approve_if, METRICS)
+    verdicts = registry.gate(settings.approve_if, _metrics(case))
     model = registry.model_name(settings.group, 1)
     config = registry.endpoint_config_name(endpoint.name, 1)
     return {
@@ -173,7 +187,7 @@ def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]
             model_data_url=model_data,
             environment=environment,
             approval_status=registry.approval_status(verdicts),
-            metrics=METRICS,
+            metrics=_metrics(case),
             verdicts=verdicts,
             job_name=JOB,
             project=PROJECT,
@@ -181,6 +195,7 @@ def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]
             tags=TAGS,
             framework=case["framework"],
             framework_version=case["framework_version"],
+            metrics_uri=_metrics_uri(case_id),
         ),
         "CreateModel": registry.model_request(
             name=model,
@@ -205,6 +220,7 @@ def test_model_package_request_matches_the_sdk(case_id: str, sdk: dict[str, dict
     assert ours["ClientToken"] == JOB
     assert ours["Tags"] == [{"Key": key, "Value": value} for key, value in TAGS.items()]
     assert {k: v for k, v in ours.items() if k not in ADDED_TO_PACKAGE} == answer["CreateModelPackage"]
+    assert ("ModelMetrics" in answer["CreateModelPackage"]) == bool(_metrics(CASES[case_id]))
 
 
 @pytest.mark.parametrize("case_id", list(CASES))
@@ -237,3 +253,4 @@ def test_covers_every_framework_with_and_without_an_inference_entry_point() -> N
         own = [c for c in CASES.values() if c["framework"] == framework]
         assert {"inference_entry_point" in c["model"] for c in own} == {True, False}
     assert {"memory_size_in_mb" in c["endpoint"] for c in CASES.values()} == {True, False}
+    assert {bool(_metrics(c)) for c in CASES.values()} == {True, False}

@@ -1,16 +1,19 @@
 """Capture the requests the SageMaker Python SDK v2 sends to register and deploy a framework model, without AWS.
 
 stdin: a JSON list of cases, each `{"id", "region", "framework", "framework_version", "py_version", "entry_point",
-"code_uri", "code_location", "model_data", "role", "model_name", "group", "content_types", "response_types", "approval_status",
-"description", "metadata", "customer_metadata", "endpoint", "tags"}`. stdout: `{id: {"image", "CreateModelPackage",
-"CreateModel", "CreateEndpointConfig", "CreateEndpoint"}}`, or `{id: {"error": "..."}}` when the SDK refuses the case.
+"code_uri", "code_location", "model_data", "role", "model_name", "group", "content_types", "response_types",
+"approval_status", "description", "metadata", "customer_metadata", "metrics_uri", "endpoint", "tags"}`
+(`metrics_uri` may be null). stdout: `{id: {"image", "CreateModelPackage", "CreateModel", "CreateEndpointConfig",
+"CreateEndpoint"}}`, or `{id: {"error": "..."}}` when the SDK refuses the case.
 
 The model is the one a user would write after training: `SKLearnModel` / `XGBoostModel` / `PyTorchModel` with the
 job's `model.tar.gz`, the entry point and the staged code (`source_dir`, an S3 URI, so nothing is uploaded) and the
 image the SDK's `image_uris.retrieve(..., image_scope="inference")` gives (returned as `image`); then
-`register(...)` into the group and `deploy(...)` on instances or serverless. The session is real but its SageMaker
-client only records; sockets are closed. The SDK repacks a PyTorch model with its code (TorchServe reads it from
-/opt/ml/model/code): the repack, which reads and writes S3, is replaced by a no-op, so only its request is kept.
+`register(...)` into the group, with the job's metrics document as the model quality statistics
+(`ModelMetrics(model_statistics=MetricsSource(...))`) when the case names one, and `deploy(...)` on instances or
+serverless. The session is real but its SageMaker client only records; sockets are closed. The SDK repacks a PyTorch
+model with its code (TorchServe reads it from /opt/ml/model/code): the repack, which reads and writes S3, is
+replaced by a no-op, so only its request is kept.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ os.environ.update(
 import boto3  # noqa: E402
 from sagemaker import image_uris, utils  # noqa: E402
 from sagemaker.metadata_properties import MetadataProperties  # noqa: E402
+from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
 from sagemaker.pytorch import PyTorchModel  # noqa: E402
 from sagemaker.serverless import ServerlessInferenceConfig  # noqa: E402
 from sagemaker.session import Session  # noqa: E402
@@ -114,6 +118,11 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
         arguments["py_version"] = case["py_version"]
     model = MODELS[case["framework"]](**arguments)
     metadata = case["metadata"]
+    metrics = None
+    if case.get("metrics_uri"):
+        metrics = ModelMetrics(
+            model_statistics=MetricsSource(content_type="application/json", s3_uri=case["metrics_uri"])
+        )
     model.register(
         # XGBoostModel.register needs them (it reads the first): the endpoint's instance type, when it has one
         inference_instances=[endpoint["instance_type"]] if "instance_type" in endpoint else None,
@@ -128,6 +137,7 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
             repository=metadata.get("Repository"),
             generated_by=metadata.get("GeneratedBy"),
         ),
+        model_metrics=metrics,
     )
     deploy: dict[str, Any] = {
         "endpoint_name": endpoint["name"],

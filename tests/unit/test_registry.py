@@ -268,6 +268,47 @@ def test_the_package_carries_lineage_metrics_and_the_endpoint_in_values_sagemake
     assert registry.metrics_of_package(package) == {"validation:accuracy": 0.95, "validation:loss": 0.1}
     assert package["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.large"]
     assert package["ModelPackageDescription"].startswith("approve_if: validation:accuracy >= 0.9 holds")
+    assert "ModelMetrics" not in package  # no statistics document named
+
+
+def test_the_package_points_its_model_quality_statistics_at_the_metrics_document() -> None:
+    settings = read(GOOD)
+    assert settings is not None
+    uri = registry.metrics_uri("s3://sagepush-artifacts/output/iris/job/output/model.tar.gz")
+    assert uri == "s3://sagepush-artifacts/output/iris/job/output/model-metrics.json"
+    package = package_request(settings, metrics_uri=uri)
+    assert package["ModelMetrics"] == {
+        "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": uri}},
+        "Bias": {},
+        "Explainability": {},
+    }
+    with pytest.raises(RegistryError, match=r"CreateModelPackage\.ModelMetrics\.ModelQuality\.Statistics\.S3Uri"):
+        package_request(settings, metrics_uri="metrics.json")
+
+
+@pytest.mark.parametrize("model_data", ["metrics.json", "s3://bucket", "s3://bucket/", "s3:///key", "https://x/y"])
+def test_a_metrics_document_goes_only_next_to_an_s3_object(model_data: str) -> None:
+    with pytest.raises(RegistryError, match="is not an S3 object's address"):
+        registry.metrics_uri(model_data)
+    assert registry.metrics_uri("s3://bucket/model.tar.gz") == "s3://bucket/model-metrics.json"
+
+
+def test_the_metrics_document_says_what_it_holds_and_is_the_same_bytes_for_the_same_job() -> None:
+    metrics = {"validation:loss": 0.1, "validation:accuracy": 0.95, "odd": float("nan"), "big": float("inf")}
+    body = registry.metrics_statistics("iris-0123abcd-456789", metrics)
+    assert json.loads(body) == {
+        "sagepush": {
+            "job_name": "iris-0123abcd-456789",
+            "metrics": {
+                "validation:loss": {"value": 0.1},
+                "validation:accuracy": {"value": 0.95},
+                "odd": {"value": "NaN"},
+                "big": {"value": "Infinity"},
+            },
+        }
+    }
+    reordered = dict(reversed(list(metrics.items())))
+    assert registry.metrics_statistics("iris-0123abcd-456789", reordered) == body
 
 
 def test_metadata_is_cleaned_and_capped_as_sagemaker_requires() -> None:

@@ -32,6 +32,7 @@ from sagepush.events import EndpointStatus, TrainingJobStatus
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sns import SNSClient
 
@@ -53,10 +54,6 @@ _APPROVAL_STATUSES = {registry.APPROVED: "ModelApproved", registry.REJECTED: "Mo
 _MISSING = re.compile(r"does not exist|could not find|not found", re.IGNORECASE)
 # Creating what exists: "Cannot create already existing model", "... already exists".
 _EXISTS = re.compile(r"already exist", re.IGNORECASE)
-
-
-class EndpointBusyError(RuntimeError):
-    """The endpoint is being created or updated: a deployment waits for it (the invocation is retried)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +95,16 @@ def register_job(
     *,
     settings: HostingSettings,
     sagemaker: SageMakerClient,
+    s3: S3Client,
     sns: SNSClient,
     ledger: Ledger,
     clock: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Register `request`'s completed job as a model version; return what was done.
+
+    A job that reported final metrics has them written next to its model (`registry.metrics_statistics` at
+    `registry.metrics_uri`), the version's model quality statistics; the same job writes the same bytes to the same
+    key, so a retried registration changes nothing.
 
     Raises:
         InputError: the manifest's `[model]` or `[endpoint]` is malformed or beyond the policy (checked at the upload
@@ -110,11 +112,9 @@ def register_job(
     """
     now = clock or _now_ms
     where = f"{request.job_name}'s manifest"
-    model = registry.read_model(request.spec, project=request.project, origin=where)
+    model = jobs.check_model(request.spec, project=request.project, origin=where, job_policy=settings.job_policy)
     if model is None:
         return {"job_name": request.job_name, "registered": False}
-    if model.endpoint is not None:
-        policy.check_endpoint(model.endpoint, settings.job_policy, where=lambda field: f"{where}: endpoint.{field}")
     resolved = spec.resolve_spec(
         spec.Manifest(source=where, table=request.spec), jobs.defaults_from(settings, request.project)
     )
@@ -140,6 +140,7 @@ def register_job(
         else {}
     )
     image = _inference_image(resolved, model.endpoint, region=settings.aws_region)
+    metrics_uri = _write_metrics(s3, model_data, request.job_name, metrics) if metrics else None
     _ensure_group(sagemaker, model.group, project=request.project)
     package = registry.model_package_request(
         settings=model,
@@ -155,6 +156,7 @@ def register_job(
         tags={PROJECT_KEY: request.project, JOB_KEY: request.job_name},
         framework=resolved.framework,
         framework_version=resolved.framework_version,
+        metrics_uri=metrics_uri,
     )
     arn = sagemaker.create_model_package(**package)["ModelPackageArn"]
     version = _version_of_arn(arn)
@@ -196,6 +198,7 @@ def register_push(
     best: str | None,
     settings: HostingSettings,
     sagemaker: SageMakerClient,
+    s3: S3Client,
     sns: SNSClient,
     ledger: Ledger,
     clock: Callable[[], int] | None = None,
@@ -217,9 +220,23 @@ def register_push(
             continue
         request = register_request({**job, "project": project, "source": document.get("source") or {}})
         results.append(
-            register_job(request, settings=settings, sagemaker=sagemaker, sns=sns, ledger=ledger, clock=clock)
+            register_job(request, settings=settings, sagemaker=sagemaker, s3=s3, sns=sns, ledger=ledger, clock=clock)
         )
     return {"push": document.get("push"), "registered": results}
+
+
+def _write_metrics(s3: S3Client, model_data: str, job_name: str, metrics: Mapping[str, float]) -> str:
+    """Write the job's metrics document next to its model; return its S3 address.
+
+    Raises:
+        InputError: the model data is no S3 object's address.
+    """
+    uri = registry.metrics_uri(model_data)
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    body = registry.metrics_statistics(job_name, metrics)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=registry.METRICS_CONTENT_TYPE)
+    logger.info("metrics written", extra={"job_name": job_name, "uri": uri})
+    return uri
 
 
 def _inference_image(resolved: spec.TrainingSpec, endpoint: registry.EndpointSettings | None, *, region: str) -> str:
@@ -370,7 +387,6 @@ def deploy(
     configuration unless it serves it (or a newer version) already; alert EndpointDeploying once.
 
     Raises:
-        EndpointBusyError: the endpoint is being created or updated; the invocation is retried.
         PolicyError: the endpoint is beyond the deployment's policy.
     """
     metadata = package.get("CustomerMetadataProperties") or {}
@@ -408,10 +424,10 @@ def deploy(
         if serving == config_name or (serving_version is not None and serving_version > version):
             return {"endpoint": endpoint.name, "config": config_name, "action": "none", "serving": serving}
         if current.get("EndpointStatus") not in (EndpointStatus.IN_SERVICE, EndpointStatus.FAILED):
-            raise EndpointBusyError(
-                f"endpoint {endpoint.name} is {current.get('EndpointStatus')}: {group} v{version} is deployed when it "
-                "is in service"
-            )
+            # Being created or updated: its next InService event deploys the newest approved version (this one,
+            # unless a newer one is approved meanwhile); see on_endpoint_change.
+            logger.info("endpoint busy: deployment waits", extra={"endpoint": endpoint.name, "config": config_name})
+            return {"endpoint": endpoint.name, "config": config_name, "action": "waiting", "serving": serving}
         sagemaker.update_endpoint(**registry.update_endpoint_request(endpoint=endpoint, config_name=config_name))
         action = "updated"
     logger.info("deploying", extra={"endpoint": endpoint.name, "config": config_name, "action": action})
@@ -448,7 +464,9 @@ def on_endpoint_change(
     clock: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Handle a "SageMaker Endpoint State Change" event of an endpoint sagepush deployed: alert in service, failed,
-    or rolled back (in service on another version's configuration, with a failure reason) once each."""
+    or rolled back (in service on another version's configuration, with a failure reason) once each. An endpoint in
+    service on an older version than the newest approved one (approved while it was being created or updated) is
+    then deployed that version."""
     now = clock or _now_ms
     tags = _tag_map(detail.get("Tags"))
     name = str(detail.get("EndpointName", ""))
@@ -492,7 +510,36 @@ def on_endpoint_change(
     target = registry.endpoint_config_name(name, attempted) if attempted is not None else config
     key = f"endpoint-{alert_status.removeprefix('Endpoint').lower()}-{target}"
     sent = _alert_once(ledger, job_name, key, alert, settings=settings, sns=sns, clock=now)
-    return {"endpoint": name, "status": alert_status, "version": attempted, "alert": sent}
+    outcome: dict[str, Any] = {"endpoint": name, "status": alert_status, "version": attempted, "alert": sent}
+    if alert_status == "EndpointInService":
+        outcome["deployment"] = _deploy_newer(
+            name, group, serving=version, settings=settings, sagemaker=sagemaker, sns=sns, ledger=ledger, clock=now
+        )
+    return outcome
+
+
+def _deploy_newer(
+    name: str,
+    group: str,
+    *,
+    serving: int | None,
+    settings: HostingSettings,
+    sagemaker: SageMakerClient,
+    sns: SNSClient,
+    ledger: Ledger,
+    clock: Callable[[], int],
+) -> dict[str, Any] | None:
+    """Deploy the group's newest approved version to endpoint `name` when it is newer than the one serving."""
+    newest = _newest_approved(sagemaker, group, above=serving)
+    if newest is None or newest == serving:
+        return None
+    package = _package(sagemaker, group, newest)
+    endpoint = registry.endpoint_of_package(package) if package is not None else None
+    if package is None or endpoint is None or endpoint.name != name:
+        return None
+    return deploy(
+        package, endpoint=endpoint, settings=settings, sagemaker=sagemaker, sns=sns, ledger=ledger, clock=clock
+    )
 
 
 def _source_of(metadata: Mapping[str, str]) -> dict[str, str]:

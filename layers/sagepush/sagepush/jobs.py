@@ -7,7 +7,7 @@ import difflib
 import re
 from typing import TYPE_CHECKING, Any
 
-from sagepush import images, policy, request, spec
+from sagepush import images, policy, registry, request, spec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -63,6 +63,21 @@ def check_entry_point(resolved: spec.TrainingSpec, files: frozenset[str]) -> Non
     hint = f"; staged scripts: {', '.join(close)}" if close else "; the code holds no .py file"
     inside = f" (source_dir {resolved.source_dir!r}: the entry point is relative to it)" if resolved.source_dir else ""
     raise spec.SpecError(resolved.where("entry_point"), f"{path!r} is not in the staged code{inside}{hint}")
+
+
+def check_model(
+    table: Mapping[str, Any], *, project: str, origin: str, job_policy: policy.Policy
+) -> registry.ModelSettings | None:
+    """Read a manifest's `[model]` and `[endpoint]` and check the endpoint against the deployment's policy: at the
+    upload, in render and before a model is registered or deployed.
+
+    Raises:
+        InputError: a malformed table (SpecError), or an endpoint beyond the policy (PolicyError), naming the field.
+    """
+    model = registry.read_model(table, project=project, origin=origin)
+    if model is not None and model.endpoint is not None:
+        policy.check_endpoint(model.endpoint, job_policy, where=lambda field: f"{origin}: endpoint.{field}")
+    return model
 
 
 def deployment_of(settings: JobDefaultSettings, *, project: str, code_uri: str) -> policy.Deployment:

@@ -38,6 +38,9 @@ DEFAULT_MAX_CONCURRENCY: Final = 5
 ROLLBACK_WAIT_SECONDS: Final = 300
 """How long a blue/green update watches its alarms before it shifts traffic for good (when there are alarms)."""
 METRIC_PREFIX: Final = "metric:"
+METRICS_FILE: Final = "model-metrics.json"
+"""The statistics document of a job's final metrics, written next to its model.tar.gz (`metrics_statistics`)."""
+METRICS_CONTENT_TYPE: Final = "application/json"
 PROJECT_PROPERTY: Final = "sagepush:project"
 """The CustomerMetadataProperties key naming a package's project: sagepush acts only on packages that have one."""
 JOB_PROPERTY: Final = "sagepush:job"
@@ -434,6 +437,7 @@ def model_package_request(
     tags: Mapping[str, str],
     framework: str | None = None,
     framework_version: str | None = None,
+    metrics_uri: str | None = None,
 ) -> dict[str, Any]:
     """Return the CreateModelPackage request of a job's model: what the SDK's `Model.register()` sends for the
     framework model, plus the lineage (MetadataProperties, CustomerMetadataProperties, tags), the gate's verdicts
@@ -442,7 +446,8 @@ def model_package_request(
     An endpoint on instances is declared as the package's real-time instance type. `source` holds the upload's
     `commit`, `branch` and `repo` (as `jobs.SOURCE_FIELDS`); `framework` (sklearn, xgboost, pytorch, ...) and its
     version are named in the container as the SDK's framework models name them (the version for PyTorch and
-    TensorFlow only).
+    TensorFlow only). `metrics_uri`, the S3 address of the job's `metrics_statistics` document, becomes the
+    package's model quality statistics (`ModelMetrics.ModelQuality.Statistics`, as `register(model_metrics=…)`).
 
     Raises:
         RegistryError: the request does not satisfy SageMaker's model.
@@ -469,6 +474,10 @@ def model_package_request(
     }
     if settings.endpoint is not None and settings.endpoint.instance_type is not None:
         built["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] = [settings.endpoint.instance_type]
+    if metrics_uri is not None:
+        statistics = {"ContentType": METRICS_CONTENT_TYPE, "S3Uri": metrics_uri}
+        # The SDK's ModelMetrics always sends Bias and Explainability, empty when it has no report for them.
+        built["ModelMetrics"] = {"ModelQuality": {"Statistics": statistics}, "Bias": {}, "Explainability": {}}
     if verdicts:
         built["ModelPackageDescription"] = gate_description(verdicts)
     lineage = {
@@ -480,6 +489,44 @@ def model_package_request(
     if tags:
         built["Tags"] = _tags(tags)
     return validate("CreateModelPackage", built)
+
+
+def metrics_uri(model_data_url: str) -> str:
+    """The S3 address of a job's metrics document: METRICS_FILE under the prefix of its model data
+    (`s3://…/<job>/output/model.tar.gz` → `s3://…/<job>/output/model-metrics.json`).
+
+    Raises:
+        RegistryError: `model_data_url` is not an S3 object's address.
+    """
+    bucket, _, key = model_data_url.removeprefix("s3://").partition("/")
+    if not model_data_url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise RegistryError("ModelDataUrl", f"{specfields.quote(model_data_url)} is not an S3 object's address")
+    prefix = key.rpartition("/")[0]
+    return f"s3://{bucket}/{prefix}/{METRICS_FILE}" if prefix else f"s3://{bucket}/{METRICS_FILE}"
+
+
+def metrics_statistics(job_name: str, metrics: Mapping[str, float]) -> bytes:
+    """The model quality statistics document of a job's final metrics, as the package's ModelMetrics points at it:
+
+    `{"sagepush": {"job_name": …, "metrics": {"<name>": {"value": <number>}}}}`
+
+    Each metric is `{"value": …}` as in SageMaker Model Monitor's model quality statistics; they sit under
+    `sagepush` rather than Model Monitor's `regression_metrics` or `…_classification_metrics` because sagepush does
+    not know the problem type, and the names are the job's own (`metric_definitions`). A value JSON cannot hold
+    (NaN, infinities) is written as a string ("NaN", "Infinity", "-Infinity"), as Model Monitor writes it. The bytes
+    depend on the job and its metrics only (keys sorted), so a retried write leaves the same object.
+    """
+
+    def value(number: float) -> float | str:
+        number = float(number)
+        if math.isfinite(number):
+            return number
+        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+    document = {
+        "sagepush": {"job_name": job_name, "metrics": {name: {"value": value(v)} for name, v in metrics.items()}}
+    }
+    return (json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
 
 
 def client_token(job_name: str) -> str:

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sagepush import jobs, naming, registry, spec, staging, strategy
+from sagepush import jobs, naming, spec, staging, strategy
 from sagepush.errors import InputError
 
 if TYPE_CHECKING:
@@ -177,7 +177,9 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
             job_name = naming.job_name(project, digest, upload_id, matrix_job=index if matrix else None)
             resolved = spec.resolve_spec(job_manifest, jobs.defaults_from(settings, project))
             if job_manifest is not None:
-                registry.read_model(job_manifest.table, project=project, origin=job_manifest.source)
+                jobs.check_model(
+                    job_manifest.table, project=project, origin=job_manifest.source, job_policy=settings.job_policy
+                )
             jobs.check_entry_point(resolved, files)
             jobs.build_job_request(
                 resolved,
@@ -315,7 +317,7 @@ def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: J
     project = naming.check_project(start.project, where="project")
     table = apply_settings(start.spec, start.set)
     resolved = spec.resolve_spec(spec.Manifest(source="input", table=table), jobs.defaults_from(settings, project))
-    registry.read_model(table, project=project, origin="input")
+    jobs.check_model(table, project=project, origin="input", job_policy=settings.job_policy)
     if resolved.stages_code and not start.code_uri:
         what = "runs a script from" if resolved.runs_script else f"gets as channel {resolved.code_channel!r}"
         raise UploadError("code_uri", f"is required: the job {what} the staged code")
