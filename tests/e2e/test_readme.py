@@ -83,6 +83,7 @@ def test_every_block_is_checked_by_a_test_here() -> None:
         ("The manifest", "toml"),
         ("The staged code: `source_dir` and `dependencies`", "toml"),
         ("Bring your own container", "toml"),
+        ("Models and endpoints: `[model]` and `[endpoint]`", "toml"),
         ("Submit from your own state machine", "json"),
         ("Run everything locally", "bash"),
     }
@@ -235,6 +236,28 @@ def test_the_strategy_sample_renders_one_request_per_job(tmp_path: Path) -> None
 
     assert len(requests) == 3 * 2 - 1 + 1
     assert requests[-1]["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+
+
+def test_the_models_sample_is_the_iris_example_and_registers_as_described(tmp_path: Path) -> None:
+    from sagepush import registry
+
+    [text] = of("Models and endpoints: `[model]` and `[endpoint]`", "toml")
+    iris = tomllib.loads((EXAMPLES / "sklearn-iris" / "sagepush.toml").read_text())
+    sample = tomllib.loads(text)
+    assert {key: iris[key] for key in sample} == sample  # what the README shows is what the example holds
+    job = 'framework = "sklearn"\nframework_version = "1.2-1"\nentry_point = "train.py"\n'
+    (tmp_path / "sagepush.toml").write_text(job + text)
+    (tmp_path / "train.py").write_text("print('training')\n")
+
+    render_jobs(tmp_path, region="us-east-1", project="iris")  # checked as a push checks it
+    model = registry.read_model(sample, project="iris", origin="README")
+
+    assert model is not None and model.register == "best" and model.group == "iris"
+    assert [c.text for c in model.approve_if] == ["validation:accuracy >= 0.9"]
+    assert model.endpoint is not None and model.endpoint.name == "iris" and not model.endpoint.serverless
+    (tmp_path / "sagepush.toml").write_text(job + text.replace("validation:accuracy >=", "validation:acc >="))
+    with pytest.raises(spec.SpecError, match=r"model\.approve_if\[0\]"):
+        render_jobs(tmp_path, region="us-east-1", project="iris")
 
 
 def test_the_staged_code_sample_stages_as_described_and_its_error_reads_as_shown(tmp_path: Path) -> None:
