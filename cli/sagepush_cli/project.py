@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sagepush import images, jobs, naming, policy, registry, request, spec, staging, strategy
+from sagepush import images, jobs, naming, policy, request, spec, staging, strategy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -159,8 +159,9 @@ def render_staged(
             role=role, instance_type="ml.m5.xlarge", output_path=policy.project_output_path(output_path, project)
         ),
     )
+    job_policy = job_policy or template_policy(artifact_bucket)
     if staged.manifest is not None:
-        registry.read_model(staged.manifest.table, project=project, origin=staged.manifest.source)
+        jobs.check_model(staged.manifest.table, project=project, origin=staged.manifest.source, job_policy=job_policy)
     jobs.check_entry_point(resolved, staged.files)
     code_uri = f"s3://{artifact_bucket}/code/{project}/{staged.digest}/sourcedir.tar.gz"
     deployment = policy.Deployment(
@@ -173,7 +174,7 @@ def render_staged(
     )
     return jobs.build_job_request(
         resolved,
-        job_policy=job_policy or template_policy(artifact_bucket),
+        job_policy=job_policy,
         deployment=deployment,
         job_name=naming.job_name(project, staged.digest, RENDER_UPLOAD_ID, matrix_job=matrix_job and matrix_job[0]),
         tags=jobs.job_tags(project, staged.digest, {}) | strategy.job_tags(push, matrix_job[1] if matrix_job else {}),
