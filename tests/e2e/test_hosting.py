@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from sagepush_cli.local.stack import LocalStack
 
-PROJECT = "sklearn-iris"
+PROJECT = "iris-served"
+"""The project (and so its group and endpoint) of this test alone: the e2e stack is shared by every test."""
 SETOSA = "5.1,3.5,1.4,0.2"
 VIRGINICA = "6.9,3.1,5.4,2.1"
 DEADLINE_SECONDS = 600
@@ -69,7 +70,7 @@ def predict(row: str, tmp_path: Path) -> Any:
 def test_a_push_registers_approves_deploys_and_a_held_back_version_waits_for_approval(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    first = demo.run(stack, EXAMPLES / "sklearn-iris")
+    first = demo.run(stack, EXAMPLES / "sklearn-iris", project=PROJECT)
     assert first.completed and first.execution_status == "SUCCEEDED", first.execution_cause
     [v1] = models()
     assert (v1["version"], v1["status"], v1["job"]) == (1, "Approved", first.job_name)
@@ -84,7 +85,7 @@ def test_a_push_registers_approves_deploys_and_a_held_back_version_waits_for_app
     shutil.copytree(EXAMPLES / "sklearn-iris", held)
     manifest = held / "sagepush.toml"
     manifest.write_text(manifest.read_text().replace('"validation:accuracy >= 0.9"', '"validation:accuracy >= 1.01"'))
-    second = demo.run(stack, held)
+    second = demo.run(stack, held, project=PROJECT)
     assert second.completed and second.execution_status == "SUCCEEDED", second.execution_cause
     v2, _ = models()
     assert (v2["version"], v2["status"], v2["job"]) == (2, "PendingManualApproval", second.job_name)
