@@ -124,13 +124,62 @@ def register_job(
     model_data = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     if not model_data:
         raise InputError(request.job_name, "left no model artifacts to register")
-    existing = _registered_version(sagemaker, model.group, request.job_name)
-    if existing is not None:
-        logger.info("job already registered", extra={"job_name": request.job_name, "package": existing})
-        return {"job_name": request.job_name, "registered": True, "model_package_arn": existing, "already": True}
     metrics = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])}
     verdicts = registry.gate(model.approve_if, metrics)
     status = registry.approval_status(verdicts)
+    arn = _registered_version(sagemaker, model.group, request.job_name)
+    already = arn is not None
+    if arn is None:
+        arn = _create_version(request, model, resolved, job, metrics, verdicts, status, settings, sagemaker, s3)
+    else:  # an earlier attempt registered it, and may have died before its alert: the claim sends that once
+        logger.info("job already registered", extra={"job_name": request.job_name, "package": arn})
+    version = _version_of_arn(arn)
+    facts = alerts.ModelFacts(
+        group=model.group,
+        version=version,
+        package_arn=arn,
+        approval_status=status,
+        gate=tuple(verdict.document() for verdict in verdicts),
+        endpoint=model.endpoint.name if model.endpoint else None,
+    )
+    alert = alerts.model_alert(
+        status="ModelRegistered",
+        project=request.project,
+        model=facts,
+        region=settings.aws_region,
+        time=alerts.iso_time(now()),
+        job_name=request.job_name,
+        source=request.source,
+        final_metrics=metrics,
+        model_artifacts=model_data,
+    )
+    sent = _alert_once(ledger, request.job_name, "model-registered", alert, settings=settings, sns=sns, clock=now)
+    return {
+        "job_name": request.job_name,
+        "registered": True,
+        "already": already,
+        "model_package_arn": arn,
+        "version": version,
+        "approval_status": status,
+        "gate": [verdict.document() for verdict in verdicts],
+        "alert": sent,
+    }
+
+
+def _create_version(
+    request: RegisterRequest,
+    model: registry.ModelSettings,
+    resolved: spec.TrainingSpec,
+    job: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    verdicts: tuple[registry.Verdict, ...],
+    status: str,
+    settings: HostingSettings,
+    sagemaker: SageMakerClient,
+    s3: S3Client,
+) -> str:
+    """Create the job's version in its group (and the group when missing); return its ARN."""
+    model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     hyper = job.get("HyperParameters", {})
     program = model.inference_entry_point or _hyperparameter(hyper, "sagemaker_program")
     submit_directory = _hyperparameter(hyper, "sagemaker_submit_directory") or request.code_uri
@@ -158,38 +207,9 @@ def register_job(
         framework_version=resolved.framework_version,
         metrics_uri=metrics_uri,
     )
-    arn = sagemaker.create_model_package(**package)["ModelPackageArn"]
-    version = _version_of_arn(arn)
+    arn: str = sagemaker.create_model_package(**package)["ModelPackageArn"]
     logger.info("model registered", extra={"job_name": request.job_name, "package": arn, "approval": status})
-    facts = alerts.ModelFacts(
-        group=model.group,
-        version=version,
-        package_arn=arn,
-        approval_status=status,
-        gate=tuple(verdict.document() for verdict in verdicts),
-        endpoint=model.endpoint.name if model.endpoint else None,
-    )
-    alert = alerts.model_alert(
-        status="ModelRegistered",
-        project=request.project,
-        model=facts,
-        region=settings.aws_region,
-        time=alerts.iso_time(now()),
-        job_name=request.job_name,
-        source=request.source,
-        final_metrics=metrics,
-        model_artifacts=model_data,
-    )
-    sent = _alert_once(ledger, request.job_name, "model-registered", alert, settings=settings, sns=sns, clock=now)
-    return {
-        "job_name": request.job_name,
-        "registered": True,
-        "model_package_arn": arn,
-        "version": version,
-        "approval_status": status,
-        "gate": [verdict.document() for verdict in verdicts],
-        "alert": sent,
-    }
+    return arn
 
 
 def register_push(
