@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
     from sagepush.events import TrainingStateChange
-    from sagepush.ledger import LedgerEntry
+    from sagepush.ledger import Claim, Ledger, LedgerEntry
 
 logger = logging.getLogger(__name__)
 
@@ -906,6 +906,23 @@ def publish_alert(alert: Alert, *, topic_arn: str, sns: SNSClient) -> str:
             extra={"job_name": alert.job_name, "status": alert.status, "code": code, "error": str(exc)},
         )
     return _publish(fit(alert.minimal()), topic_arn=topic_arn, sns=sns)
+
+
+def publish_claimed(
+    alert: Alert, *, claim: Claim | None, ledger: Ledger, topic_arn: str, sns: SNSClient, clock: Callable[[], int]
+) -> str:
+    """Publish `alert` under a claim taken with `ledger.claim_alert` (None: it has no ledger item to claim on); return
+    the SNS message id. A failed publish gives the claim back, so a retry claims it at once; a published one is marked
+    sent. See DynamoDBLedger.claim_alert for why claim, publish, mark-sent gives one alert per transition."""
+    try:
+        message_id = publish_alert(alert, topic_arn=topic_arn, sns=sns)
+    except BaseException:
+        if claim is not None:
+            ledger.release_alert(claim)
+        raise
+    if claim is not None:
+        ledger.mark_alert_sent(claim, message_id=message_id, now_ms=clock())
+    return message_id
 
 
 def _publish(publication: Publication, *, topic_arn: str, sns: SNSClient) -> str:

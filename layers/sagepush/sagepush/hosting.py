@@ -652,14 +652,7 @@ def _alert_once(
         claim = ledger.claim_alert(job_name, key, now_ms=clock(), lease_until_ms=clock() + _LEASE_MS)
         if claim is None and ledger.get(job_name) is not None:
             return "already sent"
-    try:
-        message_id = alerts.publish_alert(alert, topic_arn=settings.alerts_topic_arn, sns=sns)
-    except BaseException:
-        if claim is not None:
-            ledger.release_alert(claim)
-        raise
-    if claim is not None:
-        ledger.mark_alert_sent(claim, message_id=message_id, now_ms=clock())
+    alerts.publish_claimed(alert, claim=claim, ledger=ledger, topic_arn=settings.alerts_topic_arn, sns=sns, clock=clock)
     return "published"
 
 

@@ -145,15 +145,8 @@ def summarize(
         execution_arn=execution_arn,
         time=time,
     )
-    try:
-        message_id = alerts.publish_alert(alert, topic_arn=topic_arn, sns=sns)
-    except BaseException:
-        if claim is not None:
-            ledger.release_alert(claim)
-        raise
-    if claim is not None:
-        ledger.mark_alert_sent(claim, message_id=message_id, now_ms=clock())
-    else:
+    message_id = alerts.publish_claimed(alert, claim=claim, ledger=ledger, topic_arn=topic_arn, sns=sns, clock=clock)
+    if claim is None:
         # The first job never reached the ledger (its submission never ran): nothing to claim on, sent unclaimed.
         logger.warning("push summary sent without a ledger claim", extra={"push": document.push})
     if document.upload:
