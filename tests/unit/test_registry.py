@@ -213,8 +213,7 @@ def test_the_gate_approves_only_when_every_condition_holds() -> None:
     ],
     ids=["instances", "serverless"],
 )
-def test_endpoint_settings_round_trip_through_json_and_the_package(endpoint: EndpointSettings) -> None:
-    assert EndpointSettings.from_document(json.loads(json.dumps(endpoint.document()))) == endpoint
+def test_endpoint_settings_round_trip_through_the_package(endpoint: EndpointSettings) -> None:
     settings = registry.ModelSettings(register="best", group="iris", endpoint=endpoint)
     package = package_request(settings)
     assert registry.endpoint_of_package(package) == endpoint

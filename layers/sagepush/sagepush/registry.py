@@ -136,35 +136,6 @@ class EndpointSettings:
     def serverless(self) -> bool:
         return self.memory_size_in_mb is not None
 
-    def document(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict; `from_document` reads it back."""
-        return {
-            "name": self.name,
-            "instance_type": self.instance_type,
-            "initial_instance_count": self.initial_instance_count,
-            "memory_size_in_mb": self.memory_size_in_mb,
-            "max_concurrency": self.max_concurrency,
-            "alarms": list(self.alarms),
-        }
-
-    @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> EndpointSettings:
-        """Read `document()` back.
-
-        Raises:
-            KeyError, TypeError, ValueError: not such a document.
-        """
-        memory, concurrency = document.get("memory_size_in_mb"), document.get("max_concurrency")
-        instance_type = document.get("instance_type")
-        return cls(
-            name=str(document["name"]),
-            instance_type=None if instance_type is None else str(instance_type),
-            initial_instance_count=int(document.get("initial_instance_count", 1)),
-            memory_size_in_mb=None if memory is None else int(memory),
-            max_concurrency=None if concurrency is None else int(concurrency),
-            alarms=tuple(str(alarm) for alarm in document.get("alarms", ())),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
