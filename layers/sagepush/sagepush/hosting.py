@@ -375,7 +375,7 @@ def on_package_change(
         region=settings.aws_region,
         time=alerts.iso_time(now()),
         job_name=job_name,
-        source=_source_of(metadata),
+        source=registry.source_of_package(package),
         final_metrics=registry.metrics_of_package(package),
     )
     key = f"model-{status.lower()}-v{version}"
@@ -467,7 +467,7 @@ def deploy(
         region=settings.aws_region,
         time=alerts.iso_time(clock()),
         job_name=job_name,
-        source=_source_of(metadata),
+        source=registry.source_of_package(package),
     )
     key = f"endpoint-deploying-{config_name}"
     sent = _alert_once(ledger, job_name, key, alert, settings=settings, sns=sns, clock=clock)
@@ -524,7 +524,7 @@ def on_endpoint_change(
         region=settings.aws_region,
         time=alerts.iso_time(now()),
         job_name=job_name,
-        source=_source_of(metadata),
+        source=registry.source_of_package(package or {}),
         failure_reason=reason,
     )
     target = registry.endpoint_config_name(name, attempted) if attempted is not None else config
@@ -560,11 +560,6 @@ def _deploy_newer(
     return deploy(
         package, endpoint=endpoint, settings=settings, sagemaker=sagemaker, sns=sns, ledger=ledger, clock=clock
     )
-
-
-def _source_of(metadata: Mapping[str, str]) -> dict[str, str]:
-    names = {"commit": "sagepush:commit", "branch": "sagepush:branch", "repo": "sagepush:repository"}
-    return {field: metadata[key] for field, key in names.items() if metadata.get(key)}
 
 
 def _tag_map(tags: Any) -> dict[str, str]:

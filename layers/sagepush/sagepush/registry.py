@@ -45,6 +45,14 @@ PROJECT_PROPERTY: Final = "sagepush:project"
 """The CustomerMetadataProperties key naming a package's project: sagepush acts only on packages that have one."""
 JOB_PROPERTY: Final = "sagepush:job"
 """The CustomerMetadataProperties key naming the training job a package's model came from."""
+ENDPOINT_PROPERTY: Final = "sagepush:endpoint"
+"""The CustomerMetadataProperties key naming the endpoint an approved version is deployed to."""
+SOURCE_PROPERTIES: Final[Mapping[str, str]] = {
+    "commit": "sagepush:commit",
+    "branch": "sagepush:branch",
+    "repo": "sagepush:repository",
+}
+"""The CustomerMetadataProperties keys of a package's lineage, by upload source field (`jobs.SOURCE_FIELDS`)."""
 ENDPOINT_PREFIX: Final = "sagepush:endpoint:"
 OPERATIONS: Final = (
     "CreateModelPackageGroup",
@@ -534,10 +542,10 @@ def customer_metadata(
     left out (the gate's verdicts are in the description whatever happens here).
     """
     properties = {PROJECT_PROPERTY: project, JOB_PROPERTY: job_name}
-    for field, key in (("commit", "commit"), ("branch", "branch"), ("repo", "repository")):
+    for field, key in SOURCE_PROPERTIES.items():
         value = _metadata_value(source.get(field, ""))
         if value:
-            properties[f"sagepush:{key}"] = value
+            properties[key] = value
     if endpoint is not None:
         properties |= _endpoint_properties(endpoint)
     for name, metric in metrics.items():
@@ -550,7 +558,7 @@ def customer_metadata(
 
 
 def _endpoint_properties(endpoint: EndpointSettings) -> dict[str, str]:
-    properties = {"sagepush:endpoint": endpoint.name}
+    properties = {ENDPOINT_PROPERTY: endpoint.name}
     if endpoint.serverless:
         properties[f"{ENDPOINT_PREFIX}memory_size_in_mb"] = str(endpoint.memory_size_in_mb)
         properties[f"{ENDPOINT_PREFIX}max_concurrency"] = str(endpoint.max_concurrency)
@@ -566,7 +574,7 @@ def endpoint_of_package(description: Mapping[str, Any]) -> EndpointSettings | No
     """The endpoint a package (DescribeModelPackage, or its state-change event's detail) is to be deployed to; None
     when it names none."""
     properties = description.get("CustomerMetadataProperties") or {}
-    name = properties.get("sagepush:endpoint")
+    name = properties.get(ENDPOINT_PROPERTY)
     if not name:
         return None
 
@@ -582,6 +590,12 @@ def endpoint_of_package(description: Mapping[str, Any]) -> EndpointSettings | No
         max_concurrency=number("max_concurrency"),
         alarms=tuple(properties.get(f"{ENDPOINT_PREFIX}alarms", "").split()),
     )
+
+
+def source_of_package(description: Mapping[str, Any]) -> dict[str, str]:
+    """The lineage a package carries: the upload's commit, branch and repo (the keys of `jobs.SOURCE_FIELDS`)."""
+    properties = description.get("CustomerMetadataProperties") or {}
+    return {field: properties[key] for field, key in SOURCE_PROPERTIES.items() if properties.get(key)}
 
 
 def metrics_of_package(description: Mapping[str, Any]) -> dict[str, float]:
