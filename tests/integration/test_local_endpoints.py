@@ -366,3 +366,26 @@ def test_a_registered_version_emits_its_events_and_serves_through_its_package(
 def test_update_endpoint_refuses_what_aws_refuses(stack: LocalStack, sagemaker: Any) -> None:
     with pytest.raises(ClientError, match="Could not find endpoint"):
         sagemaker.update_endpoint(EndpointName="nowhere", EndpointConfigName="none")
+
+
+def test_an_endpoint_a_restored_state_holds_serves_again(
+    stack: LocalStack, sagemaker: Any, models: Path, events: Callable[..., dict[str, Any]]
+) -> None:
+    # Given: an endpoint in service, whose model then goes away with its process (a `local up` that stopped) while
+    # moto's state, as `local up` restores it, still says InService.
+    name = config(sagemaker, "iris-kept", container(stack, models, "tree", LOADS))
+    sagemaker.create_endpoint(EndpointName="iris", EndpointConfigName=name)
+    events("SageMaker Endpoint State Change", EndpointName="iris", EndpointStatus="InService")
+    hosting = stack._hosting
+    assert hosting is not None
+    for key in list(hosting.hosted):
+        hosting.delete(key)
+    with pytest.raises(sagemaker.exceptions.ClientError, match="not found"):
+        predict()
+
+    # When: the stack resumes what it restored.
+    assert hosting.resume() == 1
+
+    # Then: the endpoint starts its model again and answers.
+    events("SageMaker Endpoint State Change", EndpointName="iris", EndpointStatus="InService")
+    assert predict() == b"0\n"

@@ -239,6 +239,23 @@ class LocalHosting:
         self._endpoint_changed(hosted, endpoint, endpoint_status=EndpointStatus.CREATING, failure_reason=None)
         self._start(hosted, backend, endpoint, endpoint.endpoint_config_name, update=False)
 
+    def resume(self) -> int:
+        """Start again the models of the endpoints a restored state holds (their servers did not outlive the stack
+        that saved it): each is Creating until its model answers, then InService; return how many."""
+        from moto.sagemaker.models import sagemaker_backends
+
+        resumed = 0
+        for account, regions in sagemaker_backends.items():
+            for region, backend in regions.items():
+                for endpoint in list(backend.endpoints.values()):
+                    if (account, region, endpoint.endpoint_name) in self.hosted:
+                        continue
+                    if endpoint.endpoint_status in (EndpointStatus.DELETING, EndpointStatus.FAILED):
+                        continue
+                    self.create(backend, endpoint)
+                    resumed += 1
+        return resumed
+
     def update(self, backend: Any, endpoint: Any, config_name: str) -> None:
         """Mark an endpoint Updating and deploy `config_name` blue/green in the background."""
         from moto.core.utils import utcnow

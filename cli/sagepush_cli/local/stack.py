@@ -39,7 +39,7 @@ from sagepush_cli import template as sam
 from sagepush_cli.functions import LoadedFunction, load_function
 from sagepush_cli.local import cache, patterns, state
 from sagepush_cli.local.dynamodb import serialise_item_requests
-from sagepush_cli.local.endpoints import install_hosting
+from sagepush_cli.local.endpoints import LocalHosting, install_hosting
 from sagepush_cli.local.trainer import LocalTrainer, install_trainer
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class LocalStack:
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _patches: list[Callable[[], None]] = field(default_factory=list)
     _trainer: LocalTrainer | None = None
+    _hosting: LocalHosting | None = None
     _restored_code: set[str] = field(default_factory=set)
     _async: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="lambda-async"))
     _pending: set[Future[None]] = field(default_factory=set)
@@ -162,7 +163,8 @@ class LocalStack:
         self._trainer = install_trainer(endpoint=self.endpoint, region=self.region)
         self._patches.append(self._trainer)
         # Endpoints serve their models for real; model packages and endpoints emit their state-change events.
-        self._patches.append(install_hosting(endpoint=self.endpoint, region=self.region))
+        self._hosting = install_hosting(endpoint=self.endpoint, region=self.region)
+        self._patches.append(self._hosting)
         _RUNNING.append(self)
         if self.persist and not self.fresh:
             self._restore_or_deploy()
@@ -187,6 +189,7 @@ class LocalStack:
             undo()
         self._patches.clear()
         self._trainer = None
+        self._hosting = None
         if self._server is not None:
             self._server.stop()  # nothing changes the backends while they are saved
             self._server = None
@@ -371,6 +374,8 @@ class LocalStack:
         try:
             self._connect(document, translated)
             stopped = self._stop_unfinished_jobs()
+            if self._hosting is not None:
+                self._hosting.resume()  # the restored endpoints' models start again
         # Whatever a restored state fails on, the stack must not run half restored: it starts empty instead.
         except Exception as exc:
             logger.warning("saved state not restored", exc_info=True)
