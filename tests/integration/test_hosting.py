@@ -207,3 +207,107 @@ def test_an_endpoint_in_service_failed_or_rolled_back_is_alerted_once_with_the_v
     foreign = endpoint_event("theirs-v1", "InService")
     foreign["detail"]["Tags"] = {}
     assert stack.invoke("ModelFunction", foreign)["ignored"] == "not deployed by sagepush"
+
+
+# ---------------------------------------------------------------------------------- a model repacked with its code
+PYTORCH_SPEC: dict[str, Any] = {
+    **SPEC,
+    "framework": "pytorch",
+    "framework_version": "2.5",
+    "py_version": "py311",
+    "model": {"register": True, "inference_entry_point": "serve.py"},
+}
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _members(data: bytes) -> dict[str, bytes | None]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {i.name: (f.read() if (f := tar.extractfile(i)) else None) for i in tar}
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_pytorch_model_is_registered_repacked_with_its_code_under_code(stack: LocalStack) -> None:
+    from moto.sagemaker.models import sagemaker_backends
+
+    bucket = stack.outputs["ArtifactBucketName"]
+    code_key = "code/iris/" + "cd34" * 16 + "/sourcedir.tar.gz"
+    job = completed_job(stack, "iris-3f5c0f2a-dd0001", {"validation:accuracy": 0.95})
+    backend = sagemaker_backends["123456789012"][stack.region].training_jobs[job]
+    backend.hyper_parameters = {
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": json.dumps(f"s3://{bucket}/{code_key}"),
+    }
+    model_key = f"output/iris/{job}/output/model.tar.gz"
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=model_key, Body=_tar_gz({"model.pth": b"weights"}))
+    s3.put_object(Bucket=bucket, Key=code_key, Body=_tar_gz({"train.py": b"#", "serve.py": b"def model_fn(d): ..."}))
+
+    result = register(stack, job, PYTORCH_SPEC)
+    again = register(stack, job, PYTORCH_SPEC)  # a retried task: the version found, nothing registered twice
+    assert result["registered"] and again["already"] and again["model_package_arn"] == result["model_package_arn"]
+    (package,) = versions()
+    container = package["InferenceSpecification"]["Containers"][0]
+    repacked_key = f"output/iris/{job}/output/model-repacked.tar.gz"
+    assert container["ModelDataUrl"] == f"s3://{bucket}/{repacked_key}"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "serve.py"
+    members = _members(s3.get_object(Bucket=bucket, Key=repacked_key)["Body"].read())
+    assert members == {
+        "model.pth": b"weights",
+        "code": None,
+        "code/train.py": b"#",
+        "code/serve.py": b"def model_fn(d): ...",
+    }
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_sklearn_model_is_registered_as_it_is_with_its_code_at_its_s3_address(stack: LocalStack) -> None:
+    job = completed_job(stack, "iris-3f5c0f2a-dd0002", {"validation:accuracy": 0.95})
+    register(stack, job)
+    (package,) = versions()
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"].endswith(f"/{job}/output/model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "s3://artifacts/code/iris/ab12/sourcedir.tar.gz"
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_a_pytorch_model_with_a_link_is_refused_naming_the_member(stack: LocalStack) -> None:
+    import io
+    import tarfile
+
+    from moto.sagemaker.models import sagemaker_backends
+
+    bucket = stack.outputs["ArtifactBucketName"]
+    code_key = "code/iris/" + "ef56" * 16 + "/sourcedir.tar.gz"
+    job = completed_job(stack, "iris-3f5c0f2a-dd0003", {"validation:accuracy": 0.95})
+    sagemaker_backends["123456789012"][stack.region].training_jobs[job].hyper_parameters = {
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": json.dumps(f"s3://{bucket}/{code_key}"),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        link = tarfile.TarInfo("model.pth")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/shadow"
+        tar.addfile(link)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"output/iris/{job}/output/model.tar.gz", Body=out.getvalue())
+    s3.put_object(Bucket=bucket, Key=code_key, Body=_tar_gz({"train.py": b"#"}))
+    with pytest.raises(Exception, match=r"model\.pth.*symbolic link"):
+        register(stack, job, PYTORCH_SPEC)
+    assert versions() == []

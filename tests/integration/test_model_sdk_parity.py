@@ -8,12 +8,20 @@ differs, the difference is named below and everything else is compared exactly.
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import io
+import json
+import tarfile
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 
-from sagepush import registry
+from sagepush import registry, repack
 from tests.reference.sdk import run_sdk_script
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ROLE = "arn:aws:iam::123456789012:role/SagepushModel"
 PROJECT = "iris"
@@ -158,12 +166,27 @@ def sdk() -> dict[str, dict[str, Any]]:
     answers: dict[str, dict[str, Any]] = run_sdk_script(
         "model_reference.py", [_sdk_case(case_id, case) for case_id, case in CASES.items()]
     )
-    return answers
+    return {case_id: _at_our_repacked_address(case_id, answer) for case_id, answer in answers.items()}
+
+
+def _at_our_repacked_address(case_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's answer with its repacked model's address (`<code_location>/<model name>/model.tar.gz`, a key per
+    model name) replaced by sagepush's, the one deliberate difference: sagepush writes it next to the job's
+    model.tar.gz, a key per job, so the repack is done at registration, once, and the package names it. Which
+    frameworks are repacked, the environment that points into the model and every other field are compared."""
+    case = CASES[case_id]
+    if not repack.repacked_by_the_sdk(case["framework"], case["framework_version"]) or "error" in answer:
+        return answer
+    sdk_address = f"{CODE_LOCATION}/{registry.model_name(_settings(case).group, 1)}/model.tar.gz"
+    text = json.dumps(answer)
+    assert sdk_address in text, f"the SDK did not repack {case_id}'s model to {sdk_address}"
+    replaced: dict[str, Any] = json.loads(text.replace(sdk_address, repack.repacked_uri(_model_data(case_id))))
+    return replaced
 
 
 def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """sagepush's requests for the case, with the SDK's image, and where the SDK repacked the model with its code
-    (PyTorch), the repacked model and the code inside it, as the SDK left them."""
+    """sagepush's requests for the case, with the SDK's image; a model the SDK repacks with its code (PyTorch) is
+    named by sagepush's repacked address (`repack.repacked_uri`) and the code inside it."""
     case = CASES[case_id]
     settings = _settings(case)
     endpoint = settings.endpoint
@@ -171,9 +194,8 @@ def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]
     image = sdk_answer["image"]
     program = settings.inference_entry_point or "train.py"
     model_data, submit_directory = _model_data(case_id), _code_uri(case_id)
-    if case["framework"] == "pytorch":
-        name = registry.model_name(settings.group, 1)
-        model_data, submit_directory = f"{CODE_LOCATION}/{name}/model.tar.gz", "/opt/ml/model/code"
+    if repack.repacked_by_the_sdk(case["framework"], case["framework_version"]):
+        model_data, submit_directory = repack.repacked_uri(model_data), repack.SUBMIT_DIRECTORY
     environment = registry.inference_environment(
         program=program, submit_directory=submit_directory, region=case["region"]
     )
@@ -254,3 +276,88 @@ def test_covers_every_framework_with_and_without_an_inference_entry_point() -> N
         assert {"inference_entry_point" in c["model"] for c in own} == {True, False}
     assert {"memory_size_in_mb" in c["endpoint"] for c in CASES.values()} == {True, False}
     assert {bool(_metrics(c)) for c in CASES.values()} == {True, False}
+
+
+# ---------------------------------------------------------------------------------------------- the repack itself
+REPACK_MODEL_MEMBERS: dict[str, bytes | None] = {
+    "./": None,
+    "./model.pth": b"weights" * 1000,
+    "./extra/": None,
+    "./extra/vocab.txt": b"a b c",
+    "./code/": None,
+    "./code/serve.py": b"# the model's own copy, replaced by the staged one",
+    "./code/notes.txt": b"kept: the staged code has no such file",
+}
+REPACK_CODE_MEMBERS: dict[str, bytes | None] = {
+    "serve.py": b"def model_fn(model_dir):\n    return None\n",
+    "train.py": b"print('train')\n",
+    "lib/": None,
+    "lib/common/": None,
+    "lib/common/util.py": b"X = 1\n",  # a dependency, as staging lays `dependencies` out (the SDK's lib/<name>)
+    "requirements.txt": b"numpy\n",
+}
+
+
+def _tar_gz(members: dict[str, bytes | None]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _files(data: bytes) -> tuple[dict[str, str], set[str]]:
+    files, dirs = {}, set()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for info in tar:
+            if info.isfile():
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                files[info.name] = hashlib.sha256(extracted.read()).hexdigest()
+            else:
+                assert info.isdir(), f"{info.name} is neither a file nor a directory"
+                dirs.add(info.name)
+    return files, dirs
+
+
+def test_the_repacked_model_holds_what_the_sdks_repack_model_writes(tmp_path: Path) -> None:
+    from moto import mock_aws
+
+    model, code = _tar_gz(REPACK_MODEL_MEMBERS), _tar_gz(REPACK_CODE_MEMBERS)
+    (tmp_path / "model.tar.gz").write_bytes(model)
+    (tmp_path / "sourcedir.tar.gz").write_bytes(code)
+    code_uri, model_data = _code_uri("repack"), _model_data("repack")
+    answer = run_sdk_script(
+        "model_reference.py",
+        {
+            "repack": {
+                "model_file": str(tmp_path / "model.tar.gz"),
+                "code_file": str(tmp_path / "sourcedir.tar.gz"),
+                "code_uri": code_uri,
+                "entry_point": "serve.py",
+                "output": str(tmp_path / "sdk-repacked.tar.gz"),
+            }
+        },
+    )
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+        s3.create_bucket(Bucket="sagepush-artifacts")
+        for uri, body in ((model_data, model), (code_uri, code)):
+            s3.put_object(Bucket="sagepush-artifacts", Key=uri.split("/", 3)[3], Body=body)
+        ours = repack.repack(s3=s3, model_data_url=model_data, code_uri=code_uri)
+        data = s3.get_object(Bucket="sagepush-artifacts", Key=ours.split("/", 3)[3])["Body"].read()
+    files, dirs = _files(data)
+    sdk_files = {name: m["sha256"] for name, m in answer["members"].items() if m["type"] == "file"}
+    sdk_dirs = {name for name, m in answer["members"].items() if m["type"] == "dir"}
+    assert files == sdk_files
+    assert "code/serve.py" in files and "code/notes.txt" in files and "code/lib/common/util.py" in files
+    # The SDK archives every directory of the tree it extracted (and the root, as ""); sagepush keeps the model's
+    # directories and adds code/: each directory the repacked model names is one the SDK's names.
+    assert dirs <= sdk_dirs - {""}
+    assert {name.rsplit("/", 1)[0] for name in files if "/" in name} <= sdk_dirs

@@ -14,6 +14,9 @@ image the SDK's `image_uris.retrieve(..., image_scope="inference")` gives (retur
 serverless. The session is real but its SageMaker client only records; sockets are closed. The SDK repacks a PyTorch
 model with its code (TorchServe reads it from /opt/ml/model/code): the repack, which reads and writes S3, is
 replaced by a no-op, so only its request is kept.
+
+stdin may instead be `{"repack": {"model_file", "code_file", "code_uri", "entry_point", "output"}}`: the SDK's own
+`repack_model` is run on those local files (see `repack`), and stdout is `{"members": {name: {...}}}`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def _no_network(*args: Any, **kwargs: Any) -> None:
 
 socket.socket.connect = _no_network  # type: ignore[method-assign]
 socket.create_connection = _no_network  # type: ignore[assignment]
+REPACK_MODEL = utils.repack_model
 utils.repack_model = lambda **kwargs: None  # the PyTorch model's repack reads and writes S3
 
 MODELS = {"sklearn": SKLearnModel, "xgboost": XGBoostModel, "pytorch": PyTorchModel}
@@ -155,8 +159,44 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
     return {"image": image, **client.requests}
 
 
+def repack(case: dict[str, Any]) -> dict[str, Any]:
+    """Run the SDK's own `repack_model` on local files: the model (`file://`), the staged code named by its S3 address
+    as a model's `source_dir` is (its download served from `code_file`), into `output`; return the output's members
+    as `{name: {"type": "file" | "dir", "sha256": ...}}`."""
+    import hashlib
+    import shutil
+    import tarfile
+
+    def download(url: str, dst: str, sagemaker_session: Any) -> None:
+        if url != case["code_uri"]:
+            raise RuntimeError(f"the reference downloads only the staged code, not {url}")
+        shutil.copyfile(case["code_file"], dst)
+
+    utils.download_file_from_url = download
+    REPACK_MODEL(
+        inference_script=case["entry_point"],
+        source_directory=case["code_uri"],
+        dependencies=[],
+        model_uri="file://" + case["model_file"],
+        repacked_model_uri="file://" + case["output"],
+        sagemaker_session=session("us-east-1", RecordingClient()),
+    )
+    members: dict[str, Any] = {}
+    with tarfile.open(case["output"], "r:gz") as tar:
+        for info in tar:
+            if info.isfile():
+                data = tar.extractfile(info).read()  # type: ignore[union-attr]
+                members[info.name] = {"type": "file", "sha256": hashlib.sha256(data).hexdigest()}
+            else:
+                members[info.name] = {"type": "dir" if info.isdir() else info.type.decode()}
+    return {"members": members}
+
+
 def main() -> None:
     cases = json.load(sys.stdin)
+    if isinstance(cases, dict) and "repack" in cases:
+        json.dump(repack(cases["repack"]), ANSWER)
+        return
     results: dict[str, Any] = {}
     for case in cases:
         try:

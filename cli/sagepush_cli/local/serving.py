@@ -4,7 +4,8 @@ What a SageMaker framework container does when an endpoint starts, done on this 
 - the model: the variant's model (CreateModel's PrimaryContainer, or the model package it names, whose
   InferenceSpecification.Containers[0] is the container) gives the image, ModelDataUrl and Environment;
 - model.tar.gz unpacked into the model dir (the container's /opt/ml/model), the code at SAGEMAKER_SUBMIT_DIRECTORY
-  (sourcedir.tar.gz) into its code/ folder, as the SDK's repacked models carry it;
+  (sourcedir.tar.gz) into its code/ folder, as the SDK's repacked models carry it; a repacked model
+  (SAGEMAKER_SUBMIT_DIRECTORY /opt/ml/model/code) brings its code/ in model.tar.gz;
 - the environment: the framework image's packages as a training job on the same framework gets them
   (local/environments.py; an inference repository such as pytorch-inference stands for its training twin), the
   code's requirements.txt and the `sagemaker-inference` toolkit;
@@ -49,6 +50,8 @@ INVOCATION_TIMEOUT_SECONDS = 60.0
 """How long one request may take: SageMaker's InvokeEndpoint waits 60 seconds for a real-time endpoint."""
 FAILURE_REASON_LIMIT = 1024
 DEFAULT_PROGRAM = "inference.py"
+MODEL_CODE_DIR = "/opt/ml/model/code"
+"""SAGEMAKER_SUBMIT_DIRECTORY of a repacked model: the code is the model archive's code/."""
 _STOP_SECONDS = 5.0
 _POLL_SECONDS = 0.2
 _LOG_TAIL = 40
@@ -348,6 +351,15 @@ class ModelServer:
         submit = self.container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
         if submit.startswith("s3://"):
             self._extract(s3, submit, "SAGEMAKER_SUBMIT_DIRECTORY", self.model_dir / "code")
+        elif submit.rstrip("/") == MODEL_CODE_DIR:
+            # A repacked model (PyTorch, HuggingFace, TensorFlow): the code came in the model archive's code/.
+            program = self.container.environment.get("SAGEMAKER_PROGRAM", "")
+            code = self.model_dir / "code"
+            if not code.is_dir() or (program and not (code / program).is_file()):
+                what = f"code/{program}" if program else "code/"
+                raise ServingError(
+                    f"SAGEMAKER_SUBMIT_DIRECTORY is {MODEL_CODE_DIR}, but the model {url} holds no {what}"
+                )
 
     def _extract(self, s3: Any, uri: str, where: str, into: Path) -> None:
         bucket, key = s3_location(uri, where)
@@ -365,6 +377,9 @@ class ModelServer:
 
     def _environment(self, python: Path) -> dict[str, str]:
         """The container's variables: the platform's, then the model's Environment (which wins, as on SageMaker)."""
+        # The container's /opt/ml/model is the model dir here: a repacked model's code is found in its code/.
+        submit = self.container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "").rstrip("/")
+        local_code = {"SAGEMAKER_SUBMIT_DIRECTORY": str(self.model_dir / "code")} if submit == MODEL_CODE_DIR else {}
         inherited = {
             name: os.environ[name] for name in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ") if name in os.environ
         }
@@ -383,6 +398,7 @@ class ModelServer:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             **self.container.environment,
+            **local_code,
         }
 
     def _spawn(self, cancel: threading.Event | None) -> str | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepush import alerts, images, jobs, policy, registry, spec
+from sagepush import alerts, images, jobs, policy, registry, repack, spec
 from sagepush.errors import InputError
 from sagepush.events import EndpointStatus, TrainingJobStatus
 
@@ -179,17 +179,21 @@ def _create_version(
     s3: S3Client,
 ) -> str:
     """Create the job's version in its group (and the group when missing); return its ARN."""
-    model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
+    model_data = job_model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     hyper = job.get("HyperParameters", {})
     program = model.inference_entry_point or _hyperparameter(hyper, "sagemaker_program")
     submit_directory = _hyperparameter(hyper, "sagemaker_submit_directory") or request.code_uri
+    image = _inference_image(resolved, model.endpoint, region=settings.aws_region)
+    if program and submit_directory and repack.repacked_by_the_sdk(resolved.framework, resolved.framework_version):
+        # The framework's serving container reads the code from the model directory: the model is repacked with it.
+        model_data = repack.repack(s3=s3, model_data_url=model_data, code_uri=submit_directory)
+        submit_directory = repack.SUBMIT_DIRECTORY
     environment = (
         registry.inference_environment(program=program, submit_directory=submit_directory, region=settings.aws_region)
         if program and submit_directory
         else {}
     )
-    image = _inference_image(resolved, model.endpoint, region=settings.aws_region)
-    metrics_uri = _write_metrics(s3, model_data, request.job_name, metrics) if metrics else None
+    metrics_uri = _write_metrics(s3, job_model_data, request.job_name, metrics) if metrics else None
     _ensure_group(sagemaker, model.group, project=request.project)
     package = registry.model_package_request(
         settings=model,
