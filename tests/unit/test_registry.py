@@ -510,3 +510,14 @@ def test_render_names_the_matrix_job_whose_model_is_malformed(tmp_path: Path) ->
 def test_verdict_document_is_json() -> None:
     verdict = Verdict(Condition("m", ">", 1.0, "m > 1"), 2.0, True)
     assert json.loads(json.dumps(verdict.document())) == {"condition": "m > 1", "value": 2.0, "holds": True}
+
+
+def test_a_tensorflow_model_gets_no_script_mode_environment_as_the_sdk_s_tensorflow_model() -> None:
+    kept = {"program": "inference.py", "submit_directory": "/opt/ml/model/code", "region": "eu-west-1"}
+    assert registry.inference_environment(**kept, framework="tensorflow") == {}
+    assert registry.inference_environment(**kept, framework="pytorch") == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_REGION": "eu-west-1",
+    }

@@ -189,7 +189,12 @@ def _create_version(
         model_data = repack.repack(s3=s3, model_data_url=model_data, code_uri=submit_directory)
         submit_directory = repack.SUBMIT_DIRECTORY
     environment = (
-        registry.inference_environment(program=program, submit_directory=submit_directory, region=settings.aws_region)
+        registry.inference_environment(
+            program=program,
+            submit_directory=submit_directory,
+            region=settings.aws_region,
+            framework=resolved.framework,
+        )
         if program and submit_directory
         else {}
     )

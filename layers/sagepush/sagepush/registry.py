@@ -373,11 +373,21 @@ def approval_status(verdicts: Sequence[Verdict]) -> str:
 
 
 def inference_environment(
-    *, program: str, submit_directory: str, region: str, container_log_level: int = logging.INFO
+    *,
+    program: str,
+    submit_directory: str,
+    region: str,
+    container_log_level: int = logging.INFO,
+    framework: str | None = None,
 ) -> dict[str, str]:
     """Return the environment a framework model's serving container finds its inference code by, as the SDK's
     `Model._script_mode_env_vars` sets it: the script, the code (the staged sourcedir.tar.gz, or
-    `/opt/ml/model/code` when the code is packed into the model), the log level and the region."""
+    `/opt/ml/model/code` when the code is packed into the model), the log level and the region.
+
+    TensorFlow is the exception: TensorFlow Serving's container reads `code/inference.py` from the (repacked) model
+    and none of these variables, and the SDK's `TensorFlowModel` sets none of them."""
+    if framework == "tensorflow":
+        return {}
     return {
         PROGRAM_ENV: program,
         SUBMIT_DIRECTORY_ENV: submit_directory,
