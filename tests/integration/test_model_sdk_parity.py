@@ -94,6 +94,14 @@ CASES: dict[str, dict[str, Any]] = {
         "model": {"inference_entry_point": "serve.py"},
         "endpoint": {"memory_size_in_mb": 4096},
     },
+    "tensorflow-instances": {
+        "framework": "tensorflow",
+        "framework_version": "2.16",
+        "py_version": "py310",
+        "region": "eu-west-1",
+        "model": {"inference_entry_point": "inference.py"},
+        "endpoint": {"instance_type": "ml.c5.xlarge"},
+    },
 }
 
 
@@ -197,7 +205,7 @@ def _ours(case_id: str, sdk_answer: dict[str, Any]) -> dict[str, dict[str, Any]]
     if repack.repacked_by_the_sdk(case["framework"], case["framework_version"]):
         model_data, submit_directory = repack.repacked_uri(model_data), repack.SUBMIT_DIRECTORY
     environment = registry.inference_environment(
-        program=program, submit_directory=submit_directory, region=case["region"]
+        program=program, submit_directory=submit_directory, region=case["region"], framework=case["framework"]
     )
     verdicts = registry.gate(settings.approve_if, _metrics(case))
     model = registry.model_name(settings.group, 1)
@@ -270,8 +278,8 @@ def test_endpoint_requests_match_the_sdk_but_for_the_versioned_config(
 
 def test_covers_every_framework_with_and_without_an_inference_entry_point() -> None:
     frameworks = {case["framework"] for case in CASES.values()}
-    assert frameworks == {"sklearn", "xgboost", "pytorch"}
-    for framework in frameworks:
+    assert frameworks == {"sklearn", "xgboost", "pytorch", "tensorflow"}
+    for framework in frameworks - {"tensorflow"}:  # TensorFlow Serving reads code/inference.py only
         own = [c for c in CASES.values() if c["framework"] == framework]
         assert {"inference_entry_point" in c["model"] for c in own} == {True, False}
     assert {"memory_size_in_mb" in c["endpoint"] for c in CASES.values()} == {True, False}

@@ -44,6 +44,7 @@ from sagemaker import image_uris, utils  # noqa: E402
 from sagemaker.metadata_properties import MetadataProperties  # noqa: E402
 from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
 from sagemaker.pytorch import PyTorchModel  # noqa: E402
+from sagemaker.tensorflow import TensorFlowModel  # noqa: E402
 from sagemaker.serverless import ServerlessInferenceConfig  # noqa: E402
 from sagemaker.session import Session  # noqa: E402
 from sagemaker.sklearn import SKLearnModel  # noqa: E402
@@ -57,9 +58,9 @@ def _no_network(*args: Any, **kwargs: Any) -> None:
 socket.socket.connect = _no_network  # type: ignore[method-assign]
 socket.create_connection = _no_network  # type: ignore[assignment]
 REPACK_MODEL = utils.repack_model
-utils.repack_model = lambda **kwargs: None  # the PyTorch model's repack reads and writes S3
+utils.repack_model = lambda *args, **kwargs: None  # the PyTorch and TensorFlow models' repack reads and writes S3
 
-MODELS = {"sklearn": SKLearnModel, "xgboost": XGBoostModel, "pytorch": PyTorchModel}
+MODELS = {"sklearn": SKLearnModel, "xgboost": XGBoostModel, "pytorch": PyTorchModel, "tensorflow": TensorFlowModel}
 NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 RECORDED = ("create_model_package", "create_model", "create_endpoint_config", "create_endpoint")
 
@@ -118,7 +119,7 @@ def capture(case: dict[str, Any]) -> dict[str, Any]:
         "name": case["model_name"],
         "sagemaker_session": session(case["region"], client),
     }
-    if case.get("py_version"):
+    if case.get("py_version") and case["framework"] != "tensorflow":  # TensorFlowModel takes no py_version
         arguments["py_version"] = case["py_version"]
     model = MODELS[case["framework"]](**arguments)
     metadata = case["metadata"]
