@@ -44,10 +44,10 @@ from sagemaker import image_uris, utils  # noqa: E402
 from sagemaker.metadata_properties import MetadataProperties  # noqa: E402
 from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
 from sagemaker.pytorch import PyTorchModel  # noqa: E402
-from sagemaker.tensorflow import TensorFlowModel  # noqa: E402
 from sagemaker.serverless import ServerlessInferenceConfig  # noqa: E402
 from sagemaker.session import Session  # noqa: E402
 from sagemaker.sklearn import SKLearnModel  # noqa: E402
+from sagemaker.tensorflow import TensorFlowModel  # noqa: E402
 from sagemaker.xgboost import XGBoostModel  # noqa: E402
 
 
