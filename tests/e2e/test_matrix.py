@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -95,6 +96,25 @@ def test_a_matrix_push_trains_every_job_two_at_a_time_and_sends_one_summary(stac
     assert [row["job_name"] for row in rows] == [job["job_name"] for job in jobs]
     table = CliRunner().invoke(app, ["status", "--stack", stack.stack_name], env={"COLUMNS": "160"}).stdout
     assert re.search(rf"push {followed['push']}\s+4 jobs: 4 Completed", table), table
+    # The best job's model, and no other, is registered ([model] without register = "all"), after the summary.
+    [version] = registered(stack, "iris-matrix")
+    assert version["CustomerMetadataProperties"]["sagepush:job"] == followed["best"]
+    assert version["ModelApprovalStatus"] == ("Approved" if best["objective"] >= 0.9 else "PendingManualApproval")
+
+
+def registered(stack: LocalStack, group: str, deadline_seconds: float = 60) -> list[dict[str, Any]]:
+    """The versions of `group`, once MatrixStateMachine's Register step has run (it follows the summary)."""
+    sagemaker = aws.new_client("sagemaker")
+    machine = stack.outputs["MatrixStateMachineArn"]
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        stack.drain()
+        executions = aws.new_client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+        if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # the push's execution registers its best job after the summary, then ends
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    return [dict(sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"])) for p in listed]
 
 
 def best_value(followed: dict[str, Any]) -> float:

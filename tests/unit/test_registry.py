@@ -513,9 +513,13 @@ def test_verdict_document_is_json() -> None:
 
 
 def test_a_tensorflow_model_gets_no_script_mode_environment_as_the_sdk_s_tensorflow_model() -> None:
-    kept = {"program": "inference.py", "submit_directory": "/opt/ml/model/code", "region": "eu-west-1"}
-    assert registry.inference_environment(**kept, framework="tensorflow") == {}
-    assert registry.inference_environment(**kept, framework="pytorch") == {
+    def environment(framework: str) -> dict[str, str]:
+        return registry.inference_environment(
+            program="inference.py", submit_directory="/opt/ml/model/code", region="eu-west-1", framework=framework
+        )
+
+    assert environment("tensorflow") == {}
+    assert environment("pytorch") == {
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
