@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from sagepush.ledger import DynamoDBLedger, Submission
+from tests.integration.conftest import load_event
 from tests.integration.test_status import Alerts
 
 if TYPE_CHECKING:
@@ -311,3 +312,16 @@ def test_a_pytorch_model_with_a_link_is_refused_naming_the_member(stack: LocalSt
     with pytest.raises(Exception, match=r"model\.pth.*symbolic link"):
         register(stack, job, PYTORCH_SPEC)
     assert versions() == []
+
+
+@pytest.mark.usefixtures("instant_jobs")
+def test_the_sample_events_of_model_function_do_what_they_say(stack: LocalStack, alerts: Alerts) -> None:
+    registering = load_event("model-register")
+    job = completed_job(stack, registering["register"]["job_name"], {"validation:accuracy": 0.97})
+    assert stack.invoke("ModelFunction", registering)["version"] == 1
+    approved = stack.invoke("ModelFunction", load_event("model-package-approved"))
+    assert approved["approval_status"] == "Approved"
+    in_service = stack.invoke("ModelFunction", load_event("endpoint-in-service"))
+    assert (in_service["status"], in_service["version"]) == ("EndpointInService", 1)
+    sent = sorted((a["status"], a["job_name"]) for a in alerts.received())
+    assert sent == [("EndpointInService", job), ("ModelApproved", job), ("ModelRegistered", job)]
