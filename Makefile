@@ -142,7 +142,7 @@ bench: dev ## benchmarks, as ratios against references measured in the same run;
 bench-check: dev ## the quick benchmarks; fails on a ratio more than 25 % behind its target (for a quiet machine)
 	$(UV_RUN) python -m bench --quick --only staging,memory,init,stack --slack 1.25 --output bench/quick-results.json
 
-images: uv ## regenerate the training-image data from the newest SageMaker SDK on PyPI (keeps what v2 knew), then framework-packages
+images: uv ## regenerate the training and inference image data from the newest SageMaker SDK on PyPI (keeps what v2 knew), then framework-packages
 	$(UV_RUN) python scripts/generate_images.py
 	@# Exit status 3: GitHub unreachable. The image table is new all the same; the packages stay as committed.
 	@rc=0; $(FRAMEWORK_PACKAGES) || rc=$$?; \
