@@ -161,7 +161,14 @@ def render_staged(
     )
     job_policy = job_policy or template_policy(artifact_bucket)
     if staged.manifest is not None:
-        jobs.check_model(staged.manifest.table, project=project, origin=staged.manifest.source, job_policy=job_policy)
+        jobs.check_model(
+            staged.manifest.table,
+            project=project,
+            origin=staged.manifest.source,
+            job_policy=job_policy,
+            resolved=resolved,
+            region=region,
+        )
     jobs.check_entry_point(resolved, staged.files)
     code_uri = f"s3://{artifact_bucket}/code/{project}/{staged.digest}/sourcedir.tar.gz"
     deployment = policy.Deployment(

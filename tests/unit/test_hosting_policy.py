@@ -7,18 +7,33 @@ from typing import Any
 
 import pytest
 
-from sagepush import jobs
+from sagepush import jobs, spec
 from sagepush.policy import Policy, PolicyError
 
 MANIFEST: dict[str, Any] = {
+    "framework": "sklearn",
+    "framework_version": "1.2-1",
+    "entry_point": "train.py",
     "metric_definitions": [{"Name": "validation:accuracy", "Regex": "accuracy=([0-9.]+)"}],
     "model": {"approve_if": ["validation:accuracy >= 0.9"]},
 }
 
 
-def check(endpoint: dict[str, Any], policy: Policy | None = None) -> Any:
+def check(endpoint: dict[str, Any], policy: Policy | None = None, **manifest: Any) -> Any:
+    table = {**MANIFEST, **manifest, "endpoint": endpoint}
+    resolved = spec.resolve_spec(
+        spec.Manifest(source="sagepush.toml", table=table),
+        spec.Defaults(
+            role="arn:aws:iam::123456789012:role/sagemaker", instance_type="ml.m5.large", output_path="s3://out/iris/"
+        ),
+    )
     return jobs.check_model(
-        {**MANIFEST, "endpoint": endpoint}, project="iris", origin="sagepush.toml", job_policy=policy or Policy()
+        table,
+        project="iris",
+        origin="sagepush.toml",
+        job_policy=policy or Policy(),
+        resolved=resolved,
+        region="us-east-1",
     )
 
 
@@ -56,3 +71,11 @@ def test_the_policy_document_carries_the_hosting_limits() -> None:
     )
     assert policy.hosting_instance_types == ("ml.c5.*",)
     assert (policy.max_hosting_instance_count, policy.serverless_only) == (4, True)
+
+
+def test_a_model_no_inference_image_serves_is_refused_before_it_is_trained() -> None:
+    # PyTorch trains on versions it has no inference image for yet: the push would train a model nothing can serve.
+    with pytest.raises(spec.SpecError) as refused:
+        check({"instance_type": "ml.m5.large"}, framework="pytorch", framework_version="2.8", py_version="py312")
+    assert refused.value.where == "sagepush.toml: framework_version"
+    assert "no image serves the model [model] registers" in refused.value.message

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepush import alerts, images, jobs, policy, registry, repack, spec
+from sagepush import alerts, jobs, policy, registry, repack, spec
 from sagepush.errors import InputError
 from sagepush.events import EndpointStatus, TrainingJobStatus
 
@@ -112,12 +112,19 @@ def register_job(
     """
     now = clock or _now_ms
     where = f"{request.job_name}'s manifest"
-    model = jobs.check_model(request.spec, project=request.project, origin=where, job_policy=settings.job_policy)
-    if model is None:
-        return {"job_name": request.job_name, "registered": False}
     resolved = spec.resolve_spec(
         spec.Manifest(source=where, table=request.spec), jobs.defaults_from(settings, request.project)
     )
+    model = jobs.check_model(
+        request.spec,
+        project=request.project,
+        origin=where,
+        job_policy=settings.job_policy,
+        resolved=resolved,
+        region=settings.aws_region,
+    )
+    if model is None:
+        return {"job_name": request.job_name, "registered": False}
     job = sagemaker.describe_training_job(TrainingJobName=request.job_name)
     if str(job["TrainingJobStatus"]) != TrainingJobStatus.COMPLETED:
         raise InputError(request.job_name, f"is {job['TrainingJobStatus']}: only a completed job's model is registered")
@@ -183,7 +190,7 @@ def _create_version(
     hyper = job.get("HyperParameters", {})
     program = model.inference_entry_point or _hyperparameter(hyper, "sagemaker_program")
     submit_directory = _hyperparameter(hyper, "sagemaker_submit_directory") or request.code_uri
-    image = _inference_image(resolved, model.endpoint, region=settings.aws_region)
+    image = jobs.inference_image(resolved, model.endpoint, region=settings.aws_region)
     if program and submit_directory and repack.repacked_by_the_sdk(resolved.framework, resolved.framework_version):
         # The framework's serving container reads the code from the model directory: the model is repacked with it.
         model_data = repack.repack(s3=s3, model_data_url=model_data, code_uri=submit_directory)
@@ -266,30 +273,6 @@ def _write_metrics(s3: S3Client, model_data: str, job_name: str, metrics: Mappin
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=registry.METRICS_CONTENT_TYPE)
     logger.info("metrics written", extra={"job_name": job_name, "uri": uri})
     return uri
-
-
-def _inference_image(resolved: spec.TrainingSpec, endpoint: registry.EndpointSettings | None, *, region: str) -> str:
-    """The image that serves the model: the framework's inference image for the endpoint's instance type (serverless:
-    the CPU image), or the training image when the job named its own."""
-    if resolved.framework is None or resolved.framework_version is None:
-        if resolved.image_uri:
-            return resolved.image_uri
-        raise InputError("framework", "a model is registered with its framework's inference image: name the framework")
-    serverless = endpoint is not None and endpoint.serverless
-    if serverless:
-        instance_type = None
-    elif endpoint is not None:
-        instance_type = endpoint.instance_type
-    else:  # no endpoint yet: the processor the model was trained on
-        instance_type = resolved.instance_type
-    return images.inference_image_uri(
-        resolved.framework,
-        resolved.framework_version,
-        resolved.py_version,
-        instance_type,
-        region,
-        serverless=serverless,
-    )
 
 
 def _hyperparameter(hyper: Mapping[str, str], name: str) -> str | None:

@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from sagepush import images, policy, registry, request, spec
+from sagepush.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -66,18 +67,62 @@ def check_entry_point(resolved: spec.TrainingSpec, files: frozenset[str]) -> Non
 
 
 def check_model(
-    table: Mapping[str, Any], *, project: str, origin: str, job_policy: policy.Policy
+    table: Mapping[str, Any],
+    *,
+    project: str,
+    origin: str,
+    job_policy: policy.Policy,
+    resolved: spec.TrainingSpec,
+    region: str,
 ) -> registry.ModelSettings | None:
-    """Read a manifest's `[model]` and `[endpoint]` and check the endpoint against the deployment's policy: at the
-    upload, in render and before a model is registered or deployed.
+    """Read a manifest's `[model]` and `[endpoint]`, check the endpoint against the deployment's policy and find the
+    image the model is served with: at the upload, in render and before a model is registered or deployed, so a
+    model that could not be registered is refused before it is trained.
 
     Raises:
-        InputError: a malformed table (SpecError), or an endpoint beyond the policy (PolicyError), naming the field.
+        InputError: a malformed table (SpecError), an endpoint beyond the policy (PolicyError), or no inference image
+            for the job's framework, version and Python (SpecError), naming the field.
     """
     model = registry.read_model(table, project=project, origin=origin)
-    if model is not None and model.endpoint is not None:
+    if model is None:
+        return None
+    if model.endpoint is not None:
         policy.check_endpoint(model.endpoint, job_policy, where=lambda field: f"{origin}: endpoint.{field}")
+    try:
+        inference_image(resolved, model.endpoint, region=region)
+    except InputError as exc:
+        raise spec.SpecError(
+            f"{origin}: {exc.where}", f"{exc.message} (no image serves the model [model] registers)"
+        ) from exc
     return model
+
+
+def inference_image(resolved: spec.TrainingSpec, endpoint: registry.EndpointSettings | None, *, region: str) -> str:
+    """The image that serves a job's model: its framework's inference image for the endpoint's instance type
+    (serverless: the CPU image; no endpoint: the processor it was trained on), or the job's own image.
+
+    Raises:
+        InputError: no framework and no image, or no inference image for the framework, version and Python.
+    """
+    if resolved.framework is None or resolved.framework_version is None:
+        if resolved.image_uri:
+            return resolved.image_uri
+        raise InputError("framework", "a model is registered with its framework's inference image: name the framework")
+    serverless = endpoint is not None and endpoint.serverless
+    if serverless:
+        instance_type = None
+    elif endpoint is not None:
+        instance_type = endpoint.instance_type
+    else:
+        instance_type = resolved.instance_type
+    return images.inference_image_uri(
+        resolved.framework,
+        resolved.framework_version,
+        resolved.py_version,
+        instance_type,
+        region,
+        serverless=serverless,
+    )
 
 
 def deployment_of(settings: JobDefaultSettings, *, project: str, code_uri: str) -> policy.Deployment:

@@ -178,7 +178,12 @@ def _start_from_upload(upload: ObjectCreated, *, settings: StageSettings, s3: S3
             resolved = spec.resolve_spec(job_manifest, jobs.defaults_from(settings, project))
             if job_manifest is not None:
                 jobs.check_model(
-                    job_manifest.table, project=project, origin=job_manifest.source, job_policy=settings.job_policy
+                    job_manifest.table,
+                    project=project,
+                    origin=job_manifest.source,
+                    job_policy=settings.job_policy,
+                    resolved=resolved,
+                    region=settings.aws_region,
                 )
             jobs.check_entry_point(resolved, files)
             jobs.build_job_request(
@@ -317,7 +322,14 @@ def prepare_direct_start(start: DirectStart, *, execution_name: str, settings: J
     project = naming.check_project(start.project, where="project")
     table = apply_settings(start.spec, start.set)
     resolved = spec.resolve_spec(spec.Manifest(source="input", table=table), jobs.defaults_from(settings, project))
-    jobs.check_model(table, project=project, origin="input", job_policy=settings.job_policy)
+    jobs.check_model(
+        table,
+        project=project,
+        origin="input",
+        job_policy=settings.job_policy,
+        resolved=resolved,
+        region=settings.aws_region,
+    )
     if resolved.stages_code and not start.code_uri:
         what = "runs a script from" if resolved.runs_script else f"gets as channel {resolved.code_channel!r}"
         raise UploadError("code_uri", f"is required: the job {what} the staged code")
