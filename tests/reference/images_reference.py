@@ -77,11 +77,10 @@ def answer(function: Any, case: dict[str, Any]) -> dict[str, str]:
         return {"error": type(exc).__name__, "message": str(exc)}
 
 
-def main() -> None:
-    logging.disable(logging.CRITICAL)
-    cases = json.load(sys.stdin)
-    answers = [{"training": answer(training, case), "retrieve": answer(retrieve, case)} for case in cases]
-    frameworks = {case["framework"] for case in cases} | {"pytorch-neuron", "pytorch-smp"}
+def send(answers: list[Any], frameworks: set[str]) -> None:
+    """Write the answers, once no lookup has changed a config the cache above shares (`frameworks` names them).
+
+    inference_images_reference.py sends its answers through here too (it imports this module, which runs beside it)."""
     for framework in frameworks:
         try:
             changed = _config(framework) != _read_config(framework)
@@ -90,6 +89,13 @@ def main() -> None:
         if changed:
             sys.exit(f"the SDK changed its {framework} config while answering: the shared copy is not safe")
     json.dump(answers, _ANSWER)
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    cases = json.load(sys.stdin)
+    answers = [{"training": answer(training, case), "retrieve": answer(retrieve, case)} for case in cases]
+    send(answers, {case["framework"] for case in cases} | {"pytorch-neuron", "pytorch-smp"})
 
 
 if __name__ == "__main__":
