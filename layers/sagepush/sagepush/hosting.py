@@ -288,34 +288,24 @@ def _hyperparameter(hyper: Mapping[str, str], name: str) -> str | None:
 
 
 def _ensure_group(sagemaker: SageMakerClient, group: str, *, project: str) -> None:
-    try:
-        sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-        return
-    except ClientError as exc:
-        if not _MISSING.search(str(exc)):
-            raise
-    request = registry.model_package_group_request(group=group, project=project, tags={PROJECT_KEY: project})
-    try:
-        sagemaker.create_model_package_group(**request)
-    except ClientError as exc:
-        if not _EXISTS.search(str(exc)):
-            raise
+    if _described(lambda: sagemaker.describe_model_package_group(ModelPackageGroupName=group)) is None:
+        request = registry.model_package_group_request(group=group, project=project, tags={PROJECT_KEY: project})
+        _create(lambda: sagemaker.create_model_package_group(**request))
 
 
 def _registered_version(sagemaker: SageMakerClient, group: str, job_name: str, *, newest: int = 20) -> str | None:
     """The version already registered for `job_name` (an earlier attempt's), among the group's newest."""
-    try:
-        listed = sagemaker.list_model_packages(
+    listed = _described(
+        lambda: sagemaker.list_model_packages(
             ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending", MaxResults=newest
         )
-    except ClientError as exc:
-        if _MISSING.search(str(exc)):
-            return None
-        raise
+    )
+    if listed is None:  # no group yet
+        return None
     for summary in listed.get("ModelPackageSummaryList", []):
         described = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
         if described.get("CustomerMetadataProperties", {}).get(JOB_KEY) == job_name:
-            return summary["ModelPackageArn"]
+            return str(summary["ModelPackageArn"])
     return None
 
 
@@ -409,7 +399,7 @@ def deploy(
     model_name = registry.model_name(group, version)
     config_name = registry.endpoint_config_name(endpoint.name, version)
     container = package["InferenceSpecification"]["Containers"][0]
-    if not _exists(lambda: sagemaker.describe_model(ModelName=model_name)):
+    if _described(lambda: sagemaker.describe_model(ModelName=model_name)) is None:
         request = registry.model_request(
             name=model_name,
             image=container["Image"],
@@ -419,12 +409,12 @@ def deploy(
             tags=tags,
         )
         _create(lambda: sagemaker.create_model(**request))
-    if not _exists(lambda: sagemaker.describe_endpoint_config(EndpointConfigName=config_name)):
+    if _described(lambda: sagemaker.describe_endpoint_config(EndpointConfigName=config_name)) is None:
         request = registry.endpoint_config_request(
             name=config_name, model_name=model_name, endpoint=endpoint, tags=tags
         )
         _create(lambda: sagemaker.create_endpoint_config(**request))
-    current = _describe_endpoint(sagemaker, endpoint.name)
+    current = _described(lambda: sagemaker.describe_endpoint(EndpointName=endpoint.name))
     action: str
     if current is None:
         request = registry.create_endpoint_request(endpoint=endpoint, config_name=config_name, tags=tags)
@@ -594,23 +584,14 @@ def _newest_approved(sagemaker: SageMakerClient, group: str, *, above: int | Non
     return newest if newest is not None else above
 
 
-def _describe_endpoint(sagemaker: SageMakerClient, name: str) -> dict[str, Any] | None:
+def _described(describe: Callable[[], Any]) -> Any | None:
+    """`describe()`'s answer, or None when SageMaker answers that the resource is not there."""
     try:
-        return dict(sagemaker.describe_endpoint(EndpointName=name))
+        return describe()
     except ClientError as exc:
         if _MISSING.search(str(exc)):
             return None
         raise
-
-
-def _exists(describe: Callable[[], Any]) -> bool:
-    try:
-        describe()
-    except ClientError as exc:
-        if _MISSING.search(str(exc)):
-            return False
-        raise
-    return True
 
 
 def _create(create: Callable[[], Any]) -> None:
