@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,7 +13,11 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(autouse=True)
-def _no_network() -> Iterator[None]:
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # A local stack started earlier in the same run points every client at its server (AWS_ENDPOINT_URL*); a unit
+    # test's clients are stubbed or moto's in-process ones (mock_aws), which must see AWS's own endpoints.
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
     disable_socket(allow_unix_socket=True)
     yield
     enable_socket()

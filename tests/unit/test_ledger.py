@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,12 +259,9 @@ class Table:
 
 
 @pytest.fixture
-def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Table]:
+def table() -> Iterator[Table]:
     from moto import mock_aws
 
-    # A local stack started earlier in the same run points every client at its server; these requests are moto's own.
-    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
     with mock_aws():
         yield Table()
 

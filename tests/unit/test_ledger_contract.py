@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,15 +53,12 @@ def ledger_table() -> dict[str, Any]:
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
-def ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
+def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
     if request.param == "fake":
         yield FakeLedger()
         return
     from moto import mock_aws
 
-    # A local stack started earlier in the same run points every client at its server; these requests are moto's own.
-    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
     with mock_aws():
         client = boto3.client(
             "dynamodb", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
